@@ -1,1 +1,2 @@
 //! QMP protocol crate.
+pub mod json;
