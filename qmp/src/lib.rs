@@ -1,1 +1,5 @@
 //! QMP protocol crate.
+
+pub mod error;
+pub mod request;
+pub mod schema;
