@@ -1,0 +1,481 @@
+//! The emulator: all process state in one struct, owned by the main loop
+//! thread (and, once vCPUs exist, guarded by the big lock). Subsystems are
+//! fields; the main loop routes ready fds, bottom halves and timers to them.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::chardev::{CharEvent, Chardev, ChardevError, FdRegistry, Frontend};
+use crate::fdsets::FdSets;
+use crate::machine::Machine;
+use crate::main_loop::{ClockType, Clocks, FdWatch, Readiness, TimerId, TimerList, Token};
+use crate::monitor::Monitor;
+use crate::qom::Qom;
+use crate::qtest::Qtest;
+use crate::runstate::RunState;
+use crate::vl::Config;
+
+/// Who owns a registered fd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FdOwner {
+    Chardev(String),
+    Signals,
+}
+
+/// Work scheduled to run on the main loop after the current dispatch.
+pub type BottomHalf = Box<dyn FnOnce(&mut Emulator)>;
+
+/// What a timer does when it fires.
+pub type TimerAction = Box<dyn FnOnce(&mut Emulator)>;
+
+/// Why the process is leaving the main loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    Shutdown,
+    Signal(i32),
+}
+
+/// Requests raised anywhere (QMP, devices, signals) and handled once per
+/// loop iteration, as QEMU's main_loop_should_exit does.
+#[derive(Default)]
+pub struct Requests {
+    pub shutdown: bool,
+    pub reset: bool,
+    pub powerdown: bool,
+    pub wakeup: bool,
+    pub signal: Option<i32>,
+}
+
+pub struct Emulator {
+    pub name: Option<String>,
+    pub uuid: [u8; 16],
+    pub no_shutdown: bool,
+    pub no_reboot: bool,
+    pub fdwatch: FdWatch,
+    pub clocks: Clocks,
+    pub timers: TimerList<TimerAction>,
+    bottom_halves: Vec<BottomHalf>,
+    pub owners: HashMap<Token, FdOwner>,
+    /// In creation order, as query-chardev lists them.
+    pub chardevs: Vec<Chardev>,
+    pub monitors: Vec<Option<Monitor>>,
+    pub runstate: RunState,
+    pub requests: Requests,
+    pub exit: Option<ExitReason>,
+    pub qom: Qom,
+    pub fdsets: FdSets,
+    pub qtest: Option<Qtest>,
+    pub machine: Machine,
+    /// `-incoming` given: `cont` only sets autostart until migration ends.
+    pub autostart: bool,
+    pub pidfile: Option<String>,
+    signal_pipe: Option<RawFd>,
+    exit_reason_signal: Option<i32>,
+}
+
+impl Emulator {
+    pub fn new(cfg: &Config, machine: Machine) -> std::io::Result<Self> {
+        let qtest_clock = machine.accel == crate::vl::config::Accel::Qtest;
+        Ok(Emulator {
+            name: cfg.name.clone(),
+            uuid: cfg.uuid.unwrap_or([0; 16]),
+            no_shutdown: cfg.no_shutdown,
+            no_reboot: cfg.no_reboot,
+            fdwatch: FdWatch::new()?,
+            clocks: Clocks::new(qtest_clock),
+            timers: TimerList::default(),
+            bottom_halves: Vec::new(),
+            owners: HashMap::new(),
+            chardevs: Vec::new(),
+            monitors: Vec::new(),
+            runstate: RunState::Prelaunch,
+            requests: Requests::default(),
+            exit: None,
+            qom: Qom::new(),
+            fdsets: FdSets::default(),
+            qtest: None,
+            machine,
+            autostart: true,
+            pidfile: cfg.pidfile.clone(),
+            signal_pipe: None,
+            exit_reason_signal: None,
+        })
+    }
+
+    // ---- bottom halves and timers -------------------------------------
+
+    pub fn schedule_bh(&mut self, bh: BottomHalf) {
+        self.bottom_halves.push(bh);
+    }
+
+    pub fn add_timer(&mut self, clock: ClockType, delay_ns: i64, action: TimerAction) -> TimerId {
+        let deadline = self.clocks.now(clock).saturating_add(delay_ns);
+        self.timers.add(clock, deadline, action)
+    }
+
+    /// Runs timers whose deadline passed (also after qtest moves the
+    /// virtual clock).
+    pub fn run_expired_timers(&mut self) {
+        for (_, action) in self.timers.take_expired(&self.clocks) {
+            action(self);
+        }
+    }
+
+    fn run_bottom_halves(&mut self) {
+        // A bottom half scheduled by another runs on the next iteration.
+        let pending = std::mem::take(&mut self.bottom_halves);
+        for bh in pending {
+            bh(self);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.bottom_halves.is_empty() || self.has_pending_requests() {
+            return Some(Duration::ZERO);
+        }
+        self.timers
+            .next_timeout_ns(&self.clocks)
+            .map(|ns| Duration::from_nanos(ns.max(0) as u64))
+    }
+
+    // ---- chardevs ------------------------------------------------------
+
+    pub fn chardev_index(&self, id: &str) -> Option<usize> {
+        self.chardevs.iter().position(|c| c.id == id)
+    }
+
+    pub fn chardev(&self, id: &str) -> Option<&Chardev> {
+        self.chardevs.iter().find(|c| c.id == id)
+    }
+
+    pub fn chardev_mut(&mut self, id: &str) -> Option<&mut Chardev> {
+        self.chardevs.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Creates and registers a chardev from `-chardev`-style options.
+    pub fn add_chardev(&mut self, opts: &crate::vl::opts::QemuOpts) -> Result<(), ChardevError> {
+        let Some(id) = opts.id.clone() else {
+            return Err(ChardevError::Msg("chardev: no id specified".into()));
+        };
+        if self.chardev(&id).is_some() {
+            return Err(ChardevError::Msg(format!(
+                "Chardev '{id}' already exists"
+            )));
+        }
+        let backend = crate::chardev::create_backend(opts)?;
+        let mut dev = Chardev::new(id.clone(), backend);
+        if let Some(path) = opts.get("logfile") {
+            let append = opts.get_bool("logappend", false).unwrap_or(false);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .append(append)
+                .truncate(!append)
+                .open(path)
+                .map_err(|e| ChardevError::Msg(format!("Unable to open logfile {path}: {e}")))?;
+            dev.log = Some(f);
+        }
+        let mut reg = FdRegistry::new(&mut self.fdwatch);
+        dev.backend.attach(&mut reg)?;
+        let (added, removed) = (reg.added.clone(), reg.removed.clone());
+        dev.note_tokens(&reg);
+        self.set_owners(&id, &added, &removed);
+        self.chardevs.push(dev);
+        Ok(())
+    }
+
+    pub fn set_owners(&mut self, id: &str, added: &[Token], removed: &[Token]) {
+        for t in removed {
+            self.owners.remove(t);
+        }
+        for t in added {
+            self.owners.insert(*t, FdOwner::Chardev(id.to_string()));
+        }
+    }
+
+    /// Removes a chardev; refused while a frontend uses it.
+    pub fn remove_chardev(&mut self, id: &str) -> Result<(), String> {
+        let Some(idx) = self.chardev_index(id) else {
+            return Err(format!("Chardev '{id}' not found"));
+        };
+        if self.chardevs[idx].frontend.is_some() {
+            return Err(format!("Chardev '{id}' is busy"));
+        }
+        let mut dev = self.chardevs.remove(idx);
+        let mut reg = FdRegistry::new(&mut self.fdwatch);
+        dev.backend.close(&mut reg);
+        for t in reg.removed.iter().chain(dev.tokens.iter()) {
+            self.owners.remove(t);
+        }
+        for t in dev.tokens.clone() {
+            self.fdwatch.remove(t);
+        }
+        Ok(())
+    }
+
+    /// Connects a frontend; it hears `Opened` at once when the device is
+    /// already usable.
+    pub fn attach_frontend(&mut self, id: &str, fe: Frontend) -> Result<(), String> {
+        let Some(dev) = self.chardev_mut(id) else {
+            return Err(format!("chardev \"{id}\" not found"));
+        };
+        if dev.frontend.is_some() {
+            return Err(format!("Chardev '{id}' is busy"));
+        }
+        dev.frontend = Some(fe);
+        if dev.backend.is_open() {
+            let id = id.to_string();
+            self.schedule_bh(Box::new(move |emu| emu.deliver(&id, CharEvent::Opened)));
+        }
+        Ok(())
+    }
+
+    /// Writes frontend output to a chardev.
+    pub fn chardev_write(&mut self, id: &str, data: &[u8]) {
+        if let Some(idx) = self.chardev_index(id) {
+            self.chardevs[idx].write(&mut self.fdwatch, data);
+        }
+    }
+
+    fn chardev_ready(&mut self, id: &str, r: Readiness) {
+        let Some(idx) = self.chardev_index(id) else {
+            return;
+        };
+        let dev = &mut self.chardevs[idx];
+        if r.writable && dev.has_pending_output() {
+            dev.flush(&mut self.fdwatch);
+        }
+        let mut reg = FdRegistry::new(&mut self.fdwatch);
+        let events = dev.backend.ready(&mut reg, r.token, r.readable, r.writable);
+        let (added, removed) = (reg.added.clone(), reg.removed.clone());
+        dev.note_tokens(&reg);
+        let id = dev.id.clone();
+        self.set_owners(&id, &added, &removed);
+        for ev in events {
+            self.deliver(&id, ev);
+        }
+    }
+
+    /// Hands a chardev event to its frontend.
+    pub fn deliver(&mut self, id: &str, ev: CharEvent) {
+        let Some(dev) = self.chardev_mut(id) else {
+            return;
+        };
+        if ev == CharEvent::Closed {
+            dev.discard_output();
+        }
+        let Some(fe) = dev.frontend else {
+            return;
+        };
+        match fe {
+            Frontend::Monitor(i) => crate::monitor::handle_char_event(self, i, ev),
+            Frontend::Qtest => crate::qtest::handle_char_event(self, ev),
+            Frontend::Serial(i) => self.machine.serial_input(i, ev),
+        }
+    }
+
+    /// Descriptors a unix-socket peer passed, for getfd/add-fd.
+    pub fn take_received_fds(&mut self, id: &str) -> Vec<std::os::fd::OwnedFd> {
+        self.chardev_mut(id)
+            .map(|d| d.backend.take_received_fds())
+            .unwrap_or_default()
+    }
+
+    // ---- events ---------------------------------------------------------
+
+    /// Sends an event to every QMP monitor past capabilities negotiation.
+    pub fn emit_event(&mut self, name: &str, data: Option<Value>) {
+        let host_us = Clocks::host_ns() / 1000;
+        let mut ev = Map::new();
+        ev.insert("event".into(), json!(name));
+        if let Some(d) = data {
+            ev.insert("data".into(), d);
+        }
+        ev.insert(
+            "timestamp".into(),
+            json!({"seconds": host_us / 1_000_000, "microseconds": host_us % 1_000_000}),
+        );
+        let ev = Value::Object(ev);
+        for i in 0..self.monitors.len() {
+            crate::monitor::send_event(self, i, &ev);
+        }
+    }
+
+    // ---- run state ---------------------------------------------------
+
+    pub fn set_runstate(&mut self, to: RunState) {
+        if self.runstate != to && !self.runstate.can_become(to) {
+            eprintln!(
+                "qemu-system-x86_64: invalid runstate transition: '{}' -> '{}'",
+                self.runstate.name(),
+                to.name()
+            );
+            std::process::abort();
+        }
+        self.runstate = to;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.runstate == RunState::Running
+    }
+
+    /// vm_stop(): pauses vCPUs and virtual time, emits STOP when the VM
+    /// was running.
+    pub fn vm_stop(&mut self, state: RunState) {
+        if self.is_running() {
+            self.machine.pause();
+            self.clocks.pause_virtual();
+            self.set_runstate(state);
+            self.emit_event("STOP", None);
+        } else if self.runstate != state {
+            self.set_runstate(state);
+        }
+    }
+
+    /// vm_start(): resumes vCPUs and emits RESUME.
+    pub fn vm_start(&mut self) {
+        if !self.is_running() {
+            self.clocks.resume_virtual();
+            self.set_runstate(RunState::Running);
+            self.machine.resume();
+            self.emit_event("RESUME", None);
+        }
+    }
+
+    pub fn request_reset(&mut self) {
+        if self.no_reboot {
+            self.requests.shutdown = true;
+        } else {
+            self.requests.reset = true;
+        }
+    }
+
+    fn has_pending_requests(&self) -> bool {
+        let r = &self.requests;
+        r.shutdown || r.reset || r.powerdown || r.wakeup || r.signal.is_some()
+    }
+
+    /// QEMU's main_loop_should_exit: acts on requests in QEMU's order.
+    fn handle_requests(&mut self) {
+        if let Some(sig) = self.requests.signal.take() {
+            eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+            self.no_shutdown = false;
+            self.requests.shutdown = true;
+            self.exit_reason_signal = Some(sig);
+        }
+        if std::mem::take(&mut self.requests.shutdown) {
+            self.emit_event("SHUTDOWN", None);
+            if self.no_shutdown {
+                self.vm_stop(RunState::Shutdown);
+            } else {
+                self.exit = Some(match self.exit_reason_signal {
+                    Some(s) => ExitReason::Signal(s),
+                    None => ExitReason::Shutdown,
+                });
+                return;
+            }
+        }
+        if std::mem::take(&mut self.requests.reset) {
+            self.machine.reset();
+            self.emit_event("RESET", None);
+            if self.runstate != RunState::Running && self.runstate != RunState::Inmigrate {
+                self.set_runstate(RunState::Prelaunch);
+            }
+        }
+        if std::mem::take(&mut self.requests.wakeup) {
+            self.machine.reset();
+            self.emit_event("WAKEUP", None);
+        }
+        if std::mem::take(&mut self.requests.powerdown) {
+            self.emit_event("POWERDOWN", None);
+            self.machine.powerdown();
+        }
+        for ev in self.machine.take_events() {
+            self.handle_machine_event(ev);
+        }
+    }
+
+    fn handle_machine_event(&mut self, ev: crate::machine::MachineEvent) {
+        use crate::machine::MachineEvent;
+        match ev {
+            MachineEvent::Reset => self.request_reset(),
+            MachineEvent::Shutdown => self.requests.shutdown = true,
+        }
+    }
+
+    // ---- the loop ------------------------------------------------------
+
+    pub fn watch_signals(&mut self, fd: RawFd) -> std::io::Result<()> {
+        let t = self.fdwatch.add(fd, true, false)?;
+        self.owners.insert(t, FdOwner::Signals);
+        self.signal_pipe = Some(fd);
+        Ok(())
+    }
+
+    fn drain_signal_pipe(&mut self) {
+        if let Some(fd) = self.signal_pipe {
+            let mut buf = [0u8; 64];
+            while let crate::sys::fd::ReadOutcome::Data(_) =
+                crate::sys::fd::read_nonblocking(fd, &mut buf)
+            {}
+        }
+        if let Some(sig) = crate::sys::signals::take_pending() {
+            self.requests.signal = Some(sig);
+        }
+    }
+
+    /// One iteration: poll, dispatch fds, bottom halves, timers, requests.
+    pub fn iterate(&mut self, ready: &mut Vec<Readiness>) {
+        let timeout = self.poll_timeout();
+        ready.clear();
+        self.fdwatch.wait(timeout, ready);
+        for r in ready.iter() {
+            match self.owners.get(&r.token).cloned() {
+                Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
+                Some(FdOwner::Signals) => self.drain_signal_pipe(),
+                None => {}
+            }
+        }
+        self.run_bottom_halves();
+        self.run_expired_timers();
+        self.handle_requests();
+    }
+
+    pub fn run(&mut self) -> ExitReason {
+        let mut ready = Vec::new();
+        // Frontends attached during start-up hear `Opened` before any input.
+        self.run_bottom_halves();
+        loop {
+            if let Some(e) = self.exit {
+                return e;
+            }
+            self.iterate(&mut ready);
+        }
+    }
+
+    /// Flushes monitor output and tears chardevs down (sockets unlinked,
+    /// ptys closed) before exit.
+    pub fn shutdown_cleanup(&mut self) {
+        for i in 0..self.chardevs.len() {
+            let dev = &mut self.chardevs[i];
+            if dev.has_pending_output() {
+                dev.flush(&mut self.fdwatch);
+            }
+        }
+        let ids: Vec<String> = self.chardevs.iter().map(|c| c.id.clone()).collect();
+        for id in ids {
+            if let Some(idx) = self.chardev_index(&id) {
+                let mut dev = self.chardevs.remove(idx);
+                let mut reg = FdRegistry::new(&mut self.fdwatch);
+                dev.backend.close(&mut reg);
+            }
+        }
+        if let Some(p) = self.pidfile.take() {
+            let _ = std::fs::remove_file(p);
+        }
+        crate::chardev::stdio::restore_terminal();
+    }
+}

@@ -1,0 +1,159 @@
+//! The human monitor's command table, shared by `-monitor`,
+//! `-mon mode=readline` and QMP's human-monitor-command. Most commands call
+//! the QMP handler and format its reply as QEMU's hmp.c does.
+
+pub mod args;
+pub mod info;
+pub mod run;
+
+use serde_json::{Map, Value};
+
+use qmp::error::QmpError;
+
+use crate::emulator::Emulator;
+use crate::qmp_cmds::CmdCtx;
+
+pub type HmpArgs = Map<String, Value>;
+/// Appends output to the string; an Err is printed as the error message.
+pub type HmpHandler = fn(&mut Emulator, &mut CmdCtx, &HmpArgs, &mut String) -> Result<(), QmpError>;
+
+pub struct HmpCommand {
+    /// `name` or `name|alias`.
+    pub name: &'static str,
+    pub args_type: &'static str,
+    pub params: &'static str,
+    pub help: &'static str,
+    pub handler: HmpHandler,
+}
+
+pub const fn hmp(
+    name: &'static str,
+    args_type: &'static str,
+    params: &'static str,
+    help: &'static str,
+    handler: HmpHandler,
+) -> HmpCommand {
+    HmpCommand {
+        name,
+        args_type,
+        params,
+        help,
+        handler,
+    }
+}
+
+pub static COMMANDS: &[HmpCommand] = &[
+    hmp("help|?", "name:S?", "[cmd]", "show the help", help),
+    hmp("info", "item:s?", "[subcommand]", "show various information about the system state", info_cmd),
+    hmp("quit|q", "", "", "quit the emulator", run::quit),
+    hmp("stop", "", "", "stop emulation", run::stop),
+    hmp("cont|c", "", "", "resume emulation", run::cont),
+    hmp("system_reset", "", "", "reset the system", run::system_reset),
+    hmp("system_powerdown", "", "", "send system power down event", run::system_powerdown),
+    hmp("system_wakeup", "", "", "wakeup guest from suspend", run::system_wakeup),
+    hmp("getfd", "fdname:s", "getfd name", "receive a file descriptor via SCM rights and assign it a name", run::getfd),
+    hmp("closefd", "fdname:s", "closefd name", "close a file descriptor previously passed via SCM rights", run::closefd),
+];
+
+fn names(c: &HmpCommand) -> impl Iterator<Item = &'static str> {
+    c.name.split('|')
+}
+
+pub fn find<'a>(table: &'a [HmpCommand], name: &str) -> Option<&'a HmpCommand> {
+    table.iter().find(|c| names(c).any(|n| n == name))
+}
+
+fn help_line(prefix: &str, c: &HmpCommand) -> String {
+    format!("{prefix}{} {} -- {}\n", c.name, c.params, c.help)
+}
+
+/// Runs one command line; returns everything it printed.
+pub fn run_line(emu: &mut Emulator, ctx: &mut CmdCtx, line: &str) -> String {
+    let mut out = String::new();
+    let trimmed = line.trim_start();
+    if trimmed.is_empty() {
+        return out;
+    }
+    let name_end = trimmed
+        .find(|c: char| c.is_whitespace())
+        .unwrap_or(trimmed.len());
+    let (name, rest) = trimmed.split_at(name_end);
+    let Some(cmd) = find(COMMANDS, name) else {
+        out.push_str(&format!("unknown command: '{name}'\n"));
+        return out;
+    };
+    run_command(emu, ctx, cmd, rest, &mut out);
+    out
+}
+
+fn run_command(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &HmpCommand, rest: &str, out: &mut String) {
+    let primary = cmd.name.split('|').next().unwrap_or(cmd.name);
+    let args = match args::parse(primary, cmd.args_type, rest) {
+        Ok(a) => a,
+        Err(e) => {
+            out.push_str(&e);
+            out.push('\n');
+            return;
+        }
+    };
+    if let Err(e) = (cmd.handler)(emu, ctx, &args, out) {
+        out.push_str(&e.desc);
+        out.push('\n');
+    }
+}
+
+fn help(_: &mut Emulator, _: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+    let which = args.get("name").and_then(Value::as_str).map(str::trim);
+    match which {
+        None | Some("") => {
+            for c in COMMANDS {
+                out.push_str(&help_line("", c));
+            }
+        }
+        Some(w) => {
+            let mut words = w.split_whitespace();
+            let first = words.next().unwrap_or("");
+            if first == "info" {
+                match words.next() {
+                    None => {
+                        for c in info::COMMANDS {
+                            out.push_str(&help_line("info ", c));
+                        }
+                    }
+                    Some(sub) => match find(info::COMMANDS, sub) {
+                        Some(c) => out.push_str(&help_line("info ", c)),
+                        None => out.push_str(&format!("unknown command: 'info {sub}'\n")),
+                    },
+                }
+            } else {
+                match find(COMMANDS, first) {
+                    Some(c) => out.push_str(&help_line("", c)),
+                    None => out.push_str(&format!("unknown command: '{first}'\n")),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn info_cmd(emu: &mut Emulator, ctx: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+    let Some(item) = args.get("item").and_then(Value::as_str) else {
+        for c in info::COMMANDS {
+            out.push_str(&help_line("info ", c));
+        }
+        return Ok(());
+    };
+    // `info` re-parses the rest of its line for the subcommand's own args.
+    let (sub, rest) = match item.split_once(char::is_whitespace) {
+        Some((s, r)) => (s, r),
+        None => (item, ""),
+    };
+    let Some(c) = find(info::COMMANDS, sub) else {
+        for c in info::COMMANDS {
+            out.push_str(&help_line("info ", c));
+        }
+        return Ok(());
+    };
+    run_command(emu, ctx, c, rest, out);
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Registration of file descriptors with the poller, keyed by a token.
+//!
+//! Level-triggered, so a handler that leaves data unread is simply called
+//! again on the next iteration; nothing is lost if it reads in bounded chunks.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use polling::{Event, Events, PollMode, Poller};
+
+/// Identifies one registered fd; the owner maps it back to its handler.
+pub type Token = usize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub token: Token,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+struct Watched {
+    fd: RawFd,
+    read: bool,
+    write: bool,
+}
+
+pub struct FdWatch {
+    poller: Arc<Poller>,
+    events: Events,
+    watched: HashMap<Token, Watched>,
+    next_token: Token,
+}
+
+fn interest(token: Token, read: bool, write: bool) -> Event {
+    match (read, write) {
+        (true, true) => Event::all(token),
+        (true, false) => Event::readable(token),
+        (false, true) => Event::writable(token),
+        (false, false) => Event::none(token),
+    }
+}
+
+impl FdWatch {
+    pub fn new() -> io::Result<Self> {
+        Ok(FdWatch {
+            poller: Arc::new(Poller::new()?),
+            events: Events::new(),
+            watched: HashMap::new(),
+            next_token: 1,
+        })
+    }
+
+    /// A handle other threads (vCPUs, workers) use to wake the loop.
+    pub fn notifier(&self) -> Arc<Poller> {
+        Arc::clone(&self.poller)
+    }
+
+    /// Starts watching `fd`. The caller must `remove` the token before the fd
+    /// is closed.
+    pub fn add(&mut self, fd: RawFd, read: bool, write: bool) -> io::Result<Token> {
+        let token = self.next_token;
+        self.next_token += 1;
+        // SAFETY: the fd is open (owned by the caller), and every owner
+        // removes its token before closing the fd, as polling requires.
+        unsafe {
+            self.poller
+                .add_with_mode(fd, interest(token, read, write), PollMode::Level)?
+        };
+        self.watched.insert(token, Watched { fd, read, write });
+        Ok(token)
+    }
+
+    /// Changes what a token waits for; cheap when nothing changes.
+    pub fn set_interest(&mut self, token: Token, read: bool, write: bool) {
+        let Some(w) = self.watched.get_mut(&token) else {
+            return;
+        };
+        if w.read == read && w.write == write {
+            return;
+        }
+        w.read = read;
+        w.write = write;
+        // SAFETY: the fd stays open while it is registered (see `add`).
+        let fd = unsafe { BorrowedFd::borrow_raw(w.fd) };
+        let _ = self
+            .poller
+            .modify_with_mode(fd, interest(token, read, write), PollMode::Level);
+    }
+
+    pub fn remove(&mut self, token: Token) {
+        if let Some(w) = self.watched.remove(&token) {
+            // SAFETY: the fd is still open: owners remove before closing.
+            let fd = unsafe { BorrowedFd::borrow_raw(w.fd) };
+            let _ = self.poller.delete(fd);
+        }
+    }
+
+    /// Blocks until an fd is ready, the timeout passes or another thread
+    /// notifies. Ready tokens are appended to `out`.
+    pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) {
+        self.events.clear();
+        match self.poller.wait(&mut self.events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("qemu-system-x86_64: poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for ev in self.events.iter() {
+            let hangup = ev.is_err().unwrap_or(false);
+            out.push(Readiness {
+                token: ev.key,
+                readable: ev.readable || hangup,
+                writable: ev.writable,
+            });
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! QMP command handlers: thin functions that turn validated arguments into
+//! calls on the subsystems. One file per area; this file holds the table
+//! that is also the list of implemented commands (query-commands,
+//! query-qmp-schema).
+
+pub mod fd;
+pub mod misc;
+pub mod run;
+
+use serde_json::{Map, Value};
+
+use qmp::error::{ErrorClass, QmpError};
+
+use crate::emulator::Emulator;
+
+/// Context of the command: which monitor sent it (None for internal use).
+pub struct CmdCtx {
+    pub monitor: Option<usize>,
+}
+
+pub type Args = Map<String, Value>;
+pub type Handler = fn(&mut Emulator, &mut CmdCtx, &Args) -> Result<Value, QmpError>;
+
+pub struct CommandEntry {
+    pub name: &'static str,
+    pub handler: Handler,
+}
+
+const fn cmd(name: &'static str, handler: Handler) -> CommandEntry {
+    CommandEntry { name, handler }
+}
+
+/// Every command this binary implements.
+pub static COMMANDS: &[CommandEntry] = &[
+    cmd("qmp_capabilities", misc::qmp_capabilities),
+    cmd("query-version", misc::query_version),
+    cmd("query-commands", misc::query_commands),
+    cmd("query-events", misc::query_events),
+    cmd("query-qmp-schema", misc::query_qmp_schema),
+    cmd("query-name", misc::query_name),
+    cmd("query-uuid", misc::query_uuid),
+    cmd("query-kvm", misc::query_kvm),
+    cmd("query-target", misc::query_target),
+    cmd("query-machines", misc::query_machines),
+    cmd("query-command-line-options", misc::query_command_line_options),
+    cmd("human-monitor-command", misc::human_monitor_command),
+    cmd("query-status", run::query_status),
+    cmd("stop", run::stop),
+    cmd("cont", run::cont),
+    cmd("quit", run::quit),
+    cmd("system_reset", run::system_reset),
+    cmd("system_powerdown", run::system_powerdown),
+    cmd("system_wakeup", run::system_wakeup),
+    cmd("getfd", fd::getfd),
+    cmd("closefd", fd::closefd),
+    cmd("add-fd", fd::add_fd),
+    cmd("remove-fd", fd::remove_fd),
+    cmd("query-fdsets", fd::query_fdsets),
+];
+
+/// Events this binary can emit (query-events, query-qmp-schema).
+pub static EVENTS: &[&str] = &[
+    "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "WAKEUP", "SUSPEND",
+];
+
+pub fn is_implemented(name: &str) -> bool {
+    COMMANDS.iter().any(|c| c.name == name)
+}
+
+pub fn dispatch(emu: &mut Emulator, ctx: &mut CmdCtx, name: &str, args: &Args) -> Result<Value, QmpError> {
+    let Some(entry) = COMMANDS.iter().find(|c| c.name == name) else {
+        return Err(QmpError::new(
+            ErrorClass::CommandNotFound,
+            format!("The command {name} has not been found"),
+        ));
+    };
+    if let Some(def) = qmp::schema::schema().command(name) {
+        qmp::schema::schema().check_arguments(def, args)?;
+    }
+    (entry.handler)(emu, ctx, args)
+}
+
+// ---- argument access (arguments were checked against the schema) -------
+
+pub fn arg_str<'a>(args: &'a Args, name: &str) -> Option<&'a str> {
+    args.get(name).and_then(Value::as_str)
+}
+
+pub fn arg_i64(args: &Args, name: &str) -> Option<i64> {
+    args.get(name).and_then(Value::as_i64)
+}
+
+pub fn arg_bool(args: &Args, name: &str) -> Option<bool> {
+    args.get(name).and_then(Value::as_bool)
+}
+
+pub fn empty() -> Value {
+    Value::Object(Map::new())
+}

@@ -1,0 +1,6 @@
+//! Thin safe wrappers around the syscalls the process layer needs. All of
+//! the `unsafe` in the process layer's I/O lives here.
+
+pub mod fd;
+pub mod scm;
+pub mod signals;

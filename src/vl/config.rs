@@ -1,0 +1,99 @@
+//! What the command line asked for, checked and with defaults applied.
+
+use super::opts::QemuOpts;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Qtest,
+    Tcg,
+    Xen,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Qtest => "qtest",
+            Accel::Tcg => "tcg",
+            Accel::Xen => "xen",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Accel> {
+        match s {
+            "kvm" => Some(Accel::Kvm),
+            "qtest" => Some(Accel::Qtest),
+            "tcg" => Some(Accel::Tcg),
+            "xen" => Some(Accel::Xen),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryConfig {
+    pub size: u64,
+    pub slots: u64,
+    pub maxmem: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmpConfig {
+    pub cpus: u32,
+    pub max_cpus: u32,
+    pub sockets: u32,
+    pub cores: u32,
+    pub threads: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorMode {
+    Control,
+    Readline,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MonitorConfig {
+    pub chardev: String,
+    pub mode: MonitorMode,
+    pub pretty: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Machine type name as given (`none`, `pc`, `pc-i440fx-2.8`, ...).
+    pub machine: Option<String>,
+    pub machine_opts: QemuOpts,
+    /// Accelerators to try in order (`kvm:qtest`).
+    pub accel: Vec<String>,
+    pub memory: Option<MemoryConfig>,
+    pub smp: Option<SmpConfig>,
+    pub name: Option<String>,
+    pub process_name: Option<String>,
+    pub debug_threads: bool,
+    pub uuid: Option<[u8; 16]>,
+    pub start_stopped: bool,
+    pub chardevs: Vec<QemuOpts>,
+    pub monitors: Vec<MonitorConfig>,
+    pub serials: Vec<String>,
+    pub display_none: bool,
+    pub nographic: bool,
+    pub nodefaults: bool,
+    pub no_shutdown: bool,
+    pub no_reboot: bool,
+    pub daemonize: bool,
+    pub pidfile: Option<String>,
+    pub objects: Vec<QemuOpts>,
+    pub qtest: Option<String>,
+    pub qtest_log: Option<String>,
+    pub incoming: Option<String>,
+    pub bios: Option<String>,
+    pub rtc: Option<QemuOpts>,
+    /// `-add-fd` descriptors to put into fd sets at start-up.
+    pub add_fds: Vec<QemuOpts>,
+    /// Options accepted on the command line for a subsystem that the
+    /// machine layer consumes (`-device loader`, `-kernel`...): name and
+    /// argument, in order.
+    pub machine_args: Vec<(String, String)>,
+}
