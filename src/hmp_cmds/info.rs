@@ -14,6 +14,9 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("name", "", "", "show the current VM name", name),
     hmp("uuid", "", "", "show the current VM UUID", uuid),
     hmp("kvm", "", "", "show KVM information", kvm),
+    // chardev info (chardev.rs)
+    // QOM info (qom.rs)
+    // block info (block.rs)
 ];
 
 fn query(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &str) -> Result<Value, QmpError> {

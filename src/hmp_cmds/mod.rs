@@ -53,6 +53,9 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("system_wakeup", "", "", "wakeup guest from suspend", run::system_wakeup),
     hmp("getfd", "fdname:s", "getfd name", "receive a file descriptor via SCM rights and assign it a name", run::getfd),
     hmp("closefd", "fdname:s", "closefd name", "close a file descriptor previously passed via SCM rights", run::closefd),
+    // chardev commands (chardev.rs)
+    // QOM and object commands (qom.rs)
+    // block commands (block.rs)
 ];
 
 fn names(c: &HmpCommand) -> impl Iterator<Item = &'static str> {

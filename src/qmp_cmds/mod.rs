@@ -56,11 +56,16 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    // chardev commands (chardev.rs)
+    // QOM and object commands (qom.rs)
+    // block commands (block.rs)
 ];
 
 /// Events this binary can emit (query-events, query-qmp-schema).
 pub static EVENTS: &[&str] = &[
     "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "WAKEUP", "SUSPEND",
+    // chardev events
+    // block events
 ];
 
 pub fn is_implemented(name: &str) -> bool {
