@@ -28,6 +28,8 @@ mod streamer;
 mod writer;
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod golden_tests;
 
 pub use qdict_order::{qdict_bucket, qdict_order_keys};

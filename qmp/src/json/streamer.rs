@@ -398,4 +398,105 @@ mod tests {
         assert!(out[0].is_ok());
         assert!(s.arena.capacity() <= KEEP_CAPACITY);
     }
+
+    /// Small deterministic generator for the randomized tests.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn ten_megabytes_of_random_bytes_then_ff_resync() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut input: Vec<u8> = (0..10 << 20).map(|_| rng.next() as u8).collect();
+        input.extend_from_slice(b"\xff{\"execute\": \"query-status\"}");
+        let mut s = JsonStreamer::new();
+        let mut out = Vec::new();
+        let mut last = None;
+        for chunk in input.chunks(65536) {
+            s.feed(chunk, &mut out);
+            assert!(s.arena.len() <= MAX_TOKEN_SIZE + 1);
+            last = out.pop().or(last);
+            out.clear();
+        }
+        let last = last.map(|r| r.map_err(|e| e.message));
+        assert_eq!(last, Some(Ok(json!({"execute": "query-status"}))));
+    }
+
+    #[test]
+    fn any_split_of_the_input_gives_the_same_results() {
+        let alphabet: &[&[u8]] = &[
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b":",
+            b",",
+            b"\"",
+            b"'",
+            b"\\",
+            b"u",
+            b"0",
+            b"7",
+            b"-",
+            b".",
+            b"e",
+            b"+",
+            b" ",
+            b"\n",
+            b"true",
+            b"null",
+            b"nul",
+            b"%d",
+            b"%lld",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\x00",
+            b"\"k\"",
+            b"'v'",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            b"123456789012345678901234",
+        ];
+        let mut rng = XorShift(42);
+        for _ in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..rng.below(400) {
+                input.extend_from_slice(alphabet[rng.below(alphabet.len())]);
+            }
+            let whole = feed_one(&input);
+            let mut chunks = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let (a, b) = rest.split_at(1 + rng.below(rest.len().min(17)));
+                chunks.push(a);
+                rest = b;
+            }
+            assert_eq!(
+                feed_all(&chunks),
+                whole,
+                "input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_objects_within_the_limit_parse() {
+        let depth = 1024;
+        let input = "{\"a\":".repeat(depth) + "1" + &"}".repeat(depth);
+        let out = feed_one(input.as_bytes());
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_ok());
+    }
 }
