@@ -33,7 +33,7 @@ mod bench_tests;
 mod golden_tests;
 
 pub use qdict_order::{qdict_bucket, qdict_order_keys};
-pub use streamer::JsonStreamer;
+pub use streamer::{from_json_text, JsonStreamer};
 pub use writer::{to_json_string, write_json};
 
 use std::fmt;

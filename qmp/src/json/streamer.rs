@@ -69,6 +69,15 @@ impl JsonStreamer {
         }
     }
 
+    /// Declares the end of input (QEMU's `json_message_parser_flush`): a
+    /// trailing number or keyword completes; a partial string is an error; an
+    /// unclosed container stays pending.
+    pub fn flush(&mut self, out: &mut Vec<Result<Value, JsonError>>) {
+        if let Some(lexeme) = self.lexer.flush(&mut self.arena) {
+            self.take(lexeme, out);
+        }
+    }
+
     fn take(&mut self, lx: Lexeme, out: &mut Vec<Result<Value, JsonError>>) {
         match lx.kind {
             TokKind::LCurly => self.braces += 1,
@@ -116,6 +125,19 @@ impl JsonStreamer {
             self.arena = Vec::new();
         }
     }
+}
+
+/// Reads a complete JSON text the way QEMU's `qobject_from_json` does (for
+/// `json:` filenames and JSON command-line options): the whole text is fed
+/// and flushed, and the result is that of the last message in it. A text with
+/// no complete message is an error.
+pub fn from_json_text(text: &[u8]) -> Result<Value, JsonError> {
+    let mut streamer = JsonStreamer::new();
+    let mut out = Vec::new();
+    streamer.feed(text, &mut out);
+    streamer.flush(&mut out);
+    out.pop()
+        .unwrap_or_else(|| Err(JsonError::invalid_syntax()))
 }
 
 #[cfg(test)]
@@ -498,5 +520,39 @@ mod tests {
         let out = feed_one(input.as_bytes());
         assert_eq!(out.len(), 1);
         assert!(out[0].is_ok());
+    }
+
+    #[test]
+    fn flush_completes_a_trailing_number_or_keyword() {
+        let mut s = JsonStreamer::new();
+        let mut out = Vec::new();
+        s.feed(b"12", &mut out);
+        s.flush(&mut out);
+        s.feed(b"true", &mut out);
+        s.flush(&mut out);
+        s.feed(b"\"open", &mut out);
+        s.flush(&mut out);
+        let out: Vec<_> = out.into_iter().map(|r| r.map_err(|e| e.message)).collect();
+        assert_eq!(
+            out,
+            vec![Ok(json!(12)), Ok(json!(true)), Err(SYNTAX.to_string())]
+        );
+    }
+
+    #[test]
+    fn from_json_text_takes_the_last_message() {
+        assert_eq!(
+            from_json_text(b"{\"driver\": \"null-co\"}"),
+            Ok(json!({"driver": "null-co"}))
+        );
+        assert_eq!(from_json_text(b"1 2.5"), Ok(json!(2.5)));
+        assert_eq!(
+            from_json_text(b"{\"a\": 1").map_err(|e| e.message),
+            Err(SYNTAX.to_string())
+        );
+        assert_eq!(
+            from_json_text(b"").map_err(|e| e.message),
+            Err(SYNTAX.to_string())
+        );
     }
 }
