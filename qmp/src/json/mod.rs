@@ -13,6 +13,9 @@
 //! - `parser`: turns one message's tokens into a `serde_json::Value`, iteratively
 //!   (no recursion), with QEMU's error wording.
 //!
+//! [`from_json_text`] reads one complete text (feed + flush, last message
+//! wins), as QEMU's `qobject_from_json` does for `json:` filenames.
+//!
 //! Writing ([`to_json_string`]) reproduces `qobject_to_json` and
 //! `qobject_to_json_pretty` byte for byte, including QEMU's object member order,
 //! which comes from its hash table and not from insertion order; see

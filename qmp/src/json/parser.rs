@@ -11,9 +11,12 @@
 //! - an integer token that does not fit in i64 becomes a float;
 //! - `-0` is the integer 0;
 //! - `\u0000` is dropped (QEMU's strings are NUL-terminated);
-//! - `\uD8xx\uDCxx` pairs combine into one character; a lone surrogate and raw
-//!   bytes that are not valid UTF-8 become U+FFFD (QEMU keeps such bytes and
-//!   prints them as `\uFFFD`);
+//! - raw bytes that are not valid UTF-8 become U+FFFD (QEMU keeps such bytes
+//!   and prints them back as `\uFFFD`);
+//! - deliberate difference: a `\uD8xx\uDCxx` surrogate pair combines into one
+//!   character (QEMU 2.8 stores each half as an invalid 3-byte sequence and
+//!   later prints `\uFFFD\uFFFD`; later QEMU versions combine too); a lone
+//!   surrogate becomes U+FFFD;
 //! - a float too large for f64 (QEMU would keep infinity, which JSON and
 //!   `serde_json` cannot hold) is rejected as a parse error.
 
