@@ -43,7 +43,7 @@ use std::fmt;
 
 /// A message that could not be read. `message` is the text QEMU 2.8 puts in the
 /// `desc` of its GenericError reply: "Invalid JSON syntax" for lexical errors and
-/// exceeded limits, "JSON parse error, <reason>" for grammar errors.
+/// exceeded limits, `JSON parse error, <reason>` for grammar errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError {
     pub message: String,
