@@ -26,10 +26,10 @@ pub enum FdOwner {
 }
 
 /// Work scheduled to run on the main loop after the current dispatch.
-pub type BottomHalf = Box<dyn FnOnce(&mut Emulator)>;
+pub type BottomHalf = Box<dyn FnOnce(&mut Emulator) + Send>;
 
 /// What a timer does when it fires.
-pub type TimerAction = Box<dyn FnOnce(&mut Emulator)>;
+pub type TimerAction = Box<dyn FnOnce(&mut Emulator) + Send>;
 
 /// Why the process is leaving the main loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,9 +161,7 @@ impl Emulator {
             return Err(ChardevError::Msg("chardev: no id specified".into()));
         };
         if self.chardev(&id).is_some() {
-            return Err(ChardevError::Msg(format!(
-                "Chardev '{id}' already exists"
-            )));
+            return Err(ChardevError::Msg(format!("Chardev '{id}' already exists")));
         }
         let backend = crate::chardev::create_backend(opts)?;
         let mut dev = Chardev::new(id.clone(), backend);
@@ -427,11 +425,9 @@ impl Emulator {
         }
     }
 
-    /// One iteration: poll, dispatch fds, bottom halves, timers, requests.
-    pub fn iterate(&mut self, ready: &mut Vec<Readiness>) {
-        let timeout = self.poll_timeout();
-        ready.clear();
-        self.fdwatch.wait(timeout, ready);
+    /// Dispatches one poll's results, then bottom halves, timers and
+    /// requests, in QEMU's order.
+    pub fn dispatch(&mut self, ready: &[Readiness]) {
         for r in ready.iter() {
             match self.owners.get(&r.token).cloned() {
                 Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
@@ -444,16 +440,9 @@ impl Emulator {
         self.handle_requests();
     }
 
-    pub fn run(&mut self) -> ExitReason {
-        let mut ready = Vec::new();
-        // Frontends attached during start-up hear `Opened` before any input.
-        self.run_bottom_halves();
-        loop {
-            if let Some(e) = self.exit {
-                return e;
-            }
-            self.iterate(&mut ready);
-        }
+    /// What the loop needs to block outside the big lock.
+    pub fn poll_plan(&self) -> (std::sync::Arc<polling::Poller>, Option<Duration>) {
+        (self.fdwatch.notifier(), self.poll_timeout())
     }
 
     /// Flushes monitor output and tears chardevs down (sockets unlinked,

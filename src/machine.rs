@@ -36,14 +36,14 @@ impl Machine {
         ram_size: u64,
         smp: crate::vl::config::SmpConfig,
     ) -> Result<Self, MachineError> {
-        let ram = if ram_size > 0 {
-            Some(
-                MmapMut::map_anon(ram_size as usize)
-                    .map_err(|e| MachineError(format!("cannot set up guest memory 'pc.ram': {e}")))?,
-            )
-        } else {
-            None
-        };
+        let ram =
+            if ram_size > 0 {
+                Some(MmapMut::map_anon(ram_size as usize).map_err(|e| {
+                    MachineError(format!("cannot set up guest memory 'pc.ram': {e}"))
+                })?)
+            } else {
+                None
+            };
         Ok(Machine {
             mtype,
             accel,

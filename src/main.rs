@@ -60,7 +60,11 @@ fn main() -> ExitCode {
 /// next one is tried.
 fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Accel, String> {
     let default_list = vec![if mtype.name == "none" { "tcg" } else { "kvm" }.to_string()];
-    let list = if cfg.accel.is_empty() { &default_list } else { &cfg.accel };
+    let list = if cfg.accel.is_empty() {
+        &default_list
+    } else {
+        &cfg.accel
+    };
     let mut tried = false;
     for name in list {
         let Some(accel) = Accel::from_name(name) else {
@@ -81,7 +85,9 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
             // Without vCPUs (machine `none`) there is no guest code to
             // translate, so the TCG choice only names the accelerator.
             Accel::Tcg if mtype.name == "none" => Ok(()),
-            Accel::Tcg => Err("TCG is not supported by this emulator; use accel=kvm or accel=qtest".into()),
+            Accel::Tcg => {
+                Err("TCG is not supported by this emulator; use accel=kvm or accel=qtest".into())
+            }
             Accel::Xen => Err("Xen is not supported by this emulator".into()),
         };
         match result {
@@ -182,7 +188,9 @@ fn run(cfg: Config) -> ExitCode {
         return fatal("-machine pc with accel=kvm is not supported yet by this emulator (no vCPU support yet); use accel=qtest");
     }
     for (name, arg) in &cfg.machine_args {
-        return fatal(format!("-{name} {arg}: option not supported yet by this emulator"));
+        return fatal(format!(
+            "-{name} {arg}: option not supported yet by this emulator"
+        ));
     }
     let smp = cfg.smp.clone().unwrap_or(SmpConfig {
         cpus: 1,
@@ -248,9 +256,9 @@ fn run(cfg: Config) -> ExitCode {
     } else if !cfg.start_stopped {
         emu.vm_start();
     }
-    let reason = emu.run();
-    emu.shutdown_cleanup();
-    let _ = reason;
+    let emu = std::sync::Arc::new(std::sync::Mutex::new(emu));
+    let _reason = main_loop::run::run(&emu);
+    main_loop::run::lock(&emu).shutdown_cleanup();
     ExitCode::SUCCESS
 }
 

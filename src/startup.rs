@@ -34,7 +34,8 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     if let Some(q) = &cfg.qtest {
         let opts = crate::chardev::compat::parse_compat("qtest", q)
             .ok_or_else(|| format!("-qtest {q}: Failed to parse chardev spec"))?;
-        emu.add_chardev(&opts).map_err(|e| format!("-qtest {q}: {e}"))?;
+        emu.add_chardev(&opts)
+            .map_err(|e| format!("-qtest {q}: {e}"))?;
         crate::qtest::start(emu, "qtest", cfg.qtest_log.as_deref())?;
     }
     for fdopt in &cfg.add_fds {
@@ -47,7 +48,9 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
 fn wait_for_server_sockets(emu: &mut Emulator) -> Result<(), String> {
     let ids: Vec<String> = emu.chardevs.iter().map(|c| c.id.clone()).collect();
     for id in ids {
-        let Some(idx) = emu.chardev_index(&id) else { continue };
+        let Some(idx) = emu.chardev_index(&id) else {
+            continue;
+        };
         let mut reg = crate::chardev::FdRegistry::new(&mut emu.fdwatch);
         let dev = &mut emu.chardevs[idx];
         let events = dev

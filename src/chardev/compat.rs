@@ -43,7 +43,10 @@ pub fn parse_compat(label: &str, spec: &str) -> Option<QemuOpts> {
             set(&mut opts, "signal", "off");
         }
     }
-    if matches!(s, "null" | "pty" | "msmouse" | "braille" | "testdev" | "stdio") {
+    if matches!(
+        s,
+        "null" | "pty" | "msmouse" | "braille" | "testdev" | "stdio"
+    ) {
         set(&mut opts, "backend", s);
         return Some(opts);
     }

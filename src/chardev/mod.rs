@@ -63,12 +63,17 @@ impl<'a> FdRegistry<'a> {
 }
 
 /// One kind of chardev backend.
-pub trait CharBackend {
+pub trait CharBackend: Send {
     /// Registers the fds it needs. Called once after creation.
     fn attach(&mut self, fds: &mut FdRegistry) -> io::Result<()>;
     /// Handles a ready fd (one of the tokens it registered).
-    fn ready(&mut self, fds: &mut FdRegistry, token: Token, readable: bool, writable: bool)
-        -> Vec<CharEvent>;
+    fn ready(
+        &mut self,
+        fds: &mut FdRegistry,
+        token: Token,
+        readable: bool,
+        writable: bool,
+    ) -> Vec<CharEvent>;
     /// Writes as much as the device takes now without blocking. Returns the
     /// count taken; bytes written while nothing is connected are dropped and
     /// counted as taken, as QEMU does.
@@ -216,7 +221,8 @@ pub fn create_backend(opts: &QemuOpts) -> Result<Box<dyn CharBackend>, ChardevEr
         "null" | "vc" => Ok(Box::new(null::NullChardev::new(backend))),
         "socket" => Ok(Box::new(socket::SocketChardev::from_opts(opts)?)),
         "stdio" => Ok(Box::new(stdio::StdioChardev::new(
-            opts.get_bool("signal", true).map_err(|e| ChardevError::Msg(e.message))?,
+            opts.get_bool("signal", true)
+                .map_err(|e| ChardevError::Msg(e.message))?,
         )?)),
         other => Err(ChardevError::Msg(format!(
             "'{other}' is not a valid char driver name"

@@ -129,9 +129,8 @@ impl SocketChardev {
             }
             SocketAddr::Inet { host, port } => {
                 let h = if host.is_empty() { "0.0.0.0" } else { host };
-                let l = TcpListener::bind((h, parse_port(port)?)).map_err(|e| {
-                    ChardevError::Msg(format!("Failed to bind socket: {e}"))
-                })?;
+                let l = TcpListener::bind((h, parse_port(port)?))
+                    .map_err(|e| ChardevError::Msg(format!("Failed to bind socket: {e}")))?;
                 l.set_nonblocking(true)?;
                 Listener::Tcp(l)
             }
@@ -151,9 +150,9 @@ impl SocketChardev {
             }
             SocketAddr::Inet { host, port } => {
                 let h = if host.is_empty() { "localhost" } else { host };
-                let addrs = (h, parse_port(port)?)
-                    .to_socket_addrs()
-                    .map_err(|e| ChardevError::Msg(format!("address resolution failed for {h}:{port}: {e}")))?;
+                let addrs = (h, parse_port(port)?).to_socket_addrs().map_err(|e| {
+                    ChardevError::Msg(format!("address resolution failed for {h}:{port}: {e}"))
+                })?;
                 let mut last = None;
                 let mut stream = None;
                 for a in addrs {
@@ -226,7 +225,13 @@ impl CharBackend for SocketChardev {
         Ok(())
     }
 
-    fn ready(&mut self, fds: &mut FdRegistry, token: Token, readable: bool, _w: bool) -> Vec<CharEvent> {
+    fn ready(
+        &mut self,
+        fds: &mut FdRegistry,
+        token: Token,
+        readable: bool,
+        _w: bool,
+    ) -> Vec<CharEvent> {
         if Some(token) == self.listen_token {
             return self.accept(fds);
         }
@@ -283,7 +288,10 @@ impl CharBackend for SocketChardev {
     }
 
     fn close(&mut self, fds: &mut FdRegistry) {
-        for t in [self.conn_token.take(), self.listen_token.take()].into_iter().flatten() {
+        for t in [self.conn_token.take(), self.listen_token.take()]
+            .into_iter()
+            .flatten()
+        {
             fds.remove(t);
         }
         self.conn = None;
@@ -323,10 +331,7 @@ impl CharBackend for SocketChardev {
         let Some(l) = &self.listener else {
             return Ok(Vec::new());
         };
-        eprintln!(
-            "QEMU waiting for connection on: {}",
-            self.filename()
-        );
+        eprintln!("QEMU waiting for connection on: {}", self.filename());
         let mut pfd = libc::pollfd {
             fd: l.raw(),
             events: libc::POLLIN,

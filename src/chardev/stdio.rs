@@ -35,8 +35,14 @@ fn enter_raw_mode(keep_signals: bool) {
     if let Ok(mut saved) = SAVED_TERMIOS.lock() {
         saved.get_or_insert(t);
     }
-    t.c_iflag &= !(libc::IGNBRK | libc::BRKINT | libc::PARMRK | libc::ISTRIP
-        | libc::INLCR | libc::IGNCR | libc::ICRNL | libc::IXON);
+    t.c_iflag &= !(libc::IGNBRK
+        | libc::BRKINT
+        | libc::PARMRK
+        | libc::ISTRIP
+        | libc::INLCR
+        | libc::IGNCR
+        | libc::ICRNL
+        | libc::IXON);
     t.c_oflag |= libc::OPOST;
     t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::IEXTEN);
     if !keep_signals {
@@ -72,7 +78,13 @@ impl CharBackend for StdioChardev {
         Ok(())
     }
 
-    fn ready(&mut self, fds: &mut FdRegistry, _t: Token, readable: bool, _w: bool) -> Vec<CharEvent> {
+    fn ready(
+        &mut self,
+        fds: &mut FdRegistry,
+        _t: Token,
+        readable: bool,
+        _w: bool,
+    ) -> Vec<CharEvent> {
         if !readable || self.eof {
             return Vec::new();
         }

@@ -29,7 +29,6 @@ struct Watched {
 
 pub struct FdWatch {
     poller: Arc<Poller>,
-    events: Events,
     watched: HashMap<Token, Watched>,
     next_token: Token,
 }
@@ -47,7 +46,6 @@ impl FdWatch {
     pub fn new() -> io::Result<Self> {
         Ok(FdWatch {
             poller: Arc::new(Poller::new()?),
-            events: Events::new(),
             watched: HashMap::new(),
             next_token: 1,
         })
@@ -97,26 +95,32 @@ impl FdWatch {
             let _ = self.poller.delete(fd);
         }
     }
+}
 
-    /// Blocks until an fd is ready, the timeout passes or another thread
-    /// notifies. Ready tokens are appended to `out`.
-    pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) {
-        self.events.clear();
-        match self.poller.wait(&mut self.events, timeout) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                eprintln!("qemu-system-x86_64: poll failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+/// Blocks until an fd is ready, the timeout passes or another thread
+/// notifies; ready tokens are appended to `out`. Runs without the big lock:
+/// the poller is shared, the events buffer belongs to the caller.
+pub fn wait_on(
+    poller: &Poller,
+    events: &mut Events,
+    timeout: Option<Duration>,
+    out: &mut Vec<Readiness>,
+) {
+    events.clear();
+    match poller.wait(events, timeout) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => {
+            eprintln!("qemu-system-x86_64: poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        for ev in self.events.iter() {
-            let hangup = ev.is_err().unwrap_or(false);
-            out.push(Readiness {
-                token: ev.key,
-                readable: ev.readable || hangup,
-                writable: ev.writable,
-            });
-        }
+    }
+    for ev in events.iter() {
+        let hangup = ev.is_err().unwrap_or(false);
+        out.push(Readiness {
+            token: ev.key,
+            readable: ev.readable || hangup,
+            writable: ev.writable,
+        });
     }
 }

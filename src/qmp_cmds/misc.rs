@@ -25,7 +25,9 @@ pub fn query_commands(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Valu
 }
 
 pub fn query_events(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
-    Ok(Value::Array(EVENTS.iter().map(|e| json!({"name": e})).collect()))
+    Ok(Value::Array(
+        EVENTS.iter().map(|e| json!({"name": e})).collect(),
+    ))
 }
 
 pub fn query_qmp_schema(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
