@@ -222,6 +222,9 @@ fn run(cfg: Config) -> ExitCode {
         fatal(msg)
     };
 
+    if let Some(name) = &cfg.process_name {
+        sys::process::set_name(name);
+    }
     let machine = match machine::Machine::new(mtype, accel, ram, smp) {
         Ok(m) => m,
         Err(e) => return fail(e.0),
