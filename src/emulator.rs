@@ -46,7 +46,7 @@ pub struct Requests {
     pub reset: bool,
     pub powerdown: bool,
     pub wakeup: bool,
-    pub signal: Option<i32>,
+    pub signal: Option<(i32, i32)>,
 }
 
 pub struct Emulator {
@@ -358,8 +358,15 @@ impl Emulator {
 
     /// QEMU's main_loop_should_exit: acts on requests in QEMU's order.
     fn handle_requests(&mut self) {
-        if let Some(sig) = self.requests.signal.take() {
-            eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+        if let Some((sig, pid)) = self.requests.signal.take() {
+            // qtest drivers kill us on purpose; QEMU keeps quiet then.
+            if self.qtest.is_none() {
+                if pid == 0 {
+                    eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+                } else {
+                    eprintln!("qemu-system-x86_64: terminating on signal {sig} from pid {pid}");
+                }
+            }
             self.no_shutdown = false;
             self.requests.shutdown = true;
             self.exit_reason_signal = Some(sig);
