@@ -161,7 +161,11 @@ impl Rtc {
         let hour = if self.state.cmos[REG_B] & REG_B_24H != 0 {
             self.to_reg(t.hour)
         } else {
-            let h12 = if t.hour.is_multiple_of(12) { 12 } else { t.hour % 12 };
+            let h12 = if t.hour.is_multiple_of(12) {
+                12
+            } else {
+                t.hour % 12
+            };
             self.to_reg(h12) | if t.hour >= 12 { 0x80 } else { 0 }
         };
         let c = [
