@@ -15,6 +15,7 @@ pub mod irq;
 pub mod kvm;
 pub mod loader;
 pub mod memory;
+pub mod pc;
 
 pub use error::HwError;
 
