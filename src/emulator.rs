@@ -72,6 +72,8 @@ pub struct Emulator {
     /// `-incoming` given: `cont` only sets autostart until migration ends.
     pub autostart: bool,
     pub pidfile: Option<String>,
+    /// Chardev ids of the serial ports, COM1 first.
+    pub serial_chardevs: Vec<String>,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -100,6 +102,7 @@ impl Emulator {
             machine,
             autostart: true,
             pidfile: cfg.pidfile.clone(),
+            serial_chardevs: Vec::new(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -398,6 +401,7 @@ impl Emulator {
             self.emit_event("POWERDOWN", None);
             self.machine.powerdown();
         }
+        self.flush_machine_output();
         for ev in self.machine.take_events() {
             self.handle_machine_event(ev);
         }
@@ -408,6 +412,35 @@ impl Emulator {
         match ev {
             MachineEvent::Reset => self.request_reset(),
             MachineEvent::Shutdown => self.requests.shutdown = true,
+            MachineEvent::Suspend => {
+                if self.runstate == RunState::Running {
+                    self.machine.pause();
+                    self.set_runstate(RunState::Suspended);
+                    self.emit_event("SUSPEND", None);
+                }
+            }
+            MachineEvent::Exit(code) => {
+                // isa-debug-exit ends the process at once, as in QEMU.
+                self.flush_machine_output();
+                self.shutdown_cleanup();
+                std::process::exit(code);
+            }
+            MachineEvent::RtcChange(offset) => {
+                self.emit_event("RTC_CHANGE", Some(json!({"offset": offset})));
+            }
+        }
+    }
+
+    /// Sends device output to its chardevs and qtest's IRQ lines.
+    pub fn flush_machine_output(&mut self) {
+        let out = self.machine.take_serial_output();
+        if !out.is_empty() {
+            if let Some(id) = self.serial_chardevs.first().cloned() {
+                self.chardev_write(&id, &out);
+            }
+        }
+        for (line, level) in self.machine.take_irq_changes() {
+            crate::qtest::irq_changed(self, line, level);
         }
     }
 

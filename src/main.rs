@@ -225,7 +225,16 @@ fn run(cfg: Config) -> ExitCode {
     if let Some(name) = &cfg.process_name {
         sys::process::set_name(name);
     }
-    let machine = match machine::Machine::new(mtype, accel, ram, smp) {
+    let mopts = machine::MachineOpts {
+        ram_size: ram,
+        smp,
+        rtc_base: cfg
+            .rtc
+            .as_ref()
+            .and_then(|r| r.get("base"))
+            .map(String::from),
+    };
+    let machine = match machine::Machine::new(mtype, accel, &mopts) {
         Ok(m) => m,
         Err(e) => return fail(e.0),
     };

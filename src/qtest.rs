@@ -77,6 +77,7 @@ pub fn handle_char_event(emu: &mut Emulator, ev: CharEvent) {
     for l in lines {
         let reply = process_line(emu, &l);
         send(emu, &reply);
+        emu.flush_machine_output();
     }
 }
 

@@ -23,12 +23,16 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
         if s == "none" {
             continue;
         }
-        // A serial port on a mux chardev shares it with the monitor; the
-        // mux layer comes with the chardev work. Until the PC machine
-        // exists the serial port has no device behind it.
-        let _ = i;
         if emu.chardev(s).is_none() {
             return Err(format!("-serial chardev:{s}: chardev \"{s}\" not found"));
+        }
+        // Only COM1 is modelled; `-M none` has no serial port at all.
+        if i == 0 && emu.machine.pc.is_some() {
+            let busy = emu.chardev(s).is_some_and(|c| c.frontend.is_some());
+            if !busy {
+                emu.attach_frontend(s, crate::chardev::Frontend::Serial(0))?;
+            }
+            emu.serial_chardevs.push(s.clone());
         }
     }
     if let Some(q) = &cfg.qtest {
