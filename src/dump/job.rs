@@ -28,7 +28,7 @@ pub enum DumpProgress {
 }
 
 enum Writer {
-    Elf(ElfCore),
+    Elf(Box<ElfCore>),
     Kdump(Box<Kdump>),
 }
 
@@ -102,7 +102,7 @@ impl DumpJob {
                 } else {
                     None
                 };
-                Writer::Elf(ElfCore::new(
+                Writer::Elf(Box::new(ElfCore::new(
                     ram,
                     &ranges,
                     arch,
@@ -110,7 +110,7 @@ impl DumpJob {
                     walker,
                     request.paging,
                     filter,
-                ))
+                )))
             }
             Some(kind) => {
                 let threads = std::thread::available_parallelism()
