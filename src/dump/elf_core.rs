@@ -20,7 +20,6 @@ const WALK_BUDGET: u32 = 256;
 const LOADS_PER_STEP: usize = 16 * 1024;
 /// Guest RAM copied per step.
 const MEMORY_PER_STEP: u64 = 8 << 20;
-const READ_CHUNK: u64 = 1 << 20;
 
 /// A stretch of guest RAM in the file, in the order it is written.
 #[derive(Debug, Clone, Copy)]
@@ -249,17 +248,31 @@ impl ElfCore {
                         *pos = 0;
                         continue;
                     }
-                    let len = (p.len - *pos).min(READ_CHUNK).min(budget);
-                    if !self.ram.read_phys(p.gpa + *pos, sink.tail(len as usize)) {
-                        sink.unput(len as usize);
+                    let len = (p.len - *pos).min(budget);
+                    let mut io_error = None;
+                    let ok =
+                        self.ram
+                            .visit_phys(p.gpa + *pos, len, &mut |bytes| match sink
+                                .write_direct(bytes)
+                            {
+                                Ok(()) => true,
+                                Err(e) => {
+                                    io_error = Some(e);
+                                    false
+                                }
+                            });
+                    if let Some(e) = io_error {
+                        return Err(DumpError::write("dump: failed to save memory", e));
+                    }
+                    if !ok {
                         return Err(DumpError::ram("dump: failed to save memory"));
                     }
                     *pos += len;
                     budget -= len;
                 }
-                sink.flush("dump: failed to save memory")?;
                 self.completed += MEMORY_PER_STEP - budget;
                 if *piece >= self.pieces.len() {
+                    sink.flush("dump: failed to save memory")?;
                     self.stage = Stage::Done;
                     return Ok(true);
                 }

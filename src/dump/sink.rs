@@ -23,22 +23,15 @@ impl Sink {
         self.buf.extend_from_slice(data);
     }
 
-    /// Grows the buffer by `len` zero bytes and returns them, so guest RAM
-    /// can be copied straight into the output buffer.
-    pub fn tail(&mut self, len: usize) -> &mut [u8] {
-        let start = self.buf.len();
-        self.buf.resize(start + len, 0);
-        &mut self.buf[start..]
-    }
-
-    /// Drops bytes added by `tail` that will not be written after all.
-    pub fn unput(&mut self, len: usize) {
-        let keep = self.buf.len().saturating_sub(len);
-        self.buf.truncate(keep);
-    }
-
-    pub fn pending(&self) -> usize {
-        self.buf.len()
+    /// Writes `data` at once, after anything still buffered: large runs
+    /// of guest RAM go to the file without a copy.
+    pub fn write_direct(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let res = self.file.write_all(&self.buf);
+            self.buf.clear();
+            res?;
+        }
+        self.file.write_all(data)
     }
 
     /// One record of makedumpfile's flattened format: big-endian offset

@@ -71,6 +71,19 @@ impl GuestRam for MemRam {
         }
         false
     }
+
+    fn visit_phys(&self, gpa: u64, len: u64, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        if self.fail_from.is_some_and(|fail| gpa + len > fail) {
+            return false;
+        }
+        for (start, data) in &self.blocks {
+            if gpa >= *start && gpa + len <= *start + data.len() as u64 {
+                let at = (gpa - *start) as usize;
+                return f(&data[at..at + len as usize]);
+            }
+        }
+        false
+    }
 }
 
 /// Fills a block with a mix of page kinds: zero pages, compressible text,
@@ -1025,4 +1038,46 @@ fn kdump_records_follow_qemu_order_and_cache_sizes() {
         .collect();
     assert_eq!(desc_records[0], &(16384, 682 * 24));
     assert_eq!(desc_records.iter().map(|r| r.1).sum::<u64>(), 1024 * 24);
+}
+
+/// Timing of every format on 1 GiB of patterned RAM; run with
+/// `cargo test --release --bin qemu-system-x86_64 dump::tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_dump_of_1_gib() {
+    let ram: Arc<dyn GuestRam> = Arc::new(MemRam {
+        blocks: vec![patterned(0, 1 << 30)],
+        fail_from: None,
+    });
+    for req in [
+        elf_request(false),
+        kdump_request(DumpFormat::KdumpZlib),
+        kdump_request(DumpFormat::KdumpLzo),
+        kdump_request(DumpFormat::KdumpSnappy),
+    ] {
+        // DUMP_BENCH=elf,kdump-zlib picks formats.
+        if let Ok(only) = std::env::var("DUMP_BENCH") {
+            if !only.split(',').any(|f| f == req.format().name()) {
+                continue;
+            }
+        }
+        let start = std::time::Instant::now();
+        let out = run_dump(&req, ram.clone(), &[long_mode_cpu(0)], "bench");
+        let secs = start.elapsed().as_secs_f64();
+        let size = fs::metadata(&out.0).unwrap().len();
+        println!("{:<13} {secs:.3} s  {size} bytes", req.format().name());
+    }
+}
+
+/// Writes the bench's 1 GiB pattern to $DUMP_BENCH_RAM, to give real QEMU
+/// the same guest memory (memory-backend-file).
+#[test]
+#[ignore]
+fn bench_write_ram_file() {
+    let Ok(path) = std::env::var("DUMP_BENCH_RAM") else {
+        println!("not run: DUMP_BENCH_RAM is not set");
+        return;
+    };
+    let (_, data) = patterned(0, 1 << 30);
+    fs::write(path, data).unwrap();
 }
