@@ -12,6 +12,8 @@ pub enum DumpError {
     IncomingMigration,
     /// A kdump format with `paging`, `begin` or `length`.
     KdumpFilter,
+    /// HMP `dump-guest-memory` with more than one of -z, -l, -s.
+    HmpFormatConflict,
     /// One of `begin`/`length` given without the other.
     MissingParameter(&'static str),
     /// `protocol` is neither `file:` nor `fd:`, or `begin` lies outside RAM.
@@ -65,6 +67,7 @@ impl fmt::Display for DumpError {
                 f,
                 "kdump-compressed format doesn't support paging or filter"
             ),
+            DumpError::HmpFormatConflict => write!(f, "only one of '-z|-l|-s' can be set"),
             DumpError::MissingParameter(p) => write!(f, "Parameter '{p}' is missing"),
             DumpError::InvalidParameter(p) => write!(f, "Invalid parameter '{p}'"),
             DumpError::Open { path, source } => {

@@ -19,6 +19,7 @@ mod notes;
 mod paging;
 mod request;
 mod sink;
+mod status;
 
 #[cfg(test)]
 mod tests;
@@ -34,3 +35,5 @@ pub use guest_ram::{GuestRam, RamRange};
 pub use job::{DumpJob, DumpProgress};
 #[allow(unused_imports)]
 pub use request::{open_dump_file, DumpFormat, DumpRequest, DumpTarget, FORMATS_BUILT_IN};
+#[allow(unused_imports)]
+pub use status::{info_dump_text, DumpStatus};

@@ -58,6 +58,31 @@ impl DumpRequest {
         self.format.unwrap_or(DumpFormat::Elf)
     }
 
+    /// The request of HMP `dump-guest-memory [-p] [-z|-l|-s] FILE [begin
+    /// length]` (which always names a format, ELF by default).
+    pub fn from_hmp(
+        paging: bool,
+        zlib: bool,
+        lzo: bool,
+        snappy: bool,
+        begin: Option<i64>,
+        length: Option<i64>,
+    ) -> Result<Self, DumpError> {
+        let format = match (zlib, lzo, snappy) {
+            (false, false, false) => DumpFormat::Elf,
+            (true, false, false) => DumpFormat::KdumpZlib,
+            (false, true, false) => DumpFormat::KdumpLzo,
+            (false, false, true) => DumpFormat::KdumpSnappy,
+            _ => return Err(DumpError::HmpFormatConflict),
+        };
+        Ok(DumpRequest {
+            paging,
+            format: Some(format),
+            begin,
+            length,
+        })
+    }
+
     /// QEMU's argument checks, in QEMU's order.
     pub fn validate(&self) -> Result<(), DumpError> {
         let filter = self.begin.is_some() || self.length.is_some();
@@ -205,6 +230,14 @@ mod tests {
             e.to_string(),
             "Could not open '/nonexistent-dir/core': No such file or directory"
         );
+    }
+
+    #[test]
+    fn hmp_refuses_two_compression_flags() {
+        let e = DumpRequest::from_hmp(false, true, false, true, None, None).unwrap_err();
+        assert_eq!(e.to_string(), "only one of '-z|-l|-s' can be set");
+        let r = DumpRequest::from_hmp(false, false, true, false, None, None).unwrap();
+        assert_eq!(r.format, Some(DumpFormat::KdumpLzo));
     }
 
     #[test]
