@@ -563,6 +563,26 @@ fn a_failed_dump_leaves_an_empty_file() {
 }
 
 #[test]
+fn a_kdump_failing_on_guest_ram_leaves_an_empty_file() {
+    let mut ram = synthetic_ram();
+    ram.fail_from = Some(0x20_0000);
+    let path = temp_path("kfail");
+    let _t = TempFile(path.clone());
+    let mut job = DumpJob::new(
+        &kdump_request(DumpFormat::KdumpSnappy),
+        Arc::new(ram),
+        &[long_mode_cpu(0)],
+        File::create(&path).unwrap(),
+    )
+    .unwrap();
+
+    let e = job.run().unwrap_err();
+
+    assert_eq!(e.to_string(), "dump: failed to write page data");
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[test]
 fn a_dropped_unfinished_dump_leaves_an_empty_file() {
     let ram = Arc::new(synthetic_ram());
     let path = temp_path("drop");
