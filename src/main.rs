@@ -5,6 +5,8 @@
 mod base64;
 mod chardev;
 mod devices;
+#[allow(dead_code)]
+mod dump;
 mod emulator;
 mod fdsets;
 mod hmp_cmds;
