@@ -3,6 +3,7 @@
 //! that is also the list of implemented commands (query-commands,
 //! query-qmp-schema).
 
+pub mod dump;
 pub mod fd;
 pub mod misc;
 pub mod run;
@@ -59,6 +60,12 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    cmd("dump-guest-memory", dump::dump_guest_memory),
+    cmd("query-dump", dump::query_dump),
+    cmd(
+        "query-dump-guest-memory-capability",
+        dump::query_dump_guest_memory_capability,
+    ),
     // chardev commands (chardev.rs)
     // QOM and object commands (qom.rs)
     // block commands (block.rs)
@@ -73,6 +80,7 @@ pub static EVENTS: &[&str] = &[
     "RESUME",
     "WAKEUP",
     "SUSPEND",
+    "DUMP_COMPLETED",
     // chardev events
     // block events
 ];
