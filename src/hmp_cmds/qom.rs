@@ -149,3 +149,73 @@ pub fn qom_set(
     emu.qom.set_prop(idx, prop, &Input::Str(value))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::qmp_cmds::qom::tests::emu;
+    use crate::qmp_cmds::CmdCtx;
+
+    fn hmp(e: &mut crate::emulator::Emulator, line: &str) -> String {
+        let mut ctx = CmdCtx { monitor: None };
+        crate::hmp_cmds::run_line(e, &mut ctx, line)
+    }
+
+    #[test]
+    fn info_qom_tree_indents_by_two_per_level() {
+        let mut e = emu();
+        assert_eq!(
+            hmp(&mut e, "info qom-tree"),
+            "/machine (none-machine)\n  /unattached (container)\n  /peripheral (container)\n  /peripheral-anon (container)\n"
+        );
+        assert_eq!(
+            hmp(&mut e, "info qom-tree /objects"),
+            "/objects (container)\n"
+        );
+        assert_eq!(
+            hmp(&mut e, "info qom-tree /x"),
+            "Path '/x' could not be resolved.\n"
+        );
+    }
+
+    #[test]
+    fn object_add_list_and_del_through_hmp() {
+        let mut e = emu();
+        assert_eq!(hmp(&mut e, "object_add iothread,id=t1"), "");
+        let info = hmp(&mut e, "info iothreads");
+        assert!(info.starts_with("t1: thread_id="), "{info}");
+        assert_eq!(hmp(&mut e, "qom-list /objects/t1"), "type (string)\n");
+        assert_eq!(hmp(&mut e, "qom-list"), "/\n");
+        assert_eq!(hmp(&mut e, "object_del t1"), "");
+        assert_eq!(hmp(&mut e, "object_del t1"), "object 't1' not found\n");
+        assert_eq!(
+            hmp(&mut e, "object_add"),
+            "Parameter 'qom-type' is missing\n"
+        );
+        assert_eq!(
+            hmp(&mut e, "object_add iothread"),
+            "Parameter 'id' is missing\n"
+        );
+        assert_eq!(
+            hmp(&mut e, "object_add iothread,id=1a"),
+            "Parameter 'id' expects an identifier\nIdentifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n"
+        );
+    }
+
+    #[test]
+    fn qom_set_parses_strings_by_type() {
+        let mut e = emu();
+        assert_eq!(hmp(&mut e, "qom-set /machine usb on"), "");
+        assert_eq!(
+            hmp(&mut e, "qom-set /machine usb 7"),
+            "Invalid parameter type for 'usb', expected: boolean\n"
+        );
+        assert_eq!(
+            hmp(&mut e, "qom-set /nope usb on"),
+            "Device '/nope' not found\n"
+        );
+        assert_eq!(
+            hmp(&mut e, "qom-set /machine type x"),
+            "Insufficient permission to perform this operation\n"
+        );
+    }
+}

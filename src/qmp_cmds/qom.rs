@@ -143,3 +143,301 @@ pub fn device_list_properties(
             .collect(),
     ))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::machine::{Machine, MachineOpts};
+    use crate::qmp_cmds::dispatch;
+    use crate::vl::config::{Accel, SmpConfig};
+    use crate::vl::Config;
+
+    /// An emulator with the `none` machine and its QOM tree, as start-up
+    /// builds it.
+    pub(crate) fn emu() -> Emulator {
+        let cfg = Config::default();
+        let mt = crate::machine_types::find("none").expect("none machine");
+        let smp = SmpConfig {
+            cpus: 1,
+            max_cpus: 1,
+            sockets: 1,
+            cores: 1,
+            threads: 1,
+        };
+        let opts = MachineOpts {
+            ram_size: 1 << 20,
+            smp,
+            rtc_base: None,
+        };
+        let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");
+        let mut e = Emulator::new(&cfg, m).expect("emulator");
+        crate::qom::populate_machine(&mut e, &cfg);
+        e
+    }
+
+    pub(crate) fn run(e: &mut Emulator, cmd: &str, args: Value) -> Result<Value, QmpError> {
+        let mut ctx = CmdCtx { monitor: None };
+        let a = args.as_object().cloned().unwrap_or_default();
+        dispatch(e, &mut ctx, cmd, &a)
+    }
+
+    fn err(r: Result<Value, QmpError>) -> (ErrorClass, String) {
+        let e = r.unwrap_err();
+        (e.class, e.desc)
+    }
+
+    #[test]
+    fn qom_list_root_shows_machine_objects_and_chardevs() {
+        let mut e = emu();
+        let v = run(&mut e, "qom-list", json!({"path": "/"})).unwrap();
+        let list = v.as_array().unwrap();
+        assert!(list.contains(&json!({"name": "machine", "type": "child<none-machine>"})));
+        assert!(list.contains(&json!({"name": "objects", "type": "child<container>"})));
+        assert!(list.contains(&json!({"name": "chardevs", "type": "child<container>"})));
+        assert!(list.contains(&json!({"name": "type", "type": "string"})));
+    }
+
+    #[test]
+    fn qom_list_errors_for_missing_and_ambiguous_paths() {
+        let mut e = emu();
+        assert_eq!(
+            err(run(&mut e, "qom-list", json!({"path": "/nope"}))),
+            (
+                ErrorClass::DeviceNotFound,
+                "Device '/nope' not found".into()
+            )
+        );
+        assert_eq!(
+            err(run(&mut e, "qom-list", json!({"path": ""}))),
+            (ErrorClass::GenericError, "Path '' is ambiguous".into())
+        );
+        let v = run(&mut e, "qom-list", json!({"path": "peripheral-anon"})).unwrap();
+        assert_eq!(v, json!([{"name": "type", "type": "string"}]));
+    }
+
+    #[test]
+    fn qom_get_and_set_typed_values() {
+        let mut e = emu();
+        let get = |e: &mut Emulator, p: &str| {
+            run(e, "qom-get", json!({"path": "/machine", "property": p}))
+        };
+        assert_eq!(get(&mut e, "type").unwrap(), json!("none-machine"));
+        assert_eq!(get(&mut e, "dump-guest-core").unwrap(), json!(true));
+        assert_eq!(get(&mut e, "kvm-shadow-mem").unwrap(), json!(-1));
+        assert_eq!(
+            get(&mut e, "peripheral").unwrap(),
+            json!("/machine/peripheral")
+        );
+        assert_eq!(
+            err(get(&mut e, "nope")),
+            (
+                ErrorClass::GenericError,
+                "Property '.nope' not found".into()
+            )
+        );
+        run(
+            &mut e,
+            "qom-set",
+            json!({"path": "machine", "property": "append", "value": "console=ttyS0"}),
+        )
+        .unwrap();
+        assert_eq!(get(&mut e, "append").unwrap(), json!("console=ttyS0"));
+        assert_eq!(
+            err(run(
+                &mut e,
+                "qom-set",
+                json!({"path": "/machine", "property": "append", "value": 1})
+            )),
+            (
+                ErrorClass::GenericError,
+                "Invalid parameter type for 'append', expected: string".into()
+            )
+        );
+        assert_eq!(
+            err(run(
+                &mut e,
+                "qom-set",
+                json!({"path": "/x", "property": "append", "value": ""})
+            )),
+            (ErrorClass::DeviceNotFound, "Device '/x' not found".into())
+        );
+        assert_eq!(
+            err(run(
+                &mut e,
+                "qom-get",
+                json!({"path": "/x", "property": "type"})
+            )),
+            (ErrorClass::DeviceNotFound, "Device '/x' not found".into())
+        );
+    }
+
+    #[test]
+    fn object_add_and_del_an_iothread() {
+        let mut e = emu();
+        run(
+            &mut e,
+            "object-add",
+            json!({"qom-type": "iothread", "id": "io0"}),
+        )
+        .unwrap();
+        let v = run(&mut e, "query-iothreads", json!({})).unwrap();
+        assert_eq!(v[0]["id"], "io0");
+        assert!(v[0]["thread-id"].as_i64().unwrap() > 0);
+        let t = run(
+            &mut e,
+            "qom-get",
+            json!({"path": "/objects/io0", "property": "type"}),
+        );
+        assert_eq!(t.unwrap(), json!("iothread"));
+        run(&mut e, "object-del", json!({"id": "io0"})).unwrap();
+        assert_eq!(
+            run(&mut e, "query-iothreads", json!({})).unwrap(),
+            json!([])
+        );
+        assert_eq!(
+            err(run(&mut e, "object-del", json!({"id": "io0"}))),
+            (ErrorClass::GenericError, "object 'io0' not found".into())
+        );
+    }
+
+    #[test]
+    fn object_add_errors_match_qemu() {
+        let mut e = emu();
+        let add = |e: &mut Emulator, a: Value| err(run(e, "object-add", a)).1;
+        assert_eq!(
+            add(&mut e, json!({"qom-type": "nope", "id": "x"})),
+            "invalid object type: nope"
+        );
+        assert_eq!(
+            add(&mut e, json!({"qom-type": "memory-backend", "id": "x"})),
+            "object type 'memory-backend' is abstract"
+        );
+        assert_eq!(
+            add(&mut e, json!({"qom-type": "none-machine", "id": "x"})),
+            "object type 'none-machine' isn't supported by object-add"
+        );
+        assert_eq!(
+            add(
+                &mut e,
+                json!({"qom-type": "iothread", "id": "x", "props": 3})
+            ),
+            "Invalid parameter type for 'props', expected: dict"
+        );
+        assert_eq!(
+            add(
+                &mut e,
+                json!({"qom-type": "memory-backend-ram", "id": "x", "props": {"size": "1G"}})
+            ),
+            "Invalid parameter type for 'size', expected: integer"
+        );
+        assert_eq!(
+            add(&mut e, json!({"qom-type": "memory-backend-ram", "id": "x"})),
+            "can't create backend with size 0"
+        );
+        assert_eq!(
+            add(
+                &mut e,
+                json!({"qom-type": "memory-backend-ram", "id": "x", "props": {"size": 4096, "policy": "odd"}})
+            ),
+            "Invalid parameter 'odd'"
+        );
+        run(
+            &mut e,
+            "object-add",
+            json!({"qom-type": "iothread", "id": "x"}),
+        )
+        .unwrap();
+        assert_eq!(
+            add(&mut e, json!({"qom-type": "iothread", "id": "x"})),
+            "attempt to add duplicate property 'x' to object (type 'container')"
+        );
+    }
+
+    #[test]
+    fn memory_backend_properties_read_back_and_freeze() {
+        let mut e = emu();
+        run(
+            &mut e,
+            "object-add",
+            json!({"qom-type": "memory-backend-ram", "id": "m", "props": {"size": 2097152, "merge": false}}),
+        )
+        .unwrap();
+        let get = |e: &mut Emulator, p: &str| {
+            run(e, "qom-get", json!({"path": "/objects/m", "property": p})).unwrap()
+        };
+        assert_eq!(get(&mut e, "size"), json!(2097152));
+        assert_eq!(get(&mut e, "merge"), json!(false));
+        assert_eq!(get(&mut e, "policy"), json!("default"));
+        assert_eq!(get(&mut e, "host-nodes"), json!([]));
+        assert_eq!(
+            err(run(
+                &mut e,
+                "qom-set",
+                json!({"path": "/objects/m", "property": "size", "value": 4096})
+            ))
+            .1,
+            "cannot change property value"
+        );
+        run(
+            &mut e,
+            "qom-set",
+            json!({"path": "/objects/m", "property": "dump", "value": false}),
+        )
+        .unwrap();
+        assert_eq!(get(&mut e, "dump"), json!(false));
+    }
+
+    #[test]
+    fn qom_list_types_filters_abstract_and_implements() {
+        let mut e = emu();
+        let names = |v: Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let all = names(run(&mut e, "qom-list-types", json!({})).unwrap());
+        assert!(all.contains(&"iothread".to_string()));
+        assert!(!all.contains(&"memory-backend".to_string()));
+        let with_abs = names(run(&mut e, "qom-list-types", json!({"abstract": true})).unwrap());
+        assert!(with_abs.contains(&"memory-backend".to_string()));
+        let machines =
+            names(run(&mut e, "qom-list-types", json!({"implements": "machine"})).unwrap());
+        assert_eq!(machines, vec!["pc-i440fx-2.8-machine", "none-machine"]);
+        let none = run(&mut e, "qom-list-types", json!({"implements": "nope"})).unwrap();
+        assert_eq!(none, json!([]));
+    }
+
+    #[test]
+    fn device_list_properties_errors_and_listing() {
+        let mut e = emu();
+        let dlp =
+            |e: &mut Emulator, t: &str| run(e, "device-list-properties", json!({"typename": t}));
+        assert_eq!(
+            err(dlp(&mut e, "nope")),
+            (ErrorClass::DeviceNotFound, "Device 'nope' not found".into())
+        );
+        assert_eq!(
+            err(dlp(&mut e, "iothread")).1,
+            "Parameter 'name' expects device"
+        );
+        assert_eq!(
+            err(dlp(&mut e, "device")).1,
+            "Parameter 'name' expects non-abstract device type"
+        );
+        static P: &[crate::qom::types::PropDef] = &[crate::qom::types::dprop(
+            "iobase",
+            "uint32",
+            "I/O base",
+            crate::qom::types::Access::ReadWrite,
+            crate::qom::types::Dflt::Int(0x3f8),
+        )];
+        e.qom
+            .register_type(crate::qom::types::ty("isa-serial", "device", false, &[], P));
+        assert_eq!(
+            dlp(&mut e, "isa-serial").unwrap(),
+            json!([{"name": "iobase", "type": "uint32", "description": "I/O base"}])
+        );
+    }
+}
