@@ -475,7 +475,7 @@ impl ObjectImpl for MemoryBackend {
         Ok(())
     }
 
-    fn complete(&mut self, path: &str) -> Result<(), QomError> {
+    fn complete(&mut self, path: &str, _: &super::Qom) -> Result<(), QomError> {
         self.alloc(path)?;
         if self.merge {
             self.advise(libc::MADV_MERGEABLE);
@@ -524,7 +524,7 @@ mod tests {
     fn ram_backend_maps_memory_and_freezes_size() {
         let mut b = MemoryBackend::new(BackendKind::Ram, true, true);
         set(&mut b, "memory-backend-ram", "size", json!(1 << 20)).unwrap();
-        b.complete("/objects/m0").unwrap();
+        b.complete("/objects/m0", &crate::qom::Qom::new()).unwrap();
         let mem = b.memory().unwrap();
         mem[4096] = 7;
         assert_eq!(mem.len(), 1 << 20);
@@ -546,7 +546,9 @@ mod tests {
             "Property 'memory-backend-ram.size' doesn't take value '0'"
         );
         assert_eq!(
-            b.complete("/objects/m").unwrap_err().msg(),
+            b.complete("/objects/m", &crate::qom::Qom::new())
+                .unwrap_err()
+                .msg(),
             "can't create backend with size 0"
         );
     }
@@ -565,7 +567,7 @@ mod tests {
         set(&mut b, ty, "size", json!(65536)).unwrap();
         set(&mut b, ty, "mem-path", json!(path.to_str().unwrap())).unwrap();
         set(&mut b, ty, "share", json!(true)).unwrap();
-        b.complete("/objects/f").unwrap();
+        b.complete("/objects/f", &crate::qom::Qom::new()).unwrap();
         b.memory().unwrap()[10] = 0x5a;
         drop(b);
         let data = std::fs::read(&path).unwrap();
@@ -584,7 +586,7 @@ mod tests {
         };
         let mut b = MemoryBackend::new(kind, true, true);
         set(&mut b, "memory-backend-file", "size", json!(65536)).unwrap();
-        b.complete("/objects/f").unwrap();
+        b.complete("/objects/f", &crate::qom::Qom::new()).unwrap();
         assert!(b.fd().is_some());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -599,7 +601,9 @@ mod tests {
         let mut b = MemoryBackend::new(kind, true, true);
         set(&mut b, "memory-backend-file", "size", json!(65536)).unwrap();
         assert_eq!(
-            b.complete("/objects/f").unwrap_err().msg(),
+            b.complete("/objects/f", &crate::qom::Qom::new())
+                .unwrap_err()
+                .msg(),
             "mem-path property not set"
         );
         set(
@@ -610,7 +614,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            b.complete("/objects/f").unwrap_err().msg(),
+            b.complete("/objects/f", &crate::qom::Qom::new())
+                .unwrap_err()
+                .msg(),
             "can't open backing store /nonexistent-dir/x for guest RAM: No such file or directory"
         );
     }
@@ -621,14 +627,16 @@ mod tests {
         set(&mut b, "memory-backend-ram", "size", json!(1 << 20)).unwrap();
         set(&mut b, "memory-backend-ram", "policy", json!("bind")).unwrap();
         assert_eq!(
-            b.complete("/objects/m").unwrap_err().msg(),
+            b.complete("/objects/m", &crate::qom::Qom::new())
+                .unwrap_err()
+                .msg(),
             "host-nodes must be set for policy bind"
         );
         let mut b = MemoryBackend::new(BackendKind::Ram, true, true);
         set(&mut b, "memory-backend-ram", "size", json!(1 << 20)).unwrap();
         set(&mut b, "memory-backend-ram", "host-nodes", json!([0])).unwrap();
         assert!(b
-            .complete("/objects/m")
+            .complete("/objects/m", &crate::qom::Qom::new())
             .unwrap_err()
             .msg()
             .starts_with("host-nodes must be empty for policy default"));
@@ -641,7 +649,7 @@ mod tests {
         set(&mut b, "memory-backend-ram", "host-nodes", json!([0])).unwrap();
         set(&mut b, "memory-backend-ram", "policy", json!("bind")).unwrap();
         set(&mut b, "memory-backend-ram", "prealloc", json!(true)).unwrap();
-        b.complete("/objects/m").unwrap();
+        b.complete("/objects/m", &crate::qom::Qom::new()).unwrap();
         assert_eq!(
             b.get(&crate::qom::types::prop(
                 "host-nodes",

@@ -81,7 +81,7 @@ impl ObjectImpl for IoThread {
         Err(QomError::prop_not_found(p.name))
     }
 
-    fn complete(&mut self, path: &str) -> Result<(), QomError> {
+    fn complete(&mut self, path: &str, _: &super::Qom) -> Result<(), QomError> {
         let id = path.rsplit('/').next().unwrap_or(path);
         self.start(id)
     }
@@ -102,7 +102,8 @@ mod tests {
     #[test]
     fn thread_reports_a_real_tid_and_stops_on_drop() {
         let mut t = IoThread::new();
-        t.complete("/objects/io0").unwrap();
+        t.complete("/objects/io0", &super::super::Qom::new())
+            .unwrap();
         let tid = t.thread_id();
         assert!(tid > 0);
         let pid = std::process::id();

@@ -14,10 +14,12 @@
 // machine and chardev layers that are still landing.
 #![allow(dead_code)]
 
+mod aes;
 pub mod hostmem;
 pub mod iothread;
 pub mod objects;
 pub mod props;
+pub mod secret;
 pub mod types;
 
 use std::any::Any;
@@ -40,7 +42,9 @@ pub trait ObjectImpl: Any {
     fn set(&mut self, type_name: &str, prop: &PropDef, input: &Input) -> Result<(), QomError>;
     /// User-creatable objects: runs once all properties are set and the
     /// object sits at `path` (QEMU's UserCreatable complete()).
-    fn complete(&mut self, _path: &str) -> Result<(), QomError> {
+    /// `qom` is the tree as it is before the object joins it (a secret
+    /// looks up its key there).
+    fn complete(&mut self, _path: &str, _qom: &Qom) -> Result<(), QomError> {
         Ok(())
     }
     /// Whether object-del must refuse to delete it.
@@ -160,7 +164,7 @@ impl Qom {
             .find(|&c| self.node(c).is_some_and(|x| x.name == name))
     }
 
-    fn has_property(&self, idx: usize, name: &str) -> bool {
+    pub(crate) fn has_property(&self, idx: usize, name: &str) -> bool {
         let Some(n) = self.node(idx) else {
             return false;
         };

@@ -43,6 +43,8 @@ fn new_state(qom: &Qom, type_name: &str) -> Option<Box<dyn ObjectImpl>> {
             share: false,
         };
         Some(Box::new(MemoryBackend::new(kind, merge, dump)))
+    } else if r.is_ancestor(type_name, "secret") {
+        Some(Box::new(super::secret::Secret::default()))
     } else if r.is_ancestor(type_name, "memory-backend-ram") {
         Some(Box::new(MemoryBackend::new(BackendKind::Ram, merge, dump)))
     } else {
@@ -120,18 +122,19 @@ pub fn create(
             }
         }
     }
+    // QEMU attaches the object, completes it and detaches it again on
+    // failure; completing before attaching gives the same results and
+    // lets completion read the rest of the tree.
     let root = qom.objects_root();
-    let idx = qom.add_child(root, id, type_name, state)?;
-    let path = qom.canonical_path(idx);
-    let done = match qom.node_mut(idx) {
-        Some(n) => n.state.complete(&path),
-        None => Ok(()),
-    };
-    if let Err(e) = done {
-        qom.remove(idx);
-        return Err(e);
+    if qom.has_property(root, id) {
+        return Err(QomError::generic(format!(
+            "attempt to add duplicate property '{id}' to object (type '{}')",
+            types::TYPE_CONTAINER
+        )));
     }
-    Ok(idx)
+    let path = format!("{}/{id}", qom.canonical_path(root));
+    state.complete(&path, qom)?;
+    qom.add_child(root, id, type_name, state)
 }
 
 /// QEMU's user_creatable_del.

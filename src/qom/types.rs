@@ -123,6 +123,7 @@ pub fn enum_values(ty: &str) -> Option<&'static [&'static str]> {
         "OnOffAuto" => &["auto", "on", "off"],
         "OnOffSplit" => &["on", "off", "split"],
         "HostMemPolicy" => &["default", "preferred", "bind", "interleave"],
+        "QCryptoSecretFormat" => &["raw", "base64"],
         _ => return None,
     })
 }
@@ -238,6 +239,15 @@ static MEMORY_BACKEND_FILE_PROPS: &[PropDef] = &[
     prop("mem-path", "string", RW, Dflt::EmptyStr),
 ];
 
+static SECRET_PROPS: &[PropDef] = &[
+    prop("loaded", "bool", RW, Dflt::Bool(false)),
+    prop("format", "QCryptoSecretFormat", RW, Dflt::Str("raw")),
+    prop("data", "string", RW, Dflt::EmptyStr),
+    prop("file", "string", RW, Dflt::EmptyStr),
+    prop("keyid", "string", RW, Dflt::EmptyStr),
+    prop("iv", "string", RW, Dflt::EmptyStr),
+];
+
 const UC: &[&str] = &[TYPE_USER_CREATABLE];
 
 /// Types every build of this binary has.
@@ -272,6 +282,7 @@ fn builtin_types() -> Vec<TypeDef> {
             &[],
             MEMORY_BACKEND_FILE_PROPS,
         ),
+        ty("secret", TYPE_OBJECT, false, UC, SECRET_PROPS),
         ty(TYPE_CHARDEV, TYPE_OBJECT, true, &[], &[]),
         ty("chardev-fd", TYPE_CHARDEV, true, &[], &[]),
     ];
