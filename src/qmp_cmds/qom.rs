@@ -155,7 +155,10 @@ pub(crate) mod tests {
     /// An emulator with the `none` machine and its QOM tree, as start-up
     /// builds it.
     pub(crate) fn emu() -> Emulator {
-        let cfg = Config::default();
+        emu_with(&Config::default())
+    }
+
+    pub(crate) fn emu_with(cfg: &Config) -> Emulator {
         let mt = crate::machine_types::find("none").expect("none machine");
         let smp = SmpConfig {
             cpus: 1,
@@ -170,9 +173,38 @@ pub(crate) mod tests {
             rtc_base: None,
         };
         let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");
-        let mut e = Emulator::new(&cfg, m).expect("emulator");
-        crate::qom::populate_machine(&mut e, &cfg);
+        let mut e = Emulator::new(cfg, m).expect("emulator");
+        crate::qom::populate_machine(&mut e, cfg);
         e
+    }
+
+    #[test]
+    fn machine_options_become_machine_properties() {
+        let mut cfg = Config::default();
+        cfg.machine_opts = crate::vl::cli::MACHINE_OPTS
+            .parse(
+                "none,accel=qtest,mem-merge=off,kernel_irqchip=off,append=a b",
+                true,
+            )
+            .unwrap();
+        cfg.nographic = true;
+        let mut e = emu_with(&cfg);
+        let get = |e: &mut Emulator, p: &str| {
+            run(e, "qom-get", json!({"path": "/machine", "property": p})).unwrap()
+        };
+        assert_eq!(get(&mut e, "accel"), json!("qtest"));
+        assert_eq!(get(&mut e, "mem-merge"), json!(false));
+        assert_eq!(get(&mut e, "append"), json!("a b"));
+        assert_eq!(get(&mut e, "graphics"), json!(false));
+        // A backend made now inherits mem-merge=off.
+        run(
+            &mut e,
+            "object-add",
+            json!({"qom-type": "memory-backend-ram", "id": "m", "props": {"size": 4096}}),
+        )
+        .unwrap();
+        let v = run(&mut e, "qom-get", json!({"path": "m", "property": "merge"}));
+        assert_eq!(v.unwrap(), json!(false));
     }
 
     pub(crate) fn run(e: &mut Emulator, cmd: &str, args: Value) -> Result<Value, QmpError> {
