@@ -24,7 +24,15 @@ fn print_tree(qom: &Qom, idx: usize, indent: usize, out: &mut String, depth: usi
     if depth > 256 {
         return;
     }
-    for &c in &n.children {
+    // QEMU walks a hash table here; name order is stable and is what
+    // later QEMU releases print.
+    let mut kids: Vec<(&str, usize)> = n
+        .children
+        .iter()
+        .filter_map(|&c| qom.node(c).map(|k| (k.name.as_str(), c)))
+        .collect();
+    kids.sort();
+    for (_, c) in kids {
         print_tree(qom, c, indent + 2, out, depth + 1);
     }
 }
@@ -165,7 +173,7 @@ mod tests {
         let mut e = emu();
         assert_eq!(
             hmp(&mut e, "info qom-tree"),
-            "/machine (none-machine)\n  /unattached (container)\n  /peripheral (container)\n  /peripheral-anon (container)\n"
+            "/machine (none-machine)\n  /peripheral (container)\n  /peripheral-anon (container)\n  /unattached (container)\n"
         );
         assert_eq!(
             hmp(&mut e, "info qom-tree /objects"),
