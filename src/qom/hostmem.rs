@@ -303,7 +303,12 @@ fn map_file(mem_path: &str, obj_path: &str, size: usize, share: bool) -> Result<
             "memory size 0x{size:x} must be equal to or larger than page size 0x{page:x}"
         )));
     }
-    let len = size.div_ceil(page) * page;
+    let Some(len) = size.div_ceil(page).checked_mul(page) else {
+        return Err(fail(format!(
+            "unable to map backing store for guest RAM: {}",
+            strerror(&io::Error::from_raw_os_error(libc::ENOMEM))
+        )));
+    };
     if let Err(e) = file.set_len(len as u64) {
         // hugetlbfs on old hosts refuses ftruncate; mmap decides.
         eprintln!("ftruncate: {}", strerror(&e));
@@ -618,6 +623,33 @@ mod tests {
                 .unwrap_err()
                 .msg(),
             "can't open backing store /nonexistent-dir/x for guest RAM: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn absurd_sizes_fail_cleanly() {
+        let mut b = MemoryBackend::new(BackendKind::Ram, true, true);
+        set(&mut b, "memory-backend-ram", "size", json!(-1)).unwrap();
+        let e = b
+            .complete("/objects/m0", &crate::qom::Qom::new())
+            .unwrap_err();
+        assert!(
+            e.msg().starts_with("cannot set up guest memory 'm0': "),
+            "{e}"
+        );
+        let kind = BackendKind::File {
+            mem_path: Some("/tmp".into()),
+            share: false,
+        };
+        let mut b = MemoryBackend::new(kind, true, true);
+        set(&mut b, "memory-backend-file", "size", json!(-1)).unwrap();
+        let e = b
+            .complete("/objects/f", &crate::qom::Qom::new())
+            .unwrap_err();
+        assert!(
+            e.msg()
+                .starts_with("unable to map backing store for guest RAM"),
+            "{e}"
         );
     }
 

@@ -180,9 +180,30 @@ fn opts_text(opts: &QemuOpts) -> String {
     parts.join(",")
 }
 
+/// The `-object` argument as typed, found again on the command line (the
+/// parsed options do not keep it); rebuilt from the options otherwise.
+fn location(opts: &QemuOpts) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let typed = args
+        .windows(2)
+        .filter(|w| w[0] == "-object" || w[0] == "--object")
+        .map(|w| &w[1])
+        .find(|a| {
+            crate::vl::cli::FREE_OPTS_QOM_TYPE
+                .parse(a, true)
+                .ok()
+                .as_ref()
+                == Some(opts)
+        });
+    format!(
+        "-object {}",
+        typed.cloned().unwrap_or_else(|| opts_text(opts))
+    )
+}
+
 /// `-object` at start-up. Errors read `-object <options>: <message>`.
 pub fn add_from_opts(emu: &mut Emulator, opts: &QemuOpts) -> Result<(), String> {
-    let loc = format!("-object {}", opts_text(opts));
+    let loc = location(opts);
     if let Some(id) = &opts.id {
         if !emu.qom.cmdline_ids.insert(id.clone()) {
             return Err(format!("{loc}: Duplicate ID '{id}' for object"));
