@@ -180,14 +180,16 @@ pub(crate) mod tests {
 
     #[test]
     fn machine_options_become_machine_properties() {
-        let mut cfg = Config::default();
-        cfg.machine_opts = crate::vl::cli::MACHINE_OPTS
-            .parse(
-                "none,accel=qtest,mem-merge=off,kernel_irqchip=off,append=a b",
-                true,
-            )
-            .unwrap();
-        cfg.nographic = true;
+        let cfg = Config {
+            machine_opts: crate::vl::cli::MACHINE_OPTS
+                .parse(
+                    "none,accel=qtest,mem-merge=off,kernel_irqchip=off,append=a b",
+                    true,
+                )
+                .unwrap(),
+            nographic: true,
+            ..Config::default()
+        };
         let mut e = emu_with(&cfg);
         let get = |e: &mut Emulator, p: &str| {
             run(e, "qom-get", json!({"path": "/machine", "property": p})).unwrap()
