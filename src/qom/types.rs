@@ -260,7 +260,14 @@ fn builtin_types() -> Vec<TypeDef> {
             interfaces: &[],
             props: OBJECT_PROPS,
         },
-        ty(TYPE_INTERFACE, TYPE_OBJECT, true, &[], &[]),
+        // Interfaces are not objects: QEMU gives them no parent.
+        TypeDef {
+            name: TYPE_INTERFACE,
+            parent: None,
+            abstract_: true,
+            interfaces: &[],
+            props: &[],
+        },
         ty(TYPE_USER_CREATABLE, TYPE_INTERFACE, false, &[], &[]),
         ty(TYPE_CONTAINER, TYPE_OBJECT, false, &[], &[]),
         ty(TYPE_MACHINE, TYPE_OBJECT, true, &[], MACHINE_PROPS),
@@ -450,6 +457,7 @@ mod tests {
         assert!(!r.implements("container", TYPE_USER_CREATABLE));
         assert!(r.implements("none-machine", TYPE_MACHINE));
         assert!(!r.implements("none-machine", "no-such-type"));
+        assert!(!r.implements(TYPE_USER_CREATABLE, TYPE_OBJECT));
     }
 
     #[test]
