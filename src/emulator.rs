@@ -46,6 +46,8 @@ pub struct Requests {
     pub reset: bool,
     pub powerdown: bool,
     pub wakeup: bool,
+    /// A vCPU hit an error KVM cannot handle: stop in `internal-error`.
+    pub internal_error: bool,
     pub signal: Option<(i32, i32)>,
 }
 
@@ -136,7 +138,10 @@ impl Emulator {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.bottom_halves.is_empty() || self.has_pending_requests() {
+        if !self.bottom_halves.is_empty()
+            || self.has_pending_requests()
+            || self.fdwatch.has_always_ready()
+        {
             return Some(Duration::ZERO);
         }
         self.timers
@@ -359,7 +364,7 @@ impl Emulator {
 
     fn has_pending_requests(&self) -> bool {
         let r = &self.requests;
-        r.shutdown || r.reset || r.powerdown || r.wakeup || r.signal.is_some()
+        r.shutdown || r.reset || r.powerdown || r.wakeup || r.internal_error || r.signal.is_some()
     }
 
     /// QEMU's main_loop_should_exit: acts on requests in QEMU's order.
@@ -376,6 +381,9 @@ impl Emulator {
             self.no_shutdown = false;
             self.requests.shutdown = true;
             self.exit_reason_signal = Some(sig);
+        }
+        if std::mem::take(&mut self.requests.internal_error) {
+            self.vm_stop(RunState::InternalError);
         }
         if std::mem::take(&mut self.requests.shutdown) {
             self.emit_event("SHUTDOWN", None);
@@ -447,6 +455,11 @@ impl Emulator {
         }
     }
 
+    /// Wakes the main loop from another thread (vCPU exits, workers).
+    pub fn wake_main_loop(&self) {
+        let _ = self.fdwatch.notifier().notify();
+    }
+
     // ---- the loop ------------------------------------------------------
 
     pub fn watch_signals(&mut self, fd: RawFd) -> std::io::Result<()> {
@@ -471,7 +484,8 @@ impl Emulator {
     /// Dispatches one poll's results, then bottom halves, timers and
     /// requests, in QEMU's order.
     pub fn dispatch(&mut self, ready: &[Readiness]) {
-        for r in ready.iter() {
+        let extra: Vec<Readiness> = self.fdwatch.always_ready().collect();
+        for r in ready.iter().chain(extra.iter()) {
             match self.owners.get(&r.token).cloned() {
                 Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
                 Some(FdOwner::Signals) => self.drain_signal_pipe(),
@@ -505,6 +519,7 @@ impl Emulator {
                 dev.backend.close(&mut reg);
             }
         }
+        self.machine.shutdown();
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
         }

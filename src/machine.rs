@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use hw::events::{EventQueue, MachineEvent as HwEvent};
 use hw::irq::{IrqChip, IrqLevels};
+use hw::kvm::{Vcpu, VcpuControl, Vm};
 use hw::memory::{GuestMemory, PcLayout};
 use hw::pc::{PcConfig, PcDevices};
 
@@ -32,6 +33,19 @@ pub struct MachineOpts {
     pub ram_size: u64,
     pub smp: SmpConfig,
     pub rtc_base: Option<String>,
+    /// `-bios FILE`: the firmware image mapped below 4 GiB.
+    pub bios: Option<String>,
+    /// `-device isa-debug-exit,iobase=,iosize=` instances.
+    pub debug_exits: Vec<(u16, u16)>,
+}
+
+/// The KVM side of a PC: the VM and its vCPU threads.
+pub struct KvmParts {
+    pub vm: Arc<Vm>,
+    /// Created with the VM; handed to their threads once the emulator
+    /// (their exit handler) exists.
+    pending_vcpus: Vec<Vcpu>,
+    pub control: Option<VcpuControl>,
 }
 
 pub struct Machine {
@@ -42,9 +56,12 @@ pub struct Machine {
     pub pc: Option<PcDevices>,
     /// Interrupt line levels when no in-kernel irqchip exists (qtest).
     pub irq_levels: Option<Arc<IrqLevels>>,
+    pub kvm: Option<KvmParts>,
+    /// vCPUs are running guest code (between vm_start and vm_stop).
+    running: bool,
     serial_out: Arc<Mutex<Vec<u8>>>,
     serial_in: VecDeque<u8>,
-    events: EventQueue,
+    pub events: EventQueue,
 }
 
 #[derive(Debug)]
@@ -68,20 +85,51 @@ impl Machine {
     ) -> Result<Self, MachineError> {
         let events = EventQueue::new();
         let serial_out = Arc::new(Mutex::new(Vec::new()));
-        let (mem, pc, irq_levels) = if mtype.name == "none" {
-            (GuestMemory::new_flat(opts.ram_size)?, None, None)
+        let (mem, pc, irq_levels, kvm) = if mtype.name == "none" {
+            (
+                Arc::new(GuestMemory::new_flat(opts.ram_size)?),
+                None,
+                None,
+                None,
+            )
         } else {
             let layout = PcLayout::pc(opts.ram_size, None);
-            let mem =
+            let mut mem =
                 GuestMemory::new_pc(layout, &[hw::memory::RamSpec::anonymous(opts.ram_size)])?;
-            let levels = IrqLevels::new();
-            let chip: Arc<dyn IrqChip> = levels.clone();
+            if let Some(path) = &opts.bios {
+                let bad = || MachineError(format!("qemu: could not load PC BIOS '{path}'"));
+                let image = std::fs::read(path).map_err(|_| bad())?;
+                mem.add_bios(&image).map_err(|_| bad())?;
+            } else if accel == Accel::Kvm {
+                return Err(MachineError(
+                    "qemu: could not load PC BIOS 'bios-256k.bin' (no default firmware ships with this emulator; use -bios)".into(),
+                ));
+            }
+            let mem = Arc::new(mem);
+            let (chip, levels, kvm): (Arc<dyn IrqChip>, _, _) = if accel == Accel::Kvm {
+                let vm = Arc::new(Vm::new()?);
+                vm.map_memory(&mem)?;
+                let n = opts.smp.cpus as usize;
+                let vcpus = (0..n)
+                    .map(|i| vm.create_vcpu(i, n))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let parts = KvmParts {
+                    vm: vm.clone(),
+                    pending_vcpus: vcpus,
+                    control: None,
+                };
+                (vm, None, Some(parts))
+            } else {
+                let levels = IrqLevels::new();
+                (levels.clone(), Some(levels), None)
+            };
             let out = serial_out.clone();
             let rtc_base = match &opts.rtc_base {
                 Some(b) => hw::devices::rtc::RtcBase::parse(b).map_err(|_| {
-                    MachineError(format!(
+                    MachineError(
                         "invalid date format\nvalid formats: '2006-06-17T16:01:21' or '2006-06-17'"
-                    ))
+                            .to_string(),
+                    )
                 })?,
                 None => hw::devices::rtc::RtcBase::Utc,
             };
@@ -96,29 +144,98 @@ impl Machine {
                 layout,
                 cpus: opts.smp.cpus,
             };
-            let pc = PcDevices::new(chip, events.clone(), cfg)?;
-            (mem, Some(pc), Some(levels))
+            let mut pc = PcDevices::new(chip, events.clone(), cfg)?;
+            for (base, size) in &opts.debug_exits {
+                pc.add_debug_exit(*base, *size)?;
+            }
+            (mem, Some(pc), levels, kvm)
         };
         Ok(Machine {
             mtype,
             accel,
             smp: opts.smp.clone(),
-            mem: Arc::new(mem),
+            mem,
             pc,
             irq_levels,
+            kvm,
+            running: false,
             serial_out,
             serial_in: VecDeque::new(),
             events,
         })
     }
 
-    pub fn pause(&mut self) {}
+    /// Starts the vCPU threads, parked; `resume` lets them run.
+    pub fn start_vcpus<H: hw::kvm::ExitHandler>(
+        &mut self,
+        handler: Arc<Mutex<H>>,
+    ) -> Result<(), MachineError> {
+        let Some(k) = self.kvm.as_mut() else {
+            return Ok(());
+        };
+        let vcpus = std::mem::take(&mut k.pending_vcpus);
+        k.control = Some(hw::kvm::spawn_vcpus(vcpus, handler, true)?);
+        Ok(())
+    }
 
-    pub fn resume(&mut self) {}
+    fn control(&self) -> Option<&VcpuControl> {
+        self.kvm.as_ref().and_then(|k| k.control.as_ref())
+    }
 
+    pub fn pause(&mut self) {
+        self.running = false;
+        if let Some(c) = self.control() {
+            c.pause_all();
+        }
+    }
+
+    pub fn resume(&mut self) {
+        self.running = true;
+        if let Some(c) = self.control() {
+            c.resume_all();
+        }
+    }
+
+    /// System reset: vCPUs back to the reset vector, interrupt
+    /// controllers and devices to power-on state.
     pub fn reset(&mut self) {
+        let was_running = self.running;
+        if was_running {
+            self.pause();
+        }
+        if let Some(k) = &self.kvm {
+            if let Some(c) = &k.control {
+                for i in 0..c.count() {
+                    let _ = c.run_on(i, |v: &mut Vcpu| v.reset());
+                }
+            }
+            let _ = k.vm.reset_irqchips();
+        }
         if let Some(pc) = &self.pc {
             pc.reset();
+        }
+        if was_running {
+            self.resume();
+        }
+    }
+
+    /// Stops the vCPU threads for good (process exit).
+    pub fn shutdown(&mut self) {
+        if let Some(c) = self.control() {
+            c.quit();
+        }
+    }
+
+    pub fn mmio_read(&mut self, addr: u64, buf: &mut [u8]) {
+        buf.fill(0xff);
+        if let Some(pc) = &self.pc {
+            pc.mmio_read(addr, buf);
+        }
+    }
+
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        if let Some(pc) = &self.pc {
+            pc.mmio_write(addr, data);
         }
     }
 

@@ -64,7 +64,9 @@ pub struct StdioChardev {
 impl StdioChardev {
     pub fn new(keep_signals: bool) -> io::Result<Self> {
         enter_raw_mode(keep_signals);
-        set_nonblocking(0)?;
+        // Some stdins (e.g. certain special files) refuse O_NONBLOCK; poll
+        // still tells us when a read will not block, so go on without it.
+        let _ = set_nonblocking(0);
         Ok(StdioChardev {
             token: None,
             eof: false,

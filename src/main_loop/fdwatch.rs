@@ -30,6 +30,10 @@ struct Watched {
 pub struct FdWatch {
     poller: Arc<Poller>,
     watched: HashMap<Token, Watched>,
+    /// Regular files and /dev/null: epoll refuses them, but poll(2) (and
+    /// so QEMU) treats them as always ready. They are reported ready on
+    /// every iteration instead.
+    always_ready: Vec<Token>,
     next_token: Token,
 }
 
@@ -47,6 +51,7 @@ impl FdWatch {
         Ok(FdWatch {
             poller: Arc::new(Poller::new()?),
             watched: HashMap::new(),
+            always_ready: Vec::new(),
             next_token: 1,
         })
     }
@@ -63,11 +68,17 @@ impl FdWatch {
         self.next_token += 1;
         // SAFETY: the fd is open (owned by the caller), and every owner
         // removes its token before closing the fd, as polling requires.
-        unsafe {
+        let added = unsafe {
             self.poller
-                .add_with_mode(fd, interest(token, read, write), PollMode::Level)?
+                .add_with_mode(fd, interest(token, read, write), PollMode::Level)
         };
-        self.watched.insert(token, Watched { fd, read, write });
+        match added {
+            Ok(()) => {
+                self.watched.insert(token, Watched { fd, read, write });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => self.always_ready.push(token),
+            Err(e) => return Err(e),
+        }
         Ok(token)
     }
 
@@ -88,7 +99,21 @@ impl FdWatch {
             .modify_with_mode(fd, interest(token, read, write), PollMode::Level);
     }
 
+    /// Tokens of fds that cannot be polled, to treat as ready now.
+    pub fn always_ready(&self) -> impl Iterator<Item = Readiness> + '_ {
+        self.always_ready.iter().map(|&token| Readiness {
+            token,
+            readable: true,
+            writable: true,
+        })
+    }
+
+    pub fn has_always_ready(&self) -> bool {
+        !self.always_ready.is_empty()
+    }
+
     pub fn remove(&mut self, token: Token) {
+        self.always_ready.retain(|t| *t != token);
         if let Some(w) = self.watched.remove(&token) {
             // SAFETY: the fd is still open: owners remove before closing.
             let fd = unsafe { BorrowedFd::borrow_raw(w.fd) };
