@@ -171,6 +171,8 @@ pub(crate) mod tests {
             ram_size: 1 << 20,
             smp,
             rtc_base: None,
+            bios: None,
+            debug_exits: Vec::new(),
         };
         let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");
         let mut e = Emulator::new(cfg, m).expect("emulator");

@@ -34,7 +34,7 @@ use types::{PropDef, TypeRegistry};
 
 /// The per-instance side of an object: values of its declared properties
 /// and whatever the object really does.
-pub trait ObjectImpl: Any {
+pub trait ObjectImpl: Any + Send {
     /// Reads a declared, readable property.
     fn get(&self, prop: &PropDef) -> Result<Value, QomError>;
     /// Writes a declared, writable property. `type_name` is the object's
