@@ -192,6 +192,8 @@ impl Emulator {
         dev.note_tokens(&reg);
         self.set_owners(&id, &added, &removed);
         self.chardevs.push(dev);
+        let kind = opts.get("backend").unwrap_or("");
+        crate::qom::chardev_added(self, &id, kind);
         Ok(())
     }
 
@@ -213,6 +215,7 @@ impl Emulator {
             return Err(format!("Chardev '{id}' is busy"));
         }
         let mut dev = self.chardevs.remove(idx);
+        crate::qom::chardev_removed(self, id);
         let mut reg = FdRegistry::new(&mut self.fdwatch);
         dev.backend.close(&mut reg);
         for t in reg.removed.iter().chain(dev.tokens.iter()) {

@@ -22,6 +22,20 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("kvm", "", "", "show KVM information", kvm),
     // chardev info (chardev.rs)
     // QOM info (qom.rs)
+    hmp(
+        "qom-tree",
+        "path:s?",
+        "[path]",
+        "show QOM composition tree",
+        super::qom::info_qom_tree,
+    ),
+    hmp(
+        "iothreads",
+        "",
+        "",
+        "show iothreads",
+        super::qom::info_iothreads,
+    ),
     // block info (block.rs)
 ];
 

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod info;
+pub mod qom;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -46,7 +47,7 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("help|?", "name:S?", "[cmd]", "show the help", help),
     hmp(
         "info",
-        "item:s?",
+        "item:S?",
         "[subcommand]",
         "show various information about the system state",
         info_cmd,
@@ -91,6 +92,34 @@ pub static COMMANDS: &[HmpCommand] = &[
     ),
     // chardev commands (chardev.rs)
     // QOM and object commands (qom.rs)
+    hmp(
+        "object_add",
+        "object:S?",
+        "[qom-type=]type,id=str[,prop=value][,...]",
+        "create QOM object",
+        qom::object_add,
+    ),
+    hmp(
+        "object_del",
+        "id:s",
+        "id",
+        "destroy QOM object",
+        qom::object_del,
+    ),
+    hmp(
+        "qom-list",
+        "path:s?",
+        "path",
+        "list QOM properties",
+        qom::qom_list,
+    ),
+    hmp(
+        "qom-set",
+        "path:s,property:s,value:s",
+        "path property value",
+        "set QOM property",
+        qom::qom_set,
+    ),
     // block commands (block.rs)
 ];
 

@@ -6,6 +6,7 @@
 pub mod dump;
 pub mod fd;
 pub mod misc;
+pub mod qom;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -68,6 +69,14 @@ pub static COMMANDS: &[CommandEntry] = &[
     ),
     // chardev commands (chardev.rs)
     // QOM and object commands (qom.rs)
+    cmd("query-iothreads", qom::query_iothreads),
+    cmd("object-add", qom::object_add),
+    cmd("object-del", qom::object_del),
+    cmd("qom-list", qom::qom_list),
+    cmd("qom-get", qom::qom_get),
+    cmd("qom-set", qom::qom_set),
+    cmd("qom-list-types", qom::qom_list_types),
+    cmd("device-list-properties", qom::device_list_properties),
     // block commands (block.rs)
 ];
 
