@@ -54,6 +54,11 @@ pub fn parse_compat(label: &str, spec: &str) -> Option<QemuOpts> {
         set(&mut opts, "backend", "vc");
         if let Some(geom) = p.strip_prefix(':') {
             let (w, h) = geom.split_once('x')?;
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            let (wd, hd) = (w.trim_end_matches('C'), h.trim_end_matches('C'));
+            if !digits(wd) || !digits(hd) {
+                return None;
+            }
             if let (Some(w), Some(h)) = (w.strip_suffix('C'), h.strip_suffix('C')) {
                 set(&mut opts, "cols", w);
                 set(&mut opts, "rows", h);
