@@ -20,6 +20,13 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("name", "", "", "show the current VM name", name),
     hmp("uuid", "", "", "show the current VM UUID", uuid),
     hmp("kvm", "", "", "show KVM information", kvm),
+    hmp(
+        "dump",
+        "",
+        "",
+        "Display the latest dump status",
+        super::dump::info_dump,
+    ),
     // chardev info (chardev.rs)
     // QOM info (qom.rs)
     hmp(

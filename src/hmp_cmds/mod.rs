@@ -3,6 +3,7 @@
 //! the QMP handler and format its reply as QEMU's hmp.c does.
 
 pub mod args;
+pub mod dump;
 pub mod info;
 pub mod qom;
 pub mod run;
@@ -89,6 +90,13 @@ pub static COMMANDS: &[HmpCommand] = &[
         "closefd name",
         "close a file descriptor previously passed via SCM rights",
         run::closefd,
+    ),
+    hmp(
+        "dump-guest-memory",
+        "paging:-p,zlib:-z,lzo:-l,snappy:-s,filename:F,begin:i?,length:i?",
+        "[-p] [-z|-l|-s] filename [begin length]",
+        "dump guest memory into file 'filename'.",
+        dump::dump_guest_memory,
     ),
     // chardev commands (chardev.rs)
     // QOM and object commands (qom.rs)
