@@ -170,7 +170,21 @@ impl FileDriver {
                 && (ptr as usize).is_multiple_of(DIRECT_ALIGN))
     }
 
+    fn check_offset(offset: u64, len: usize) -> BlockResult<()> {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|e| e > i64::MAX as u64 / 2)
+        {
+            return Err(BlockError::errno(
+                "Request offset out of range",
+                libc::EINVAL,
+            ));
+        }
+        Ok(())
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+        Self::check_offset(offset, buf.len())?;
         if self.aligned(offset, buf.as_ptr(), buf.len()) {
             return Self::pread_full(self.raw(), offset, buf);
         }
@@ -187,6 +201,7 @@ impl FileDriver {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
+        Self::check_offset(offset, buf.len())?;
         let end_req = offset + buf.len() as u64;
         if self.aligned(offset, buf.as_ptr(), buf.len()) {
             Self::pwrite_full(self.raw(), offset, buf)?;
@@ -302,6 +317,7 @@ impl Driver for FileDriver {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
+        Self::check_offset(offset, len as usize)?;
         if !self.block_device {
             let end = offset + len;
             if may_unmap

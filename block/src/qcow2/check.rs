@@ -9,7 +9,9 @@ use crate::error::BlockResult;
 
 impl Qcow2 {
     fn count_range(&self, exp: &mut HashMap<u64, u64>, off: u64, bytes: u64) {
-        if bytes == 0 {
+        // References past the end of the file are corrupt; counting them would
+        // only create refcount blocks far outside the image.
+        if bytes == 0 || off >= self.file_len.next_multiple_of(self.cs) {
             return;
         }
         for cl in (off >> self.cb)..=((off + bytes - 1) >> self.cb) {

@@ -33,6 +33,8 @@ pub const MAX_L1_BYTES: u64 = 32 << 20;
 pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
 pub const MAX_SNAPSHOTS: u32 = 65536;
 pub const MAX_BACKING_NAME: u32 = 1023;
+/// No table or guest size may reach past this (host offsets use 56 bits).
+pub const MAX_TABLE_END: u64 = 1 << 56;
 
 /// A parsed qcow2 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +193,24 @@ impl Header {
         if h.l1_size > 0 && h.l1_table_offset == 0 {
             return Err(invalid("Invalid L1 table offset"));
         }
+        // Tables must lie where offsets stay far from overflow.
+        let fits =
+            |off: u64, bytes: u64| off.checked_add(bytes).is_some_and(|e| e <= MAX_TABLE_END);
+        if !fits(h.l1_table_offset, h.l1_size as u64 * 8) {
+            return Err(invalid("Invalid L1 table offset"));
+        }
+        if !fits(
+            h.refcount_table_offset,
+            h.refcount_table_clusters as u64 * cs,
+        ) {
+            return Err(invalid("Invalid reference count table offset"));
+        }
+        if !fits(h.snapshots_offset, 0) {
+            return Err(invalid("Invalid snapshot table offset"));
+        }
+        if h.size > MAX_TABLE_END {
+            return Err(invalid("Image is too big"));
+        }
         let ext_start = h.header_length as usize;
         let ext_end = if h.backing_file_offset != 0 {
             (h.backing_file_offset.min(cs) as usize).min(buf.len())
@@ -200,7 +220,9 @@ impl Header {
         h.parse_extensions(buf, ext_start, ext_end)?;
         if h.backing_file_offset != 0 {
             if h.backing_file_size > MAX_BACKING_NAME
-                || h.backing_file_offset + h.backing_file_size as u64 > cs
+                || h.backing_file_offset
+                    .saturating_add(h.backing_file_size as u64)
+                    > cs
             {
                 return Err(invalid("Backing file name too long"));
             }

@@ -186,6 +186,7 @@ impl Qcow2 {
             snap_table_bytes: 0,
             hdr,
         };
+        q.check_tables_inside_file()?;
         q.load_l1(c)?;
         q.load_reftable(c)?;
         q.load_snapshots(c)?;
@@ -194,6 +195,34 @@ impl Qcow2 {
             q.open_rw(c)?;
         }
         Ok(q)
+    }
+
+    /// Tables past the end of the file cannot have been written by anyone;
+    /// updating them would write far outside the image.
+    fn check_tables_inside_file(&self) -> BlockResult<()> {
+        let h = &self.hdr;
+        let end = self.file_len;
+        let inside =
+            |off: u64, bytes: u64| bytes == 0 || off + bytes <= end.next_multiple_of(self.cs);
+        if !inside(h.l1_table_offset, h.l1_size as u64 * 8) {
+            return Err(BlockError::InvalidImage(
+                "Active L1 table lies beyond the end of the image file".into(),
+            ));
+        }
+        if !inside(
+            h.refcount_table_offset,
+            h.refcount_table_clusters as u64 * self.cs,
+        ) {
+            return Err(BlockError::InvalidImage(
+                "Refcount table lies beyond the end of the image file".into(),
+            ));
+        }
+        if h.nb_snapshots > 0 && !inside(h.snapshots_offset, 40) {
+            return Err(BlockError::InvalidImage(
+                "Snapshot table lies beyond the end of the image file".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn load_l1(&mut self, c: &Children) -> BlockResult<()> {

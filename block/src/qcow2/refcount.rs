@@ -254,7 +254,15 @@ impl Qcow2 {
             }
         }
         let loc = bi << self.rc.rb_bits;
-        if loc == 0 || self.meta.contains_key(&loc) || (loc << self.cb) >= MAX_HOST_OFFSET {
+        // A block is only ever needed for clusters at the end of the image;
+        // anything further out comes from a corrupt entry.
+        let allowance = (64 << 20) / self.cs + self.cs / 8;
+        let end_cluster = self.file_len.div_ceil(self.cs).max(self.max_alloc_end) + allowance;
+        if loc == 0
+            || loc > end_cluster
+            || self.meta.contains_key(&loc)
+            || (loc << self.cb) >= MAX_HOST_OFFSET
+        {
             return Err(self.signal_corruption(
                 c,
                 true,

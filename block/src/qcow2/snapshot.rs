@@ -101,7 +101,10 @@ impl Qcow2 {
                     "Snapshot L1 table offset invalid".into(),
                 ));
             }
-            if l1_size as u64 * 8 > super::header::MAX_L1_BYTES {
+            if l1_size as u64 * 8 > super::header::MAX_L1_BYTES
+                || l1_offset > super::header::MAX_TABLE_END
+                || l1_offset + l1_size as u64 * 8 > self.file_len.next_multiple_of(self.cs)
+            {
                 return Err(BlockError::InvalidImage(
                     "Snapshot L1 table too large".into(),
                 ));
@@ -128,7 +131,9 @@ impl Qcow2 {
                 disk_size,
                 extra_rest,
             });
-            off += size;
+            off = off
+                .checked_add(size)
+                .ok_or_else(|| BlockError::InvalidImage("Invalid snapshot table offset".into()))?;
         }
         self.snap_table_bytes = total;
         Ok(())
@@ -214,6 +219,23 @@ impl Qcow2 {
             for i in 0..entries {
                 let e = self.l2.slots[slot].table[i];
                 let mut refcount = None;
+                let host = if e & OFLAG_COMPRESSED != 0 {
+                    e & self.coff_mask
+                } else {
+                    e & L2E_OFFSET_MASK
+                };
+                if host >= self.file_len.next_multiple_of(cs) {
+                    return Err(self.signal_corruption(
+                        c,
+                        true,
+                        Some(host),
+                        None,
+                        format!(
+                            "Cluster offset {:#x} is past the end of the image file",
+                            host
+                        ),
+                    ));
+                }
                 if e & OFLAG_COMPRESSED != 0 {
                     if delta != 0 {
                         let coff = e & self.coff_mask;
