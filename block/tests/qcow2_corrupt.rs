@@ -56,7 +56,7 @@ fn l1_entry_pointing_into_refcount_table_reports_corruption() {
     let d = tmpdir("c-l1meta");
     let img = sample(&d);
     let l1 = l1_offset(&img);
-    put64(&img, l1, CS | 1 << 63);
+    put64(&img, l1, CS | (1 << 63));
     let mut g = BlockGraph::new();
     let n = open(&mut g, &img, Some("qcow2"), false);
     let mut b = vec![0u8; 512];
@@ -78,7 +78,7 @@ fn l1_entry_pointing_into_refcount_table_reports_corruption() {
 fn l1_entry_past_eof_reports_corruption() {
     let d = tmpdir("c-l1eof");
     let img = sample(&d);
-    put64(&img, l1_offset(&img), (1 << 40) | 1 << 63);
+    put64(&img, l1_offset(&img), (1 << 40) | (1 << 63));
     let len_before = std::fs::metadata(&img).unwrap().len();
     let mut g = BlockGraph::new();
     let n = open(&mut g, &img, Some("qcow2"), false);
@@ -94,7 +94,7 @@ fn l2_entry_pointing_into_header_never_overwrites_it() {
     let before = std::fs::read(&img).unwrap()[..104].to_vec();
     let l2 = first_l2(&img);
     // Data cluster 0 "lives" in the header cluster... and cluster 1 in the L1 table.
-    put64(&img, l2, CS * 3 | 1 << 63);
+    put64(&img, l2, (CS * 3) | (1 << 63));
     let mut g = BlockGraph::new();
     let n = open(&mut g, &img, Some("qcow2"), false);
     let r = lock(&n).write(0, &[0xffu8; 512], false);
@@ -121,7 +121,7 @@ fn unaligned_l2_entry_reports_corruption_on_read() {
     let d = tmpdir("c-l2unal");
     let img = sample(&d);
     let l2 = first_l2(&img);
-    put64(&img, l2 + 8, (CS * 5 + 512) | 1 << 63);
+    put64(&img, l2 + 8, (CS * 5 + 512) | (1 << 63));
     let mut g = BlockGraph::new();
     let n = open(&mut g, &img, Some("qcow2"), true);
     let mut b = vec![0u8; 4096];
