@@ -385,3 +385,84 @@ fn lazy_refcounts_image_left_dirty_is_repaired_on_open() {
     }
     assert_check_clean(&img);
 }
+
+#[test]
+fn qcow2_over_o_direct_passes_check() {
+    if !have_qemu_img() {
+        return;
+    }
+    let d = tmpdir("direct");
+    let img = p(&d, "d.qcow2");
+    let exp = p(&d, "e.raw");
+    block::create_image("qcow2", &img, Some(2 << 20), &Default::default()).unwrap();
+    let mut g = BlockGraph::new();
+    let mut o = serde_json::Map::new();
+    o.insert("driver".into(), "qcow2".into());
+    o.insert("cache".into(), serde_json::json!({"direct": true}));
+    o.insert(
+        "file".into(),
+        serde_json::json!({"driver": "file", "filename": img}),
+    );
+    let Ok(n) = g.open(&o) else {
+        return; // file system without O_DIRECT
+    };
+    let mut data = vec![0u8; 2 << 20];
+    let w = pattern(3, 100_000);
+    lock(&n).write(12_345, &w, false).unwrap();
+    data[12_345..112_345].copy_from_slice(&w);
+    assert!(read_all(&n, 0, data.len()) == data);
+    close(n);
+    std::fs::write(&exp, &data).unwrap();
+    assert_check_clean(&img);
+    assert_same_content(&img, "qcow2", &exp);
+}
+
+#[test]
+fn image_info_matches_qemu_img_info() {
+    if !have_qemu_img() {
+        return;
+    }
+    let d = tmpdir("info");
+    let base = p(&d, "b.qcow2");
+    let top = p(&d, "t.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "compat=0.10,cluster_size=4096",
+        &base,
+        "1M",
+    ]);
+    qemu_img(&["snapshot", "-c", "snap1", &base]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "lazy_refcounts=on",
+        "-b",
+        "b.qcow2",
+        "-F",
+        "qcow2",
+        &top,
+    ]);
+    let mut g = BlockGraph::new();
+    let n = open(&mut g, &top, None, true);
+    let info = lock(&n).image_info().to_json();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 1 << 20);
+    assert_eq!(info["cluster-size"], 65536);
+    assert_eq!(info["backing-filename"], "b.qcow2");
+    assert_eq!(info["full-backing-filename"], p(&d, "b.qcow2"));
+    assert_eq!(info["backing-filename-format"], "qcow2");
+    assert_eq!(info["format-specific"]["data"]["compat"], "1.1");
+    assert_eq!(info["format-specific"]["data"]["lazy-refcounts"], true);
+    let b = &info["backing-image"];
+    assert_eq!(b["cluster-size"], 4096);
+    assert_eq!(b["format-specific"]["data"]["compat"], "0.10");
+    assert_eq!(b["snapshots"][0]["name"], "snap1");
+    assert_eq!(b["snapshots"][0]["id"], "1");
+}
