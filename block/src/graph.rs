@@ -165,6 +165,13 @@ impl BlockGraph {
         Ok(())
     }
 
+    /// Flushes and closes every node (marks images clean); for process exit.
+    pub fn close_all(&mut self) {
+        for n in self.nodes.iter().rev() {
+            let _ = lock(n).close();
+        }
+    }
+
     /// True when a node is a child of another node or the medium of a backend.
     pub fn is_in_use(&self, node: &NodeRef) -> bool {
         self.backends

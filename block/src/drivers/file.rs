@@ -17,6 +17,9 @@ pub type FdsetOpener = dyn Fn(&str, i32) -> Result<OwnedFd, BlockError> + Send +
 /// An open host file.
 pub struct FileDriver {
     fd: OwnedFd,
+    /// Path to reopen with other flags (None for descriptors from fd sets).
+    path: Option<String>,
+    read_only: bool,
     len: u64,
     direct: bool,
     block_device: bool,
@@ -46,6 +49,7 @@ impl FileDriver {
         if direct {
             flags |= libc::O_DIRECT;
         }
+        let path = path.strip_prefix("file:").unwrap_or(path);
         let fd = if path.starts_with("/dev/fdset/") {
             match fdsets {
                 Some(open) => open(path, flags)?,
@@ -70,7 +74,12 @@ impl FileDriver {
             // SAFETY: raw is a freshly opened descriptor nobody else owns.
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
-        Self::from_fd(fd, direct)
+        let mut f = Self::from_fd(fd, direct)?;
+        if !path.starts_with("/dev/fdset/") {
+            f.path = Some(path.to_string());
+        }
+        f.read_only = read_only;
+        Ok(f)
     }
 
     /// Wraps an already open descriptor.
@@ -94,6 +103,8 @@ impl FileDriver {
         };
         Ok(FileDriver {
             fd,
+            path: None,
+            read_only: false,
             len,
             direct,
             block_device,
@@ -403,6 +414,25 @@ impl Driver for FileDriver {
 
     fn has_zero_init(&self) -> bool {
         !self.block_device
+    }
+
+    fn set_read_only(&mut self, _c: &Children, read_only: bool) -> BlockResult<()> {
+        if read_only == self.read_only {
+            return Ok(());
+        }
+        if read_only {
+            // Keeping a writable descriptor is harmless; the node refuses writes.
+            self.read_only = true;
+            return Ok(());
+        }
+        let path = self.path.clone().ok_or_else(|| {
+            BlockError::NotPermitted("Cannot reopen a passed file descriptor read-write".into())
+        })?;
+        let reopened = FileDriver::open(&path, false, self.direct, None)?;
+        self.fd = reopened.fd;
+        self.len = reopened.len;
+        self.read_only = false;
+        Ok(())
     }
 }
 
