@@ -466,3 +466,41 @@ fn image_info_matches_qemu_img_info() {
     assert_eq!(b["snapshots"][0]["name"], "snap1");
     assert_eq!(b["snapshots"][0]["id"], "1");
 }
+
+#[test]
+fn snapshots_over_compressed_clusters_keep_refcounts_right() {
+    if !have_qemu_img() {
+        return;
+    }
+    let d = tmpdir("snapcomp");
+    let src = p(&d, "src.raw");
+    let data: Vec<u8> = (0..(2 << 20)).map(|i: usize| (i / 1000) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let img = p(&d, "c.qcow2");
+    qemu_img(&["convert", "-q", "-c", "-O", "qcow2", &src, &img]);
+    let mut g = BlockGraph::new();
+    let n = open(&mut g, &img, Some("qcow2"), false);
+    let s = SnapshotInfo {
+        name: "before".into(),
+        ..Default::default()
+    };
+    lock(&n).snapshot_create(&s).unwrap();
+    lock(&n).write(70_000, &[1u8; 100_000], false).unwrap();
+    lock(&n).discard(1 << 20, 65536).unwrap();
+    lock(&n).write_zeroes(1 << 20, 131072, false).unwrap();
+    lock(&n)
+        .snapshot_create(&SnapshotInfo {
+            name: "after".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    lock(&n).snapshot_goto("before").unwrap();
+    assert!(read_all(&n, 0, data.len()) == data);
+    lock(&n).snapshot_delete(None, Some("before")).unwrap();
+    lock(&n).snapshot_goto("after").unwrap();
+    assert_eq!(read_all(&n, 70_000, 1)[0], 1);
+    close(n);
+    assert_check_clean(&img);
+    let l = qemu_img(&["snapshot", "-l", &img]);
+    assert!(l.contains("after") && !l.contains("before"), "{}", l);
+}
