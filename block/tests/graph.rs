@@ -298,3 +298,41 @@ fn fdset_names_use_the_installed_opener() {
         .open(&opts(json!({"driver": "file", "filename": "/dev/fdset/4"})))
         .is_err());
 }
+
+#[test]
+fn deep_backing_chain_reads_through_every_layer() {
+    let d = tmpdir("g-deep");
+    let depth = 64;
+    create_image(
+        "qcow2",
+        &p(&d, "l0.qcow2"),
+        Some(1 << 20),
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    for i in 1..depth {
+        let o = CreateOptions {
+            backing_file: Some(format!("l{}.qcow2", i - 1)),
+            backing_fmt: Some("qcow2".into()),
+            ..Default::default()
+        };
+        create_image("qcow2", &p(&d, &format!("l{}.qcow2", i)), None, &o).unwrap();
+    }
+    {
+        let mut g = BlockGraph::new();
+        let n = open(&mut g, &p(&d, "l0.qcow2"), Some("qcow2"), false);
+        lock(&n).write(4096, b"bottom", false).unwrap();
+        close(n);
+    }
+    let mut g = BlockGraph::new();
+    let top = open(
+        &mut g,
+        &p(&d, &format!("l{}.qcow2", depth - 1)),
+        None,
+        false,
+    );
+    assert_eq!(read_all(&top, 4096, 6), b"bottom");
+    let (_, layer) = lock(&top).block_status_chain(4096, 512).unwrap();
+    assert_eq!(layer, depth - 1);
+    assert_eq!(g.nodes().len(), depth as usize * 2);
+}

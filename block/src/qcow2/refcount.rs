@@ -472,8 +472,11 @@ impl Qcow2 {
             return Ok(());
         }
         let off = entry & L2E_OFFSET_MASK;
-        if off != 0 {
-            self.update_refcount(c, off >> self.cb, -1)?;
+        if off != 0 && self.update_refcount(c, off >> self.cb, -1)? == 0 {
+            // Nothing on disk refers to the cluster any more: give the space back
+            // to the host (a no-op unless the file node has discard=unmap).
+            let f = super::file_of(c)?;
+            let _ = crate::node::lock(f).discard(off, self.cs);
         }
         Ok(())
     }
