@@ -212,3 +212,30 @@ fn backing_file_loops_are_detected() {
     }
     assert!(BlockGraph::new().open_image(&s, None, true).is_err());
 }
+
+#[test]
+fn refcount_block_pointing_into_l1_table_reports_corruption() {
+    let d = tmpdir("c-rbl1");
+    let img = sample(&d);
+    let l1 = l1_offset(&img);
+    put64(&img, CS, l1);
+    let before = std::fs::read(&img).unwrap()[l1 as usize..l1 as usize + 64].to_vec();
+    let mut g = BlockGraph::new();
+    let n = open(&mut g, &img, Some("qcow2"), false);
+    assert!(lock(&n).write(3 << 20, &[1u8; 4096], false).is_err());
+    assert_eq!(corrupted_events(&g).len(), 1);
+    let after = std::fs::read(&img).unwrap()[l1 as usize..l1 as usize + 64].to_vec();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn l1_table_overlapping_refcount_table_fails_to_open() {
+    let d = tmpdir("c-l1reft");
+    let img = sample(&d);
+    put64(&img, 40, CS);
+    let e = BlockGraph::new()
+        .open_image(&img, Some("qcow2"), false)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("overlaps"), "{}", e);
+}

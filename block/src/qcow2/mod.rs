@@ -244,12 +244,23 @@ impl Qcow2 {
     /// Records which clusters hold metadata, so data writes can never land there.
     fn build_meta(&mut self) -> BlockResult<()> {
         let cs = self.cs;
+        // Whole tables must not overlap each other: updating one would
+        // silently rewrite the other.
         let add = |meta: &mut HashMap<u64, Meta>, off: u64, bytes: u64, kind: Meta| {
             let first = off / cs;
             let last = (off + bytes.max(1) - 1) / cs;
             for i in first..=last {
-                meta.entry(i).or_insert(kind);
+                if let Some(other) = meta.insert(i, kind) {
+                    if other != kind || kind != Meta::InactiveL1 {
+                        return Err(BlockError::InvalidImage(format!(
+                            "qcow2: {} overlaps {}",
+                            kind.name(),
+                            other.name()
+                        )));
+                    }
+                }
             }
+            Ok(())
         };
         let mut meta = HashMap::new();
         meta.insert(0, Meta::Header);
@@ -277,7 +288,7 @@ impl Qcow2 {
             self.hdr.refcount_table_offset,
             self.hdr.refcount_table_clusters as u64 * cs,
             Meta::RefTable,
-        );
+        )?;
         for &e in &self.rc.table {
             if e != 0 && e % cs == 0 && e >= cs {
                 meta.entry(e / cs).or_insert(Meta::RefBlock);

@@ -112,7 +112,12 @@ impl Qcow2 {
             Some(&o) if o != 0 => o,
             _ => return Ok(false),
         };
-        if off % self.cs != 0 || off < self.cs || off >= self.file_len {
+        let kind = self.meta.get(&(off >> self.cb)).copied();
+        if !off.is_multiple_of(self.cs)
+            || off < self.cs
+            || off >= self.file_len
+            || kind.is_some_and(|k| k != Meta::RefBlock)
+        {
             return Err(self.signal_corruption(
                 c,
                 true,
