@@ -276,7 +276,7 @@ impl Qcow2 {
                 self.hdr.l1_table_offset,
                 self.l1.len() as u64 * 8,
                 Meta::ActiveL1,
-            );
+            )?;
         }
         if overlaps_header(self.hdr.refcount_table_offset) {
             return Err(BlockError::InvalidImage(
@@ -312,7 +312,7 @@ impl Qcow2 {
                 self.hdr.snapshots_offset,
                 size,
                 Meta::SnapshotTable,
-            );
+            )?;
         }
         for s in &self.snapshots {
             if s.l1_size > 0 {
@@ -321,7 +321,7 @@ impl Qcow2 {
                     s.l1_offset,
                     s.l1_size as u64 * 8,
                     Meta::InactiveL1,
-                );
+                )?;
             }
         }
         self.meta = meta;
