@@ -28,6 +28,13 @@ pub static COMMANDS: &[HmpCommand] = &[
         super::dump::info_dump,
     ),
     hmp("cpus", "", "", "show infos for each CPU", cpus),
+    hmp(
+        "registers",
+        "",
+        "",
+        "show the cpu registers",
+        super::registers::info_registers,
+    ),
     // chardev info (chardev.rs)
     // QOM info (qom.rs)
     hmp(

@@ -6,6 +6,7 @@ pub mod args;
 pub mod dump;
 pub mod info;
 pub mod qom;
+pub mod registers;
 pub mod run;
 
 use serde_json::{Map, Value};
