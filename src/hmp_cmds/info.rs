@@ -15,6 +15,7 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("uuid", "", "", "show the current VM UUID", uuid),
     hmp("kvm", "", "", "show KVM information", kvm),
     // chardev info (chardev.rs)
+    hmp("chardev", "", "", "show the character devices", super::chardev::info_chardev),
     // QOM info (qom.rs)
     // block info (block.rs)
 ];

@@ -3,6 +3,7 @@
 //! that is also the list of implemented commands (query-commands,
 //! query-qmp-schema).
 
+pub mod chardev;
 pub mod fd;
 pub mod misc;
 pub mod run;
@@ -57,6 +58,12 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
     // chardev commands (chardev.rs)
+    cmd("chardev-add", chardev::chardev_add),
+    cmd("chardev-remove", chardev::chardev_remove),
+    cmd("query-chardev", chardev::query_chardev),
+    cmd("query-chardev-backends", chardev::query_chardev_backends),
+    cmd("ringbuf-write", chardev::ringbuf_write),
+    cmd("ringbuf-read", chardev::ringbuf_read),
     // QOM and object commands (qom.rs)
     // block commands (block.rs)
 ];
