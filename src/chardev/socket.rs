@@ -74,6 +74,8 @@ pub struct SocketChardev {
     label: String,
     addr: SockAddr,
     server: bool,
+    /// `server,wait`: start-up blocks until a client connects.
+    wait: bool,
     telnet: bool,
     nodelay: bool,
     reconnect_ns: i64,
@@ -220,6 +222,7 @@ impl SocketChardev {
             label: label.to_string(),
             addr: spec.addr.clone(),
             server: spec.server,
+            wait: spec.server && spec.wait,
             telnet: spec.telnet,
             nodelay: spec.nodelay,
             reconnect_ns: if reconnect {
@@ -252,7 +255,7 @@ impl SocketChardev {
 
     /// `server` with `wait`: start-up blocks until a client connects.
     pub fn needs_wait(&self) -> bool {
-        self.server && self.conn.is_none()
+        self.wait && self.conn.is_none()
     }
 
     fn listen(&mut self, passed: Option<OwnedFd>) -> Result<(), ChardevError> {
