@@ -26,10 +26,10 @@ pub enum FdOwner {
 }
 
 /// Work scheduled to run on the main loop after the current dispatch.
-pub type BottomHalf = Box<dyn FnOnce(&mut Emulator)>;
+pub type BottomHalf = Box<dyn FnOnce(&mut Emulator) + Send>;
 
 /// What a timer does when it fires.
-pub type TimerAction = Box<dyn FnOnce(&mut Emulator)>;
+pub type TimerAction = Box<dyn FnOnce(&mut Emulator) + Send>;
 
 /// Why the process is leaving the main loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +46,9 @@ pub struct Requests {
     pub reset: bool,
     pub powerdown: bool,
     pub wakeup: bool,
-    pub signal: Option<i32>,
+    /// A vCPU hit an error KVM cannot handle: stop in `internal-error`.
+    pub internal_error: bool,
+    pub signal: Option<(i32, i32)>,
 }
 
 pub struct Emulator {
@@ -72,6 +74,8 @@ pub struct Emulator {
     /// `-incoming` given: `cont` only sets autostart until migration ends.
     pub autostart: bool,
     pub pidfile: Option<String>,
+    /// Chardev ids of the serial ports, COM1 first.
+    pub serial_chardevs: Vec<String>,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -100,6 +104,7 @@ impl Emulator {
             machine,
             autostart: true,
             pidfile: cfg.pidfile.clone(),
+            serial_chardevs: Vec::new(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -133,7 +138,10 @@ impl Emulator {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.bottom_halves.is_empty() || self.has_pending_requests() {
+        if !self.bottom_halves.is_empty()
+            || self.has_pending_requests()
+            || self.fdwatch.has_always_ready()
+        {
             return Some(Duration::ZERO);
         }
         self.timers
@@ -290,16 +298,26 @@ impl Emulator {
 
     fn has_pending_requests(&self) -> bool {
         let r = &self.requests;
-        r.shutdown || r.reset || r.powerdown || r.wakeup || r.signal.is_some()
+        r.shutdown || r.reset || r.powerdown || r.wakeup || r.internal_error || r.signal.is_some()
     }
 
     /// QEMU's main_loop_should_exit: acts on requests in QEMU's order.
     fn handle_requests(&mut self) {
-        if let Some(sig) = self.requests.signal.take() {
-            eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+        if let Some((sig, pid)) = self.requests.signal.take() {
+            // qtest drivers kill us on purpose; QEMU keeps quiet then.
+            if self.qtest.is_none() {
+                if pid == 0 {
+                    eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+                } else {
+                    eprintln!("qemu-system-x86_64: terminating on signal {sig} from pid {pid}");
+                }
+            }
             self.no_shutdown = false;
             self.requests.shutdown = true;
             self.exit_reason_signal = Some(sig);
+        }
+        if std::mem::take(&mut self.requests.internal_error) {
+            self.vm_stop(RunState::InternalError);
         }
         if std::mem::take(&mut self.requests.shutdown) {
             self.emit_event("SHUTDOWN", None);
@@ -328,6 +346,7 @@ impl Emulator {
             self.emit_event("POWERDOWN", None);
             self.machine.powerdown();
         }
+        self.flush_machine_output();
         for ev in self.machine.take_events() {
             self.handle_machine_event(ev);
         }
@@ -338,7 +357,41 @@ impl Emulator {
         match ev {
             MachineEvent::Reset => self.request_reset(),
             MachineEvent::Shutdown => self.requests.shutdown = true,
+            MachineEvent::Suspend => {
+                if self.runstate == RunState::Running {
+                    self.machine.pause();
+                    self.set_runstate(RunState::Suspended);
+                    self.emit_event("SUSPEND", None);
+                }
+            }
+            MachineEvent::Exit(code) => {
+                // isa-debug-exit ends the process at once, as in QEMU.
+                self.flush_machine_output();
+                self.shutdown_cleanup();
+                std::process::exit(code);
+            }
+            MachineEvent::RtcChange(offset) => {
+                self.emit_event("RTC_CHANGE", Some(json!({"offset": offset})));
+            }
         }
+    }
+
+    /// Sends device output to its chardevs and qtest's IRQ lines.
+    pub fn flush_machine_output(&mut self) {
+        let out = self.machine.take_serial_output();
+        if !out.is_empty() {
+            if let Some(id) = self.serial_chardevs.first().cloned() {
+                self.chardev_write(&id, &out);
+            }
+        }
+        for (line, level) in self.machine.take_irq_changes() {
+            crate::qtest::irq_changed(self, line, level);
+        }
+    }
+
+    /// Wakes the main loop from another thread (vCPU exits, workers).
+    pub fn wake_main_loop(&self) {
+        let _ = self.fdwatch.notifier().notify();
     }
 
     // ---- the loop ------------------------------------------------------
@@ -362,12 +415,11 @@ impl Emulator {
         }
     }
 
-    /// One iteration: poll, dispatch fds, bottom halves, timers, requests.
-    pub fn iterate(&mut self, ready: &mut Vec<Readiness>) {
-        let timeout = self.poll_timeout();
-        ready.clear();
-        self.fdwatch.wait(timeout, ready);
-        for r in ready.iter() {
+    /// Dispatches one poll's results, then bottom halves, timers and
+    /// requests, in QEMU's order.
+    pub fn dispatch(&mut self, ready: &[Readiness]) {
+        let extra: Vec<Readiness> = self.fdwatch.always_ready().collect();
+        for r in ready.iter().chain(extra.iter()) {
             match self.owners.get(&r.token).cloned() {
                 Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
                 Some(FdOwner::Signals) => self.drain_signal_pipe(),
@@ -379,16 +431,9 @@ impl Emulator {
         self.handle_requests();
     }
 
-    pub fn run(&mut self) -> ExitReason {
-        let mut ready = Vec::new();
-        // Frontends attached during start-up hear `Opened` before any input.
-        self.run_bottom_halves();
-        loop {
-            if let Some(e) = self.exit {
-                return e;
-            }
-            self.iterate(&mut ready);
-        }
+    /// What the loop needs to block outside the big lock.
+    pub fn poll_plan(&self) -> (std::sync::Arc<polling::Poller>, Option<Duration>) {
+        (self.fdwatch.notifier(), self.poll_timeout())
     }
 
     /// Flushes monitor output and tears chardevs down (sockets unlinked,
@@ -408,6 +453,7 @@ impl Emulator {
                 dev.backend.close(&mut reg);
             }
         }
+        self.machine.shutdown();
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
         }

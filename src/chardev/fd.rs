@@ -190,13 +190,27 @@ fn init_tty(fd: i32) {
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) };
 }
 
-fn is_regular(fd: &OwnedFd) -> bool {
+fn file_type(fd: &OwnedFd) -> libc::mode_t {
     // SAFETY: stat is plain data filled by fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd and stat pointer.
-    unsafe {
-        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return 0;
     }
+    st.st_mode & libc::S_IFMT
+}
+
+fn is_regular(fd: &OwnedFd) -> bool {
+    file_type(fd) == libc::S_IFREG
+}
+
+/// Whether writes to it can block, so a full buffer must wait for
+/// writability: pipes, sockets and terminals. Files and devices such as
+/// /dev/null never make a writer wait (and some cannot be polled).
+fn writes_can_block(fd: &OwnedFd) -> bool {
+    let t = file_type(fd);
+    // SAFETY: isatty only inspects the fd.
+    t == libc::S_IFIFO || t == libc::S_IFSOCK || unsafe { libc::isatty(fd.as_raw_fd()) } == 1
 }
 
 impl CharBackend for FdChardev {
@@ -210,7 +224,7 @@ impl CharBackend for FdChardev {
             }
         }
         if let Some(o) = &self.output {
-            if !self.sink && !is_regular(o) {
+            if !self.sink && writes_can_block(o) {
                 // Only to learn when a full pipe or tty drains.
                 self.out_token = fds.add(o.as_raw_fd(), false, false).ok();
             }

@@ -87,7 +87,7 @@ impl<'a> FdRegistry<'a> {
 }
 
 /// One kind of chardev backend.
-pub trait CharBackend {
+pub trait CharBackend: Send {
     /// Registers the fds it needs. Called once after creation.
     fn attach(&mut self, fds: &mut FdRegistry) -> io::Result<()>;
     /// Handles a ready fd (one of the tokens it registered).

@@ -73,10 +73,9 @@ impl StdioChardev {
             ));
         }
         enter_raw_mode(keep_signals);
-        if let Err(e) = set_nonblocking(0) {
-            STDIO_IN_USE.store(false, Ordering::SeqCst);
-            return Err(e.into());
-        }
+        // Some stdins (e.g. certain special files) refuse O_NONBLOCK; poll
+        // still tells us when a read will not block, so go on without it.
+        let _ = set_nonblocking(0);
         Ok(StdioChardev {
             token: None,
             eof: false,

@@ -10,7 +10,13 @@ use crate::qmp_cmds::{self, CmdCtx};
 
 pub static COMMANDS: &[HmpCommand] = &[
     hmp("version", "", "", "show the version of QEMU", version),
-    hmp("status", "", "", "show the current VM status (running|paused)", status),
+    hmp(
+        "status",
+        "",
+        "",
+        "show the current VM status (running|paused)",
+        status,
+    ),
     hmp("name", "", "", "show the current VM name", name),
     hmp("uuid", "", "", "show the current VM UUID", uuid),
     hmp("kvm", "", "", "show KVM information", kvm),
@@ -24,22 +30,37 @@ fn query(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &str) -> Result<Value, QmpEr
     qmp_cmds::dispatch(emu, ctx, cmd, &HmpArgs::new())
 }
 
-fn version(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn version(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let v = query(emu, ctx, "query-version")?;
     let q = &v["qemu"];
     out.push_str(&format!(
         "{}.{}.{}{}\n",
-        q["major"], q["minor"], q["micro"],
+        q["major"],
+        q["minor"],
+        q["micro"],
         v["package"].as_str().unwrap_or("")
     ));
     Ok(())
 }
 
-fn status(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn status(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let v = query(emu, ctx, "query-status")?;
     let running = v["running"].as_bool().unwrap_or(false);
     let st = v["status"].as_str().unwrap_or("");
-    out.push_str(&format!("VM status: {}", if running { "running" } else { "paused" }));
+    out.push_str(&format!(
+        "VM status: {}",
+        if running { "running" } else { "paused" }
+    ));
     if !running && st != "paused" {
         out.push_str(&format!(" ({st})"));
     }
@@ -47,7 +68,12 @@ fn status(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -
     Ok(())
 }
 
-fn name(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn name(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let v = query(emu, ctx, "query-name")?;
     if let Some(n) = v["name"].as_str() {
         out.push_str(n);
@@ -56,18 +82,32 @@ fn name(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -> 
     Ok(())
 }
 
-fn uuid(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn uuid(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let v = query(emu, ctx, "query-uuid")?;
     out.push_str(v["UUID"].as_str().unwrap_or(""));
     out.push('\n');
     Ok(())
 }
 
-fn kvm(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn kvm(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let v = query(emu, ctx, "query-kvm")?;
     out.push_str("kvm support: ");
     if v["present"].as_bool().unwrap_or(false) {
-        out.push_str(if v["enabled"].as_bool().unwrap_or(false) { "enabled\n" } else { "disabled\n" });
+        out.push_str(if v["enabled"].as_bool().unwrap_or(false) {
+            "enabled\n"
+        } else {
+            "disabled\n"
+        });
     } else {
         out.push_str("not compiled\n");
     }

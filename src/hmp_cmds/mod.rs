@@ -45,15 +45,51 @@ pub const fn hmp(
 
 pub static COMMANDS: &[HmpCommand] = &[
     hmp("help|?", "name:S?", "[cmd]", "show the help", help),
-    hmp("info", "item:s?", "[subcommand]", "show various information about the system state", info_cmd),
+    hmp(
+        "info",
+        "item:s?",
+        "[subcommand]",
+        "show various information about the system state",
+        info_cmd,
+    ),
     hmp("quit|q", "", "", "quit the emulator", run::quit),
     hmp("stop", "", "", "stop emulation", run::stop),
     hmp("cont|c", "", "", "resume emulation", run::cont),
-    hmp("system_reset", "", "", "reset the system", run::system_reset),
-    hmp("system_powerdown", "", "", "send system power down event", run::system_powerdown),
-    hmp("system_wakeup", "", "", "wakeup guest from suspend", run::system_wakeup),
-    hmp("getfd", "fdname:s", "getfd name", "receive a file descriptor via SCM rights and assign it a name", run::getfd),
-    hmp("closefd", "fdname:s", "closefd name", "close a file descriptor previously passed via SCM rights", run::closefd),
+    hmp(
+        "system_reset",
+        "",
+        "",
+        "reset the system",
+        run::system_reset,
+    ),
+    hmp(
+        "system_powerdown",
+        "",
+        "",
+        "send system power down event",
+        run::system_powerdown,
+    ),
+    hmp(
+        "system_wakeup",
+        "",
+        "",
+        "wakeup guest from suspend",
+        run::system_wakeup,
+    ),
+    hmp(
+        "getfd",
+        "fdname:s",
+        "getfd name",
+        "receive a file descriptor via SCM rights and assign it a name",
+        run::getfd,
+    ),
+    hmp(
+        "closefd",
+        "fdname:s",
+        "closefd name",
+        "close a file descriptor previously passed via SCM rights",
+        run::closefd,
+    ),
     // chardev commands (chardev.rs)
     hmp("ringbuf_write", "device:s,data:s", "device data", "Write to a ring buffer character device", chardev::ringbuf_write),
     hmp("ringbuf_read", "device:s,size:i", "device size", "Read from a ring buffer character device", chardev::ringbuf_read),
@@ -94,7 +130,13 @@ pub fn run_line(emu: &mut Emulator, ctx: &mut CmdCtx, line: &str) -> String {
     out
 }
 
-fn run_command(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &HmpCommand, rest: &str, out: &mut String) {
+fn run_command(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    cmd: &HmpCommand,
+    rest: &str,
+    out: &mut String,
+) {
     let primary = cmd.name.split('|').next().unwrap_or(cmd.name);
     let args = match args::parse(primary, cmd.args_type, rest) {
         Ok(a) => a,
@@ -110,7 +152,12 @@ fn run_command(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &HmpCommand, rest: &st
     }
 }
 
-fn help(_: &mut Emulator, _: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn help(
+    _: &mut Emulator,
+    _: &mut CmdCtx,
+    args: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let which = args.get("name").and_then(Value::as_str).map(str::trim);
     match which {
         None | Some("") => {
@@ -144,7 +191,12 @@ fn help(_: &mut Emulator, _: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> R
     Ok(())
 }
 
-fn info_cmd(emu: &mut Emulator, ctx: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn info_cmd(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    args: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let Some(item) = args.get("item").and_then(Value::as_str) else {
         for c in info::COMMANDS {
             out.push_str(&help_line("info ", c));

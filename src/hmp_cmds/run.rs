@@ -12,37 +12,77 @@ fn call(emu: &mut Emulator, ctx: &mut CmdCtx, name: &str, args: &HmpArgs) -> Res
     qmp_cmds::dispatch(emu, ctx, name, args).map(|_| ())
 }
 
-pub fn quit(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn quit(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     call(emu, ctx, "quit", &HmpArgs::new())
 }
 
-pub fn stop(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn stop(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     call(emu, ctx, "stop", &HmpArgs::new())
 }
 
-pub fn cont(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn cont(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     call(emu, ctx, "cont", &HmpArgs::new())
 }
 
-pub fn system_reset(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn system_reset(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     call(emu, ctx, "system_reset", &HmpArgs::new())
 }
 
-pub fn system_powerdown(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn system_powerdown(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     call(emu, ctx, "system_powerdown", &HmpArgs::new())
 }
 
-pub fn system_wakeup(emu: &mut Emulator, ctx: &mut CmdCtx, _: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn system_wakeup(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     call(emu, ctx, "system_wakeup", &HmpArgs::new())
 }
 
-pub fn getfd(emu: &mut Emulator, ctx: &mut CmdCtx, a: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn getfd(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    a: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     let mut args = HmpArgs::new();
     args.insert("fdname".into(), json!(a.get("fdname")));
     call(emu, ctx, "getfd", &args)
 }
 
-pub fn closefd(emu: &mut Emulator, ctx: &mut CmdCtx, a: &HmpArgs, _: &mut String) -> Result<(), QmpError> {
+pub fn closefd(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    a: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
     let mut args = HmpArgs::new();
     args.insert("fdname".into(), json!(a.get("fdname")));
     call(emu, ctx, "closefd", &args)

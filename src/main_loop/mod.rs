@@ -7,8 +7,9 @@
 
 pub mod clock;
 pub mod fdwatch;
+pub mod run;
 pub mod timers;
 
 pub use clock::{ClockType, Clocks};
-pub use fdwatch::{FdWatch, Readiness, Token};
+pub use fdwatch::{wait_on, FdWatch, Readiness, Token};
 pub use timers::{TimerId, TimerList};

@@ -43,7 +43,10 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("query-kvm", misc::query_kvm),
     cmd("query-target", misc::query_target),
     cmd("query-machines", misc::query_machines),
-    cmd("query-command-line-options", misc::query_command_line_options),
+    cmd(
+        "query-command-line-options",
+        misc::query_command_line_options,
+    ),
     cmd("human-monitor-command", misc::human_monitor_command),
     cmd("query-status", run::query_status),
     cmd("stop", run::stop),
@@ -70,7 +73,13 @@ pub static COMMANDS: &[CommandEntry] = &[
 
 /// Events this binary can emit (query-events, query-qmp-schema).
 pub static EVENTS: &[&str] = &[
-    "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "WAKEUP", "SUSPEND",
+    "SHUTDOWN",
+    "POWERDOWN",
+    "RESET",
+    "STOP",
+    "RESUME",
+    "WAKEUP",
+    "SUSPEND",
     // chardev events
     // block events
 ];
@@ -79,7 +88,12 @@ pub fn is_implemented(name: &str) -> bool {
     COMMANDS.iter().any(|c| c.name == name)
 }
 
-pub fn dispatch(emu: &mut Emulator, ctx: &mut CmdCtx, name: &str, args: &Args) -> Result<Value, QmpError> {
+pub fn dispatch(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    name: &str,
+    args: &Args,
+) -> Result<Value, QmpError> {
     let Some(entry) = COMMANDS.iter().find(|c| c.name == name) else {
         return Err(QmpError::new(
             ErrorClass::CommandNotFound,

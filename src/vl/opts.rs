@@ -244,8 +244,7 @@ impl QemuOpts {
     }
 
     pub fn get_bool(&self, name: &str, default: bool) -> Result<bool, OptsError> {
-        self.get(name)
-            .map_or(Ok(default), |v| parse_bool(name, v))
+        self.get(name).map_or(Ok(default), |v| parse_bool(name, v))
     }
 
     pub fn get_size(&self, name: &str) -> Result<Option<u64>, OptsError> {
@@ -348,7 +347,18 @@ mod tests {
 
     #[test]
     fn empty_and_trailing_commas_do_not_panic() {
-        for s in ["", ",", ",,", "=", "a=", "=b", ",a", "a,,", "x=1,", "\u{e9}=\u{e9},,"] {
+        for s in [
+            "",
+            ",",
+            ",,",
+            "=",
+            "a=",
+            "=b",
+            ",a",
+            "a,,",
+            "x=1,",
+            "\u{e9}=\u{e9},,",
+        ] {
             let _ = ANY.parse(s, true);
             let _ = MEM.parse(s, true);
         }
