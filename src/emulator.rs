@@ -222,9 +222,7 @@ impl Emulator {
 
     /// Descriptors a unix-socket peer passed, for getfd/add-fd.
     pub fn take_received_fds(&mut self, id: &str) -> Vec<std::os::fd::OwnedFd> {
-        self.chardev_mut(id)
-            .map(|d| d.backend.take_received_fds())
-            .unwrap_or_default()
+        self.chardev_received_fds(id)
     }
 
     // ---- events ---------------------------------------------------------

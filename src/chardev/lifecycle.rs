@@ -307,6 +307,17 @@ impl Emulator {
         mux::route_base_event(self, id, ev);
     }
 
+    /// Descriptors passed over a chardev (over a mux: over its base).
+    pub fn chardev_received_fds(&mut self, id: &str) -> Vec<OwnedFd> {
+        let Some(dev) = self.chardev_mut(id) else {
+            return Vec::new();
+        };
+        match dev.backend.as_mux().map(|m| m.base.clone()) {
+            Some(base) => self.chardev_received_fds(&base),
+            None => dev.backend.take_received_fds(),
+        }
+    }
+
     /// query-chardev: newest first, as QEMU lists them.
     pub fn query_chardevs(&mut self) -> Vec<ChardevInfo> {
         self.chardevs

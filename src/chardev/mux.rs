@@ -344,7 +344,12 @@ pub fn route_base_event(emu: &mut Emulator, base: &str, ev: CharEvent) {
             }
         }
         CharEvent::Opened => {
-            let n = state(emu, &mux_id).map_or(0, |s| s.frontends.len());
+            // Before start-up ends (a `server,wait` client), `realize`
+            // opens every frontend once.
+            let n = match state(emu, &mux_id) {
+                Some(s) if s.realized => s.frontends.len(),
+                _ => 0,
+            };
             for i in 0..n {
                 open_frontend(emu, &mux_id, i);
             }

@@ -187,6 +187,23 @@ def run(q, msock, log, proc):
     check("telnet connected filename", fn.startswith(f"telnet:127.0.0.1:{port},server <-> 127.0.0.1:"), True)
     c.close()
 
+    # a listening socket passed with getfd
+    lsn = socket.socket(); lsn.bind(("127.0.0.1", 0)); lsn.listen(1); port = lsn.getsockname()[1]
+    socket.send_fds(q.s, [json.dumps({"execute": "getfd", "arguments": {"fdname": "lfd"}}).encode()], [lsn.fileno()])
+    check("getfd", json.loads(q.f.readline()), {"return": {}})
+    lsn.close()
+    r = q.cmd("chardev-add", id="fd0", backend={"type": "socket", "data": {
+        "addr": {"type": "fd", "data": {"str": "lfd"}}, "server": True}})
+    check("server on a passed fd", r, {"return": {}})
+    check("fd disconnected filename", q.chardevs()["fd0"][0], "disconnected:fd:lfd,server")
+    c = socket.create_connection(("127.0.0.1", port))
+    time.sleep(0.1)
+    check("fd server connected filename",
+          q.chardevs()["fd0"][0].startswith(f"tcp:127.0.0.1:{port},server <-> 127.0.0.1:"), True)
+    c.close()
+    check("unknown fd name", err(q.cmd("chardev-add", id="fd1", backend={"type": "socket", "data": {
+        "addr": {"type": "fd", "data": {"str": "nofd"}}}})), "File descriptor named 'nofd' has not been found")
+
     # reconnecting client: comes up when a server appears
     rsock = os.path.join(TMP, "rec.sock")
     r = q.cmd("chardev-add", id="rc0", backend={"type": "socket", "data": {
