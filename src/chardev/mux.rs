@@ -11,23 +11,59 @@
 //! as QEMU's monitor does on mux focus changes.
 
 use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::{CharBackend, CharEvent, FdRegistry, Frontend};
 use crate::emulator::{Emulator, ExitReason};
 use crate::main_loop::{ClockType, Token};
 
 /// QEMU's default escape character, Ctrl-a.
-pub const ESCAPE: u8 = 0x01;
+pub const DEFAULT_ESCAPE: u8 = 0x01;
 pub const MAX_FRONTENDS: usize = 4;
 
-const HELP: &str = "\n\r\
-C-a h    print this help\n\r\
-C-a x    exit emulator\n\r\
-C-a s    save disk data back to file (if -snapshot)\n\r\
-C-a t    toggle console timestamps\n\r\
-C-a b    send break (magic sysrq)\n\r\
-C-a c    switch between console and monitor\n\r\
-C-a C-a  sends C-a\n\r";
+/// The escape character (`-echr`), process-wide as in QEMU.
+static ESCAPE_CHAR: AtomicU8 = AtomicU8::new(DEFAULT_ESCAPE);
+
+/// Sets the escape character, for `-echr N` (the CLI does not take it
+/// yet).
+#[allow(dead_code)]
+pub fn set_escape_char(c: u8) {
+    ESCAPE_CHAR.store(c, Ordering::Relaxed);
+}
+
+fn escape_char() -> u8 {
+    ESCAPE_CHAR.load(Ordering::Relaxed)
+}
+
+const HELP_LINES: [&str; 7] = [
+    "% h    print this help\n\r",
+    "% x    exit emulator\n\r",
+    "% s    save disk data back to file (if -snapshot)\n\r",
+    "% t    toggle console timestamps\n\r",
+    "% b    send break (magic sysrq)\n\r",
+    "% c    switch between console and monitor\n\r",
+    "% %  sends %\n\r",
+];
+
+/// The `C-a h` text, naming the escape key as QEMU does.
+pub fn help_text(esc: u8) -> String {
+    let (head, key) = if esc > 0 && esc < 26 {
+        (
+            "\n\r".to_string(),
+            format!("C-{}", (b'a' + esc - 1) as char),
+        )
+    } else {
+        (
+            format!("\n\rEscape-Char set to Ascii: 0x{esc:02x}\n\r\n\r"),
+            "Escape-Char".to_string(),
+        )
+    };
+    let mut out = head;
+    for line in HELP_LINES {
+        out.push_str(&line.replace('%', &key));
+    }
+    out
+}
 
 const TERMINATED: &str = "QEMU: Terminated\n\r";
 
@@ -94,14 +130,15 @@ impl MuxState {
                 out.push(MuxAction::Input(std::mem::take(pending)));
             }
         };
+        let esc = escape_char();
         for &ch in data {
             if self.got_escape {
                 self.got_escape = false;
+                if ch == esc {
+                    pending.push(ch);
+                    continue;
+                }
                 let action = match ch {
-                    ESCAPE => {
-                        pending.push(ch);
-                        continue;
-                    }
                     b'?' | b'h' => MuxAction::Help,
                     b'x' => MuxAction::Exit,
                     b's' => MuxAction::Commit,
@@ -112,7 +149,7 @@ impl MuxState {
                 };
                 flush(&mut pending, &mut out);
                 out.push(action);
-            } else if ch == ESCAPE {
+            } else if ch == esc {
                 self.got_escape = true;
             } else {
                 pending.push(ch);
@@ -386,7 +423,7 @@ fn run_action(emu: &mut Emulator, mux_id: &str, a: MuxAction) {
                 emu.dispatch_frontend(mux_id, fe, CharEvent::Data(bytes));
             }
         }
-        MuxAction::Help => route_output(emu, mux_id, HELP.as_bytes()),
+        MuxAction::Help => route_output(emu, mux_id, help_text(escape_char()).as_bytes()),
         MuxAction::Exit => {
             route_output(emu, mux_id, TERMINATED.as_bytes());
             emu.exit = Some(ExitReason::Shutdown);
@@ -464,9 +501,12 @@ mod tests {
     }
 
     #[test]
-    fn help_text_names_ctrl_a() {
-        assert!(HELP.starts_with("\n\rC-a h    print this help\n\r"));
-        assert!(HELP.ends_with("C-a C-a  sends C-a\n\r"));
+    fn help_text_names_the_escape_key() {
+        let h = help_text(DEFAULT_ESCAPE);
+        assert!(h.starts_with("\n\rC-a h    print this help\n\r"));
+        assert!(h.ends_with("C-a C-a  sends C-a\n\r"));
+        let h = help_text(0x1d + 3);
+        assert!(h.starts_with("\n\rEscape-Char set to Ascii: 0x20\n\r\n\rEscape-Char h    print"));
     }
 
     #[test]
