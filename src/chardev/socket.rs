@@ -21,6 +21,10 @@ use crate::sys::scm::recv_with_fds;
 
 const READ_CHUNK: usize = 65536;
 
+/// A plain client connects while the device is created, as in QEMU, but
+/// an unreachable peer cannot hold the main loop longer than this.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 enum Listener {
     Unix(UnixListener),
     Tcp(TcpListener),
@@ -338,7 +342,7 @@ impl SocketChardev {
             SockAddr::Inet(a) => {
                 let mut last = None;
                 for sa in resolve(a, false).map_err(ChardevError::Msg)? {
-                    match TcpStream::connect(sa) {
+                    match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
                         Ok(s) => return Ok(Conn::Tcp(s)),
                         Err(e) => last = Some(e),
                     }

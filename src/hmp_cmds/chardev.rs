@@ -26,6 +26,10 @@ pub fn chardev_add(
         Err(e) => {
             out.push_str(&e.message);
             out.push('\n');
+            if let Some(hint) = e.hint {
+                out.push_str(hint);
+                out.push('\n');
+            }
             return Err(QmpError::generic(PARSE_FAILED));
         }
     };

@@ -88,7 +88,28 @@ def main():
     finally:
         proc.kill()
         proc.wait()
+    nographic()
     print(f"{passed} checks passed")
+
+
+def nographic():
+    """-nographic: serial and monitor share stdio through a mux; the serial
+    port has focus first, C-a c switches, C-a x exits."""
+    p = subprocess.Popen([BIN, "-M", "pc,accel=qtest", "-nographic"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def send(b):
+        p.stdin.write(b); p.stdin.flush(); time.sleep(0.3)
+    time.sleep(0.5)
+    send(b"to-serial\x01c")
+    send(b"info chardev\n")
+    send(b"\x01c")
+    send(b"\x01c")
+    send(b"\x01x")
+    out, _ = p.communicate(timeout=5)
+    check("-nographic transcript", out,
+          b"QEMU 2.8.0 monitor - type 'help' for more information\r\n(qemu) info chardev\r\n"
+          b"serial0: filename=mux\r\nserial0-base: filename=stdio\r\n(qemu) \r\n(qemu) QEMU: Terminated\n\r")
+    check("C-a x exit status", p.returncode, 0)
 
 
 def run(q, msock, log, proc):
