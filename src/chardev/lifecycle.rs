@@ -318,15 +318,29 @@ impl Emulator {
         }
     }
 
-    /// query-chardev: newest first, as QEMU lists them.
+    /// query-chardev: newest first, as QEMU lists them. A mux's base
+    /// counts as open for a frontend once the mux has one (QEMU hooks the
+    /// base when the first frontend attaches).
     pub fn query_chardevs(&mut self) -> Vec<ChardevInfo> {
+        let mut muxes: Vec<(String, bool)> = Vec::new();
+        for c in self.chardevs.iter_mut() {
+            if let Some(m) = c.backend.as_mux() {
+                muxes.push((m.base.clone(), !m.frontends.is_empty()));
+            }
+        }
         self.chardevs
             .iter_mut()
             .rev()
-            .map(|c| ChardevInfo {
-                label: c.id.clone(),
-                filename: c.backend.filename(),
-                frontend_open: c.frontend_open(),
+            .map(|c| {
+                let frontend_open = match c.frontend {
+                    Some(Frontend::Mux) => muxes.iter().any(|(b, used)| *b == c.id && *used),
+                    _ => c.frontend_open(),
+                };
+                ChardevInfo {
+                    label: c.id.clone(),
+                    filename: c.backend.filename(),
+                    frontend_open,
+                }
             })
             .collect()
     }
