@@ -76,6 +76,7 @@ pub struct Emulator {
     pub pidfile: Option<String>,
     /// Chardev ids of the serial ports, COM1 first.
     pub serial_chardevs: Vec<String>,
+    pub dump: crate::qmp_cmds::dump::DumpState,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -105,6 +106,7 @@ impl Emulator {
             autostart: true,
             pidfile: cfg.pidfile.clone(),
             serial_chardevs: Vec::new(),
+            dump: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })

@@ -219,6 +219,16 @@ impl Machine {
         }
     }
 
+    /// Register state of every vCPU, in index order (empty without KVM).
+    pub fn cpu_states(&self) -> Vec<hw::kvm::CpuState> {
+        let Some(c) = self.control() else {
+            return Vec::new();
+        };
+        (0..c.count())
+            .filter_map(|i| c.run_on(i, |v: &mut Vcpu| v.get_state()).ok()?.ok())
+            .collect()
+    }
+
     /// Stops the vCPU threads for good (process exit).
     pub fn shutdown(&mut self) {
         if let Some(c) = self.control() {

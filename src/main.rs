@@ -5,7 +5,6 @@
 mod base64;
 mod chardev;
 mod devices;
-#[allow(dead_code)]
 mod dump;
 mod emulator;
 mod fdsets;

@@ -6,7 +6,7 @@ use crate::emulator::Emulator;
 use crate::vl::Config;
 
 pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
-    crate::qom::populate_machine(emu);
+    crate::qom::populate_machine(emu, cfg);
     for o in &cfg.objects {
         crate::qom::objects::add_from_opts(emu, o)?;
     }

@@ -166,6 +166,7 @@ impl Emulator {
             let _ = self.close_chardev(id);
             return Err(e.into());
         }
+        crate::qom::chardev_added(self, id, spec.backend.kind());
         if let Backend::Mux { chardev } = &spec.backend {
             if let Some(b) = self.chardev_mut(chardev) {
                 b.frontend = Some(Frontend::Mux);
@@ -215,6 +216,7 @@ impl Emulator {
     fn close_chardev(&mut self, id: &str) -> Option<Chardev> {
         let idx = self.chardev_index(id)?;
         let mut dev = self.chardevs.remove(idx);
+        crate::qom::chardev_removed(self, id);
         let mut reg = FdRegistry::new(&mut self.fdwatch);
         dev.backend.close(&mut reg);
         let removed = reg.removed.clone();

@@ -71,6 +71,34 @@ pub enum Backend {
     },
 }
 
+impl Backend {
+    /// The QAPI tag (ChardevBackendKind), which is also the `filename`
+    /// of devices that set none of their own.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::File { .. } => "file",
+            Backend::Serial { .. } => "serial",
+            Backend::Parallel { .. } => "parallel",
+            Backend::Pipe { .. } => "pipe",
+            Backend::Socket(_) => "socket",
+            Backend::Udp { .. } => "udp",
+            Backend::Pty => "pty",
+            Backend::Null => "null",
+            Backend::Mux { .. } => "mux",
+            Backend::Msmouse => "msmouse",
+            Backend::Braille => "braille",
+            Backend::Testdev => "testdev",
+            Backend::Stdio { .. } => "stdio",
+            Backend::Console => "console",
+            Backend::Spicevmc => "spicevmc",
+            Backend::Spiceport => "spiceport",
+            Backend::Vc => "vc",
+            Backend::Ringbuf { .. } => "ringbuf",
+            Backend::Memory { .. } => "memory",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChardevSpec {
     pub backend: Backend,

@@ -14,6 +14,7 @@ mod error;
 mod guest_ram;
 mod job;
 mod kdump;
+mod machine_view;
 mod mapping;
 mod notes;
 mod paging;
@@ -33,6 +34,7 @@ pub use error::DumpError;
 pub use guest_ram::{GuestRam, RamRange};
 #[allow(unused_imports)]
 pub use job::{DumpJob, DumpProgress};
+pub use machine_view::{cpu_state, MachineRam};
 #[allow(unused_imports)]
 pub use request::{open_dump_file, DumpFormat, DumpRequest, DumpTarget, FORMATS_BUILT_IN};
 #[allow(unused_imports)]

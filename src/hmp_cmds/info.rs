@@ -20,9 +20,30 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("name", "", "", "show the current VM name", name),
     hmp("uuid", "", "", "show the current VM UUID", uuid),
     hmp("kvm", "", "", "show KVM information", kvm),
+    hmp(
+        "dump",
+        "",
+        "",
+        "Display the latest dump status",
+        super::dump::info_dump,
+    ),
     // chardev info (chardev.rs)
     hmp("chardev", "", "", "show the character devices", super::chardev::info_chardev),
     // QOM info (qom.rs)
+    hmp(
+        "qom-tree",
+        "path:s?",
+        "[path]",
+        "show QOM composition tree",
+        super::qom::info_qom_tree,
+    ),
+    hmp(
+        "iothreads",
+        "",
+        "",
+        "show iothreads",
+        super::qom::info_iothreads,
+    ),
     // block info (block.rs)
 ];
 

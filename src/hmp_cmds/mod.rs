@@ -4,7 +4,9 @@
 
 pub mod chardev;
 pub mod args;
+pub mod dump;
 pub mod info;
+pub mod qom;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -47,7 +49,7 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("help|?", "name:S?", "[cmd]", "show the help", help),
     hmp(
         "info",
-        "item:s?",
+        "item:S?",
         "[subcommand]",
         "show various information about the system state",
         info_cmd,
@@ -90,12 +92,47 @@ pub static COMMANDS: &[HmpCommand] = &[
         "close a file descriptor previously passed via SCM rights",
         run::closefd,
     ),
+    hmp(
+        "dump-guest-memory",
+        "paging:-p,zlib:-z,lzo:-l,snappy:-s,filename:F,begin:i?,length:i?",
+        "[-p] [-z|-l|-s] filename [begin length]",
+        "dump guest memory into file 'filename'.",
+        dump::dump_guest_memory,
+    ),
     // chardev commands (chardev.rs)
     hmp("ringbuf_write", "device:s,data:s", "device data", "Write to a ring buffer character device", chardev::ringbuf_write),
     hmp("ringbuf_read", "device:s,size:i", "device size", "Read from a ring buffer character device", chardev::ringbuf_read),
     hmp("chardev-add", "args:s", "args", "add chardev", chardev::chardev_add),
     hmp("chardev-remove", "id:s", "id", "remove chardev", chardev::chardev_remove),
     // QOM and object commands (qom.rs)
+    hmp(
+        "object_add",
+        "object:S?",
+        "[qom-type=]type,id=str[,prop=value][,...]",
+        "create QOM object",
+        qom::object_add,
+    ),
+    hmp(
+        "object_del",
+        "id:s",
+        "id",
+        "destroy QOM object",
+        qom::object_del,
+    ),
+    hmp(
+        "qom-list",
+        "path:s?",
+        "path",
+        "list QOM properties",
+        qom::qom_list,
+    ),
+    hmp(
+        "qom-set",
+        "path:s,property:s,value:s",
+        "path property value",
+        "set QOM property",
+        qom::qom_set,
+    ),
     // block commands (block.rs)
 ];
 

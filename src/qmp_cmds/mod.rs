@@ -4,8 +4,10 @@
 //! query-qmp-schema).
 
 pub mod chardev;
+pub mod dump;
 pub mod fd;
 pub mod misc;
+pub mod qom;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -60,6 +62,12 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    cmd("dump-guest-memory", dump::dump_guest_memory),
+    cmd("query-dump", dump::query_dump),
+    cmd(
+        "query-dump-guest-memory-capability",
+        dump::query_dump_guest_memory_capability,
+    ),
     // chardev commands (chardev.rs)
     cmd("chardev-add", chardev::chardev_add),
     cmd("chardev-remove", chardev::chardev_remove),
@@ -68,6 +76,14 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("ringbuf-write", chardev::ringbuf_write),
     cmd("ringbuf-read", chardev::ringbuf_read),
     // QOM and object commands (qom.rs)
+    cmd("query-iothreads", qom::query_iothreads),
+    cmd("object-add", qom::object_add),
+    cmd("object-del", qom::object_del),
+    cmd("qom-list", qom::qom_list),
+    cmd("qom-get", qom::qom_get),
+    cmd("qom-set", qom::qom_set),
+    cmd("qom-list-types", qom::qom_list_types),
+    cmd("device-list-properties", qom::device_list_properties),
     // block commands (block.rs)
 ];
 
@@ -80,6 +96,7 @@ pub static EVENTS: &[&str] = &[
     "RESUME",
     "WAKEUP",
     "SUSPEND",
+    "DUMP_COMPLETED",
     // chardev events
     // block events
 ];

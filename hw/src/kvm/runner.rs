@@ -409,16 +409,18 @@ fn take_exit(fd: &mut VcpuFd) -> Exit {
 }
 
 /// Copies an IN result into kvm_run for KVM to complete on the next entry.
-fn complete_io_in(fd: &mut VcpuFd, data: &[u8]) {
+fn complete_io_in(fd: &mut VcpuFd, run_size: usize, data: &[u8]) {
     let run = fd.get_kvm_run();
     // SAFETY: the last exit was KVM_EXIT_IO (IN); nothing ran since.
     let io = unsafe { run.__bindgen_anon_1.io };
     let base = run as *mut kvm_bindings::kvm_run as *mut u8;
-    let page = std::mem::size_of::<kvm_bindings::kvm_run>().max(4096);
     let off = io.data_offset as usize;
-    if off.checked_add(data.len()).is_some_and(|end| end <= page) {
-        // SAFETY: the data area lies inside the kvm_run mapping (offset chosen by KVM
-        // within its first page, bounded-checked above) and does not overlap `data`.
+    if off
+        .checked_add(data.len())
+        .is_some_and(|end| end <= run_size)
+    {
+        // SAFETY: the data area lies inside the kvm_run mapping of `run_size` bytes
+        // (offset chosen by KVM, bounds-checked above) and does not overlap `data`.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(off), data.len()) };
     }
 }
@@ -503,7 +505,8 @@ fn vcpu_thread<H: ExitHandler>(mut vcpu: Vcpu, i: usize, sh: Arc<Shared>, bql: A
                     h.pio_read(i, port, chunk);
                 }
                 drop(h);
-                complete_io_in(vcpu.fd_mut(), &buf);
+                let run_size = vcpu.run_size();
+                complete_io_in(vcpu.fd_mut(), run_size, &buf);
                 pending = true;
             }
             Exit::IoOut { port, size, data } => {

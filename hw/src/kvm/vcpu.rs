@@ -36,10 +36,18 @@ pub struct Vcpu {
     index: usize,
     fd: VcpuFd,
     reset: ResetState,
+    /// Size of the kvm_run mapping (I/O data lives in its second page).
+    run_size: usize,
 }
 
 impl Vcpu {
-    pub(super) fn new(index: usize, count: usize, fd: VcpuFd, supported: &CpuId) -> Result<Vcpu> {
+    pub(super) fn new(
+        index: usize,
+        count: usize,
+        fd: VcpuFd,
+        supported: &CpuId,
+        run_size: usize,
+    ) -> Result<Vcpu> {
         let mut cpuid = supported.clone();
         patch_cpuid(&mut cpuid, index as u32, count as u32);
         fd.set_cpuid2(&cpuid)
@@ -60,7 +68,12 @@ impl Vcpu {
             fpu,
             lapic,
         };
-        let mut v = Vcpu { index, fd, reset };
+        let mut v = Vcpu {
+            index,
+            fd,
+            reset,
+            run_size,
+        };
         v.reset()?;
         Ok(v)
     }
@@ -72,6 +85,10 @@ impl Vcpu {
     /// The raw fd, for ioctls this type does not wrap.
     pub fn fd(&self) -> &VcpuFd {
         &self.fd
+    }
+
+    pub(super) fn run_size(&self) -> usize {
+        self.run_size
     }
 
     pub(super) fn fd_mut(&mut self) -> &mut VcpuFd {

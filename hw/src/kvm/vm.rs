@@ -122,7 +122,7 @@ impl Vm {
             .fd
             .create_vcpu(index as u64)
             .map_err(|e| HwError::vcpu(index, "KVM_CREATE_VCPU", e))?;
-        Vcpu::new(index, count, fd, &self.cpuid)
+        Vcpu::new(index, count, fd, &self.cpuid, self.fd.run_size())
     }
 
     /// Sets an irqchip input (ISA IRQ / IOAPIC pin).
