@@ -420,13 +420,22 @@ impl SocketChardev {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
+                    // The client left during negotiation.
                     self.telnet_out.clear();
-                    return Vec::new();
+                    return match fds {
+                        Some(fds) => self.disconnect(fds),
+                        None => {
+                            self.conn = None;
+                            Vec::new()
+                        }
+                    };
                 }
             }
         }
         if let (Some(fds), Some(t)) = (fds, self.conn_token) {
-            fds.set_interest(t, true, !self.telnet_out.is_empty());
+            // Input waits in the socket until the negotiation is out.
+            let pending = !self.telnet_out.is_empty();
+            fds.set_interest(t, !pending, pending);
         }
         if self.telnet_out.is_empty() {
             self.connected = true;
@@ -555,7 +564,8 @@ impl SocketChardev {
 impl CharBackend for SocketChardev {
     fn attach(&mut self, fds: &mut FdRegistry) -> io::Result<()> {
         if let Some(c) = &self.conn {
-            self.conn_token = Some(fds.add(c.raw(), true, !self.telnet_out.is_empty())?);
+            let pending = !self.telnet_out.is_empty();
+            self.conn_token = Some(fds.add(c.raw(), !pending, pending)?);
         } else if let Some(l) = &self.listener {
             self.listen_token = Some(fds.add(l.raw(), true, false)?);
         } else if self.reconnect_ns > 0 {
@@ -584,7 +594,7 @@ impl CharBackend for SocketChardev {
         if writable && !self.telnet_out.is_empty() {
             events = self.push_telnet(Some(fds));
         }
-        if !readable {
+        if !readable || !self.connected {
             return events;
         }
         let Some(conn) = &self.conn else {
@@ -607,7 +617,7 @@ impl CharBackend for SocketChardev {
                     // A telnet BREAK has no frontend event here; dropped.
                     self.iac.filter(&mut buf);
                 }
-                if !buf.is_empty() && self.connected {
+                if !buf.is_empty() {
                     events.push(CharEvent::Data(buf));
                 }
             }
