@@ -3,6 +3,7 @@
 //! that is also the list of implemented commands (query-commands,
 //! query-qmp-schema).
 
+pub mod chardev;
 pub mod cpus;
 pub mod dump;
 pub mod fd;
@@ -70,6 +71,12 @@ pub static COMMANDS: &[CommandEntry] = &[
         dump::query_dump_guest_memory_capability,
     ),
     // chardev commands (chardev.rs)
+    cmd("chardev-add", chardev::chardev_add),
+    cmd("chardev-remove", chardev::chardev_remove),
+    cmd("query-chardev", chardev::query_chardev),
+    cmd("query-chardev-backends", chardev::query_chardev_backends),
+    cmd("ringbuf-write", chardev::ringbuf_write),
+    cmd("ringbuf-read", chardev::ringbuf_read),
     // QOM and object commands (qom.rs)
     cmd("query-iothreads", qom::query_iothreads),
     cmd("object-add", qom::object_add),
