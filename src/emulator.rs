@@ -227,6 +227,14 @@ impl Emulator {
         self.chardev_received_fds(id)
     }
 
+    /// The monitor's current CPU (HMP `cpu N`), 0 by default.
+    pub fn monitor_cpu(&self, mon: usize) -> usize {
+        match self.monitors.get(mon) {
+            Some(Some(m)) => m.cpu,
+            _ => 0,
+        }
+    }
+
     // ---- events ---------------------------------------------------------
 
     /// Sends an event to every QMP monitor past capabilities negotiation.

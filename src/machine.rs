@@ -219,6 +219,11 @@ impl Machine {
         }
     }
 
+    /// Host threads of the vCPUs (empty without KVM).
+    pub fn vcpu_infos(&self) -> Vec<hw::kvm::VcpuInfo> {
+        self.control().map(|c| c.info()).unwrap_or_default()
+    }
+
     /// Register state of every vCPU, in index order (empty without KVM).
     pub fn cpu_states(&self) -> Vec<hw::kvm::CpuState> {
         let Some(c) = self.control() else {

@@ -27,6 +27,7 @@ pub static COMMANDS: &[HmpCommand] = &[
         "Display the latest dump status",
         super::dump::info_dump,
     ),
+    hmp("cpus", "", "", "show infos for each CPU", cpus),
     // chardev info (chardev.rs)
     hmp("chardev", "", "", "show the character devices", super::chardev::info_chardev),
     // QOM info (qom.rs)
@@ -131,6 +132,29 @@ fn kvm(
         });
     } else {
         out.push_str("not compiled\n");
+    }
+    Ok(())
+}
+
+fn cpus(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let v = query(emu, ctx, "query-cpus")?;
+    for c in v.as_array().into_iter().flatten() {
+        let active = if c["current"].as_bool().unwrap_or(false) {
+            '*'
+        } else {
+            ' '
+        };
+        out.push_str(&format!("{active} CPU #{}:", c["CPU"]));
+        out.push_str(&format!(" pc=0x{:016x}", c["pc"].as_i64().unwrap_or(0)));
+        if c["halted"].as_bool().unwrap_or(false) {
+            out.push_str(" (halted)");
+        }
+        out.push_str(&format!(" thread_id={}\n", c["thread_id"]));
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ pub static COMMANDS: &[HmpCommand] = &[
         "wakeup guest from suspend",
         run::system_wakeup,
     ),
+    hmp("cpu", "index:i", "index", "set the default CPU", run::cpu),
     hmp(
         "getfd",
         "fdname:s",

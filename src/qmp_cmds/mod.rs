@@ -4,6 +4,7 @@
 //! query-qmp-schema).
 
 pub mod chardev;
+pub mod cpus;
 pub mod dump;
 pub mod fd;
 pub mod misc;
@@ -62,6 +63,7 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    cmd("query-cpus", cpus::query_cpus),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
     cmd(
