@@ -36,7 +36,13 @@ pub static COMMANDS: &[HmpCommand] = &[
         super::registers::info_registers,
     ),
     // chardev info (chardev.rs)
-    hmp("chardev", "", "", "show the character devices", super::chardev::info_chardev),
+    hmp(
+        "chardev",
+        "",
+        "",
+        "show the character devices",
+        super::chardev::info_chardev,
+    ),
     // QOM info (qom.rs)
     hmp(
         "qom-tree",
