@@ -2,6 +2,7 @@
 //! and PVH ELF kernels. Loaders write guest memory and return the entry state for the
 //! boot vCPU; they never touch vCPUs themselves.
 
+pub mod e820;
 pub mod elf;
 pub mod generic;
 pub mod linux;
