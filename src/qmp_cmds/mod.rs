@@ -8,6 +8,7 @@ pub mod cpus;
 pub mod dump;
 pub mod fd;
 pub mod misc;
+pub mod pci;
 pub mod qom;
 pub mod run;
 
@@ -64,6 +65,7 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
     cmd("query-cpus", cpus::query_cpus),
+    cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
     cmd(
