@@ -14,6 +14,7 @@ pub mod events;
 pub mod irq;
 pub mod kvm;
 pub mod loader;
+pub mod machine;
 pub mod memory;
 pub mod pc;
 

@@ -41,6 +41,8 @@ pub struct PcDevices {
     pub pci: Arc<Mutex<PciHost>>,
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     pub debug_exits: Vec<Arc<Mutex<DebugExit>>>,
+    /// UARTs added with `add_serial`, in order.
+    pub extra_serials: Vec<Arc<Mutex<Serial>>>,
     chip: Arc<dyn IrqChip>,
 }
 
@@ -110,8 +112,22 @@ impl PcDevices {
             pci,
             acpi_pm: pm,
             debug_exits: Vec::new(),
+            extra_serials: Vec::new(),
             chip,
         })
+    }
+
+    /// Another 16550A (COM2 is 0x2f8 / IRQ 3, COM3 0x3e8 / 4, COM4 0x2e8 / 3).
+    pub fn add_serial(
+        &mut self,
+        base: u16,
+        irq: u32,
+        sink: SerialSink,
+    ) -> Result<Arc<Mutex<Serial>>> {
+        let s = Arc::new(Mutex::new(Serial::new(self.irq(irq), sink)));
+        self.pio.insert(s.clone(), base as u64, 8, "serial")?;
+        self.extra_serials.push(s.clone());
+        Ok(s)
     }
 
     /// `-device isa-debug-exit,iobase=,iosize=`.
@@ -151,6 +167,9 @@ impl PcDevices {
             m.lock().unwrap_or_else(|e| e.into_inner())
         }
         l(&self.serial).reset();
+        for s in &self.extra_serials {
+            l(s).reset();
+        }
         l(&self.rtc).reset();
         l(&self.i8042).reset();
         l(&self.pci).reset();
