@@ -251,3 +251,91 @@ fn power_button_is_seen_by_polling_firmware_which_powers_off_via_s5() {
     }
     assert_eq!(serial, b"P");
 }
+
+#[test]
+fn int3_either_runs_the_handler_or_reports_an_internal_error_and_stays_inspectable() {
+    need_kvm!();
+    let bios = assemble("int3");
+    let m = start(&bios, 16, 1, false, |_, _| {});
+    match m.next(30) {
+        Seen::Out {
+            port: 0x3f8, data, ..
+        } => assert_eq!(data, b"B"),
+        Seen::Event {
+            cpu: 0,
+            event: VcpuEvent::InternalError { suberror, .. },
+        } => {
+            assert!(suberror > 0);
+            let state = m
+                .control
+                .run_on(0, |v| v.get_state())
+                .expect("run_on")
+                .expect("state");
+            assert!(
+                state.pc() >= 0xf0000 && state.pc() < 0x100000,
+                "pc {:x}",
+                state.pc()
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn halted_vcpu_reports_halted_state() {
+    need_kvm!();
+    let bios = assemble("hello");
+    let m = start(&bios, 16, 1, false, |_, _| {});
+    m.until_port(0x501, 0x3f8, 30);
+    let mut halted = false;
+    for _ in 0..100 {
+        let s = m
+            .control
+            .run_on(0, |v| v.get_state())
+            .expect("run_on")
+            .expect("state");
+        if s.halted() {
+            halted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(halted);
+}
+
+#[test]
+fn pause_and_run_on_while_holding_the_big_lock_never_deadlock() {
+    need_kvm!();
+    let bios = assemble("spin");
+    let m = start(&bios, 16, 2, false, |_, _| {});
+    assert!(matches!(m.next(30), Seen::Out { port: 0x80, .. }));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let control = m.control.clone();
+    let handler = m.handler.clone();
+    let worker = std::thread::spawn(move || {
+        for i in 0..40 {
+            let bql = handler.lock().expect("bql");
+            if i % 2 == 0 {
+                control.pause_all();
+            }
+            let s = control
+                .run_on(0, |v| v.get_state())
+                .expect("run_on")
+                .expect("state");
+            assert!(s.pc() >= 0xf0000);
+            // The AP never got INIT/SIPI: it must still be waiting.
+            let ap = control
+                .run_on(1, |v| v.get_state())
+                .expect("run_on")
+                .expect("state");
+            assert_eq!(ap.mp_state, hw::kvm_bindings::KVM_MP_STATE_UNINITIALIZED);
+            drop(bql);
+            control.resume_all();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = done_tx.send(());
+    });
+    let finished = done_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    assert!(finished, "deadlock between the big lock and vCPU control");
+    worker.join().expect("worker");
+}
