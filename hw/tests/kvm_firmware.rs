@@ -339,3 +339,19 @@ fn pause_and_run_on_while_holding_the_big_lock_never_deadlock() {
     assert!(finished, "deadlock between the big lock and vCPU control");
     worker.join().expect("worker");
 }
+
+#[test]
+fn dirty_log_reports_pages_the_guest_wrote() {
+    need_kvm!();
+    let bios = assemble("count");
+    let m = start(&bios, 16, 1, false, |_, _| {});
+    assert!(matches!(m.next(30), Seen::Out { port: 0x3f8, .. }));
+    m.vm.set_dirty_logging(true).expect("log on");
+    std::thread::sleep(Duration::from_millis(100));
+    let dirty = m.vm.take_dirty_pages().expect("harvest");
+    m.vm.set_dirty_logging(false).expect("log off");
+    let low = dirty.iter().find(|d| d.gpa == 0).expect("low ram block");
+    // The counter lives at 0x6000: page 6.
+    assert_ne!(low.bitmap[0] & (1 << 6), 0);
+    assert_eq!(low.bitmap[0] & (1 << 7), 0);
+}
