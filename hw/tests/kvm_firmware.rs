@@ -355,3 +355,29 @@ fn dirty_log_reports_pages_the_guest_wrote() {
     assert_ne!(low.bitmap[0] & (1 << 6), 0);
     assert_eq!(low.bitmap[0] & (1 << 7), 0);
 }
+
+#[test]
+fn string_port_output_is_neither_lost_nor_repeated_across_pauses() {
+    need_kvm!();
+    let bios = assemble("repout");
+    let m = start(&bios, 16, 1, false, |_, _| {});
+    let control = m.control.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let pauser = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            control.pause_all();
+            let _ = control.run_on(0, |v| v.get_state());
+            control.resume_all();
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    let (serial, exit) = m.until_port(0x501, 0x3f8, 60);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    pauser.join().expect("pauser");
+    assert_eq!(exit, vec![0x11]);
+    assert_eq!(
+        serial,
+        b"0123456789abcdefghijklmnopqrstuvwxyzABCD".repeat(50)
+    );
+}
