@@ -381,3 +381,33 @@ fn string_port_output_is_neither_lost_nor_repeated_across_pauses() {
         b"0123456789abcdefghijklmnopqrstuvwxyzABCD".repeat(50)
     );
 }
+
+#[test]
+fn info_registers_at_reset_matches_qemu_text() {
+    need_kvm!();
+    let vm = hw::kvm::Vm::new().expect("vm");
+    let vcpu = vm.create_vcpu(0, 1).expect("vcpu");
+    let text = vcpu.get_state().expect("state").info_registers();
+    let lines: Vec<&str> = text.lines().collect();
+    // As printed by QEMU for a KVM vCPU at reset (EDX holds the host's CPU signature).
+    let expected = [
+        "ESI=00000000 EDI=00000000 EBP=00000000 ESP=00000000",
+        "EIP=0000fff0 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0",
+        "ES =0000 00000000 0000ffff 00009300",
+        "CS =f000 ffff0000 0000ffff 00009b00",
+        "SS =0000 00000000 0000ffff 00009300",
+        "DS =0000 00000000 0000ffff 00009300",
+        "FS =0000 00000000 0000ffff 00009300",
+        "GS =0000 00000000 0000ffff 00009300",
+        "LDT=0000 00000000 0000ffff 00008200",
+        "TR =0000 00000000 0000ffff 00008b00",
+        "GDT=     00000000 0000ffff",
+        "IDT=     00000000 0000ffff",
+        "CR0=60000010 CR2=00000000 CR3=00000000 CR4=00000000",
+        "DR0=0000000000000000 DR1=0000000000000000 DR2=0000000000000000 DR3=0000000000000000 ",
+        "DR6=00000000ffff0ff0 DR7=0000000000000400",
+        "EFER=0000000000000000",
+        "FCW=037f FSW=0000 [ST=0] FTW=00 MXCSR=00001f80",
+    ];
+    assert_eq!(&lines[1..18], &expected[..]);
+}
