@@ -66,6 +66,44 @@ impl CpuState {
         self.mp_state == kvm_bindings::KVM_MP_STATE_HALTED
     }
 
+    /// General registers in the order of Linux's x86-64 `user_regs_struct` (the
+    /// `pr_reg` of an NT_PRSTATUS note): r15, r14, r13, r12, rbp, rbx, r11, r10, r9,
+    /// r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss, fs_base,
+    /// gs_base, ds, es, fs, gs.
+    pub fn prstatus_regs(&self) -> [u64; 27] {
+        let r = &self.regs;
+        let s = &self.sregs;
+        [
+            r.r15,
+            r.r14,
+            r.r13,
+            r.r12,
+            r.rbp,
+            r.rbx,
+            r.r11,
+            r.r10,
+            r.r9,
+            r.r8,
+            r.rax,
+            r.rcx,
+            r.rdx,
+            r.rsi,
+            r.rdi,
+            0, // orig_rax: no system call in progress (QEMU writes 0 too)
+            r.rip,
+            s.cs.selector as u64,
+            r.rflags,
+            r.rsp,
+            s.ss.selector as u64,
+            s.fs.base,
+            s.gs.base,
+            s.ds.selector as u64,
+            s.es.selector as u64,
+            s.fs.selector as u64,
+            s.gs.selector as u64,
+        ]
+    }
+
     /// Long mode active (EFER.LMA): 64-bit register dumps and NT_PRSTATUS.
     pub fn long_mode(&self) -> bool {
         self.sregs.efer & (1 << 10) != 0

@@ -6,6 +6,7 @@
 
 mod backend;
 pub mod layout;
+pub mod paging;
 
 use std::ptr;
 
