@@ -411,3 +411,32 @@ fn info_registers_at_reset_matches_qemu_text() {
     ];
     assert_eq!(&lines[1..18], &expected[..]);
 }
+
+#[test]
+fn kicks_reach_vcpus_spawned_from_a_thread_that_blocks_all_signals() {
+    need_kvm!();
+    let bios = assemble("count");
+    let m = std::thread::spawn(move || {
+        // SAFETY: filling and applying a signal mask for this thread only.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
+        start(&bios, 16, 1, false, |_, _| {})
+    })
+    .join()
+    .expect("spawner");
+    assert!(matches!(m.next(30), Seen::Out { port: 0x3f8, .. }));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let control = m.control.clone();
+    std::thread::spawn(move || {
+        control.pause_all();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "pause_all never returned"
+    );
+    m.control.resume_all();
+}

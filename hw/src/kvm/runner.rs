@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use super::kick::{install_kick_handler, signal_thread, ImmediateExit};
+use super::kick::{install_kick_handler, signal_thread, unblock_kick_signal, ImmediateExit};
 use super::vcpu::Vcpu;
 use crate::error::{HwError, Result};
 
@@ -446,6 +446,7 @@ fn complete_pending(vcpu: &mut Vcpu, imm: &ImmediateExit) -> Option<Exit> {
 
 fn vcpu_thread<H: ExitHandler>(mut vcpu: Vcpu, i: usize, sh: Arc<Shared>, bql: Arc<Mutex<H>>) {
     let imm = sh.imm[i];
+    unblock_kick_signal();
     {
         let mut st = sh.lock();
         // SAFETY: pthread_self and gettid have no preconditions.
