@@ -244,6 +244,28 @@ mod tests {
     }
 
     #[test]
+    fn any_port_access_of_any_size_never_panics() {
+        let (mut pc, _) = pc();
+        pc.add_debug_exit(0x501, 2).expect("debug exit");
+        let mut x: u32 = 0x1234_5678;
+        let ranges: Vec<(u64, u64)> = pc.pio.ranges().iter().map(|r| (r.base, r.len)).collect();
+        for (base, len) in ranges {
+            for port in base.saturating_sub(2)..base + len + 2 {
+                for size in [0usize, 1, 2, 3, 4, 8] {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let data = x.to_le_bytes().repeat(2);
+                    pc.pio_write(port as u16, &data[..size]);
+                    let mut buf = vec![0u8; size];
+                    pc.pio_read(port as u16, &mut buf);
+                }
+            }
+        }
+        pc.events.drain();
+    }
+
+    #[test]
     fn reset_keeps_nvram() {
         let (pc, _) = pc();
         pc.pio_write(0x70, &[0x50]);

@@ -315,6 +315,16 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// Sets `len` bytes at `gpa` to `byte` (zeroing a segment's BSS); fails before
+    /// writing anything if some byte is not mapped.
+    pub fn fill(&self, gpa: u64, len: u64, byte: u8) -> Result<()> {
+        for (host, n) in self.pieces(gpa, len)? {
+            // SAFETY: `host..host+n` is mapped (checked by `pieces`).
+            unsafe { ptr::write_bytes(host, byte, n) };
+        }
+        Ok(())
+    }
+
     /// A view of `[gpa, gpa+len)` inside one block. The guest may change these bytes
     /// while it runs; callers that need a stable copy use `read`.
     pub fn slice(&self, gpa: u64, len: u64) -> Result<&[u8]> {
