@@ -118,6 +118,13 @@ def garbage(n):
     return bytes(out)
 
 
+def shown(text):
+    """Long messages (an error echoing a 10 MB name) are cut for logs."""
+    if len(text) > 1000:
+        return text[:200] + "...(%d bytes)" % len(text)
+    return text
+
+
 def main():
     args = sys.argv[1:]
     timeout = 10.0
@@ -142,7 +149,7 @@ def main():
             if m is None:
                 print("EOF")
                 return None
-            print(m[0])
+            print(shown(m[0]))
             if pred(m[1]):
                 return m[1]
 
@@ -174,7 +181,7 @@ def main():
             c.send(data)
         elif word == "recv":
             m = c.message()
-            print(m[0] if m else "EOF")
+            print(shown(m[0]) if m else "EOF")
         elif word == "reply":
             show_until(c, is_reply)
         elif word == "wait":
@@ -198,7 +205,6 @@ def main():
             print("(%s of %d bytes)" % (word, n))
             # Read while writing: the server may answer a long stream of
             # junk with many errors, and a full pipe must not deadlock us.
-            seen = {}
             c.sock.setblocking(False)
             view = memoryview(data)
             while view:
@@ -234,9 +240,9 @@ def main():
                 if isinstance(o, dict) and o.get("id") == sid:
                     for k in sorted(seen):
                         print("%s (x%s)" % (k, "N" if seen[k] > 1 else "1"))
-                    print(m[0])
+                    print(shown(m[0]))
                     break
-                key = json.dumps(o, sort_keys=True)
+                key = shown(json.dumps(o, sort_keys=True))
                 seen[key] = seen.get(key, 0) + 1
         elif word == "expect-eof":
             show_until(c, lambda o: False)
