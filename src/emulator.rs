@@ -26,10 +26,10 @@ pub enum FdOwner {
 }
 
 /// Work scheduled to run on the main loop after the current dispatch.
-pub type BottomHalf = Box<dyn FnOnce(&mut Emulator)>;
+pub type BottomHalf = Box<dyn FnOnce(&mut Emulator) + Send>;
 
 /// What a timer does when it fires.
-pub type TimerAction = Box<dyn FnOnce(&mut Emulator)>;
+pub type TimerAction = Box<dyn FnOnce(&mut Emulator) + Send>;
 
 /// Why the process is leaving the main loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +46,9 @@ pub struct Requests {
     pub reset: bool,
     pub powerdown: bool,
     pub wakeup: bool,
-    pub signal: Option<i32>,
+    /// A vCPU hit an error KVM cannot handle: stop in `internal-error`.
+    pub internal_error: bool,
+    pub signal: Option<(i32, i32)>,
 }
 
 pub struct Emulator {
@@ -72,6 +74,9 @@ pub struct Emulator {
     /// `-incoming` given: `cont` only sets autostart until migration ends.
     pub autostart: bool,
     pub pidfile: Option<String>,
+    /// Chardev ids of the serial ports, COM1 first.
+    pub serial_chardevs: Vec<String>,
+    pub dump: crate::qmp_cmds::dump::DumpState,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -100,6 +105,8 @@ impl Emulator {
             machine,
             autostart: true,
             pidfile: cfg.pidfile.clone(),
+            serial_chardevs: Vec::new(),
+            dump: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -133,7 +140,10 @@ impl Emulator {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.bottom_halves.is_empty() || self.has_pending_requests() {
+        if !self.bottom_halves.is_empty()
+            || self.has_pending_requests()
+            || self.fdwatch.has_always_ready()
+        {
             return Some(Duration::ZERO);
         }
         self.timers
@@ -157,34 +167,7 @@ impl Emulator {
 
     /// Creates and registers a chardev from `-chardev`-style options.
     pub fn add_chardev(&mut self, opts: &crate::vl::opts::QemuOpts) -> Result<(), ChardevError> {
-        let Some(id) = opts.id.clone() else {
-            return Err(ChardevError::Msg("chardev: no id specified".into()));
-        };
-        if self.chardev(&id).is_some() {
-            return Err(ChardevError::Msg(format!(
-                "Chardev '{id}' already exists"
-            )));
-        }
-        let backend = crate::chardev::create_backend(opts)?;
-        let mut dev = Chardev::new(id.clone(), backend);
-        if let Some(path) = opts.get("logfile") {
-            let append = opts.get_bool("logappend", false).unwrap_or(false);
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .append(append)
-                .truncate(!append)
-                .open(path)
-                .map_err(|e| ChardevError::Msg(format!("Unable to open logfile {path}: {e}")))?;
-            dev.log = Some(f);
-        }
-        let mut reg = FdRegistry::new(&mut self.fdwatch);
-        dev.backend.attach(&mut reg)?;
-        let (added, removed) = (reg.added.clone(), reg.removed.clone());
-        dev.note_tokens(&reg);
-        self.set_owners(&id, &added, &removed);
-        self.chardevs.push(dev);
-        Ok(())
+        self.chardev_add_opts(opts)
     }
 
     pub fn set_owners(&mut self, id: &str, added: &[Token], removed: &[Token]) {
@@ -198,65 +181,22 @@ impl Emulator {
 
     /// Removes a chardev; refused while a frontend uses it.
     pub fn remove_chardev(&mut self, id: &str) -> Result<(), String> {
-        let Some(idx) = self.chardev_index(id) else {
-            return Err(format!("Chardev '{id}' not found"));
-        };
-        if self.chardevs[idx].frontend.is_some() {
-            return Err(format!("Chardev '{id}' is busy"));
-        }
-        let mut dev = self.chardevs.remove(idx);
-        let mut reg = FdRegistry::new(&mut self.fdwatch);
-        dev.backend.close(&mut reg);
-        for t in reg.removed.iter().chain(dev.tokens.iter()) {
-            self.owners.remove(t);
-        }
-        for t in dev.tokens.clone() {
-            self.fdwatch.remove(t);
-        }
-        Ok(())
+        self.chardev_remove(id)
     }
 
     /// Connects a frontend; it hears `Opened` at once when the device is
     /// already usable.
     pub fn attach_frontend(&mut self, id: &str, fe: Frontend) -> Result<(), String> {
-        let Some(dev) = self.chardev_mut(id) else {
-            return Err(format!("chardev \"{id}\" not found"));
-        };
-        if dev.frontend.is_some() {
-            return Err(format!("Chardev '{id}' is busy"));
-        }
-        dev.frontend = Some(fe);
-        if dev.backend.is_open() {
-            let id = id.to_string();
-            self.schedule_bh(Box::new(move |emu| emu.deliver(&id, CharEvent::Opened)));
-        }
-        Ok(())
+        self.chardev_attach(id, fe)
     }
 
     /// Writes frontend output to a chardev.
     pub fn chardev_write(&mut self, id: &str, data: &[u8]) {
-        if let Some(idx) = self.chardev_index(id) {
-            self.chardevs[idx].write(&mut self.fdwatch, data);
-        }
+        self.chardev_output(id, data);
     }
 
     fn chardev_ready(&mut self, id: &str, r: Readiness) {
-        let Some(idx) = self.chardev_index(id) else {
-            return;
-        };
-        let dev = &mut self.chardevs[idx];
-        if r.writable && dev.has_pending_output() {
-            dev.flush(&mut self.fdwatch);
-        }
-        let mut reg = FdRegistry::new(&mut self.fdwatch);
-        let events = dev.backend.ready(&mut reg, r.token, r.readable, r.writable);
-        let (added, removed) = (reg.added.clone(), reg.removed.clone());
-        dev.note_tokens(&reg);
-        let id = dev.id.clone();
-        self.set_owners(&id, &added, &removed);
-        for ev in events {
-            self.deliver(&id, ev);
-        }
+        self.chardev_event_ready(id, r);
     }
 
     /// Hands a chardev event to its frontend.
@@ -267,21 +207,32 @@ impl Emulator {
         if ev == CharEvent::Closed {
             dev.discard_output();
         }
-        let Some(fe) = dev.frontend else {
-            return;
-        };
+        if let Some(fe) = dev.frontend {
+            self.dispatch_frontend(id, fe, ev);
+        }
+    }
+
+    /// Calls one frontend's handler (`id` names the chardev it reads).
+    pub fn dispatch_frontend(&mut self, id: &str, fe: Frontend, ev: CharEvent) {
         match fe {
             Frontend::Monitor(i) => crate::monitor::handle_char_event(self, i, ev),
             Frontend::Qtest => crate::qtest::handle_char_event(self, ev),
             Frontend::Serial(i) => self.machine.serial_input(i, ev),
+            Frontend::Mux => self.chardev_mux_base_event(id, ev),
         }
     }
 
     /// Descriptors a unix-socket peer passed, for getfd/add-fd.
     pub fn take_received_fds(&mut self, id: &str) -> Vec<std::os::fd::OwnedFd> {
-        self.chardev_mut(id)
-            .map(|d| d.backend.take_received_fds())
-            .unwrap_or_default()
+        self.chardev_received_fds(id)
+    }
+
+    /// The monitor's current CPU (HMP `cpu N`), 0 by default.
+    pub fn monitor_cpu(&self, mon: usize) -> usize {
+        match self.monitors.get(mon) {
+            Some(Some(m)) => m.cpu,
+            _ => 0,
+        }
     }
 
     // ---- events ---------------------------------------------------------
@@ -355,16 +306,26 @@ impl Emulator {
 
     fn has_pending_requests(&self) -> bool {
         let r = &self.requests;
-        r.shutdown || r.reset || r.powerdown || r.wakeup || r.signal.is_some()
+        r.shutdown || r.reset || r.powerdown || r.wakeup || r.internal_error || r.signal.is_some()
     }
 
     /// QEMU's main_loop_should_exit: acts on requests in QEMU's order.
     fn handle_requests(&mut self) {
-        if let Some(sig) = self.requests.signal.take() {
-            eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+        if let Some((sig, pid)) = self.requests.signal.take() {
+            // qtest drivers kill us on purpose; QEMU keeps quiet then.
+            if self.qtest.is_none() {
+                if pid == 0 {
+                    eprintln!("qemu-system-x86_64: terminating on signal {sig}");
+                } else {
+                    eprintln!("qemu-system-x86_64: terminating on signal {sig} from pid {pid}");
+                }
+            }
             self.no_shutdown = false;
             self.requests.shutdown = true;
             self.exit_reason_signal = Some(sig);
+        }
+        if std::mem::take(&mut self.requests.internal_error) {
+            self.vm_stop(RunState::InternalError);
         }
         if std::mem::take(&mut self.requests.shutdown) {
             self.emit_event("SHUTDOWN", None);
@@ -393,6 +354,7 @@ impl Emulator {
             self.emit_event("POWERDOWN", None);
             self.machine.powerdown();
         }
+        self.flush_machine_output();
         for ev in self.machine.take_events() {
             self.handle_machine_event(ev);
         }
@@ -403,7 +365,41 @@ impl Emulator {
         match ev {
             MachineEvent::Reset => self.request_reset(),
             MachineEvent::Shutdown => self.requests.shutdown = true,
+            MachineEvent::Suspend => {
+                if self.runstate == RunState::Running {
+                    self.machine.pause();
+                    self.set_runstate(RunState::Suspended);
+                    self.emit_event("SUSPEND", None);
+                }
+            }
+            MachineEvent::Exit(code) => {
+                // isa-debug-exit ends the process at once, as in QEMU.
+                self.flush_machine_output();
+                self.shutdown_cleanup();
+                std::process::exit(code);
+            }
+            MachineEvent::RtcChange(offset) => {
+                self.emit_event("RTC_CHANGE", Some(json!({"offset": offset})));
+            }
         }
+    }
+
+    /// Sends device output to its chardevs and qtest's IRQ lines.
+    pub fn flush_machine_output(&mut self) {
+        let out = self.machine.take_serial_output();
+        if !out.is_empty() {
+            if let Some(id) = self.serial_chardevs.first().cloned() {
+                self.chardev_write(&id, &out);
+            }
+        }
+        for (line, level) in self.machine.take_irq_changes() {
+            crate::qtest::irq_changed(self, line, level);
+        }
+    }
+
+    /// Wakes the main loop from another thread (vCPU exits, workers).
+    pub fn wake_main_loop(&self) {
+        let _ = self.fdwatch.notifier().notify();
     }
 
     // ---- the loop ------------------------------------------------------
@@ -427,12 +423,11 @@ impl Emulator {
         }
     }
 
-    /// One iteration: poll, dispatch fds, bottom halves, timers, requests.
-    pub fn iterate(&mut self, ready: &mut Vec<Readiness>) {
-        let timeout = self.poll_timeout();
-        ready.clear();
-        self.fdwatch.wait(timeout, ready);
-        for r in ready.iter() {
+    /// Dispatches one poll's results, then bottom halves, timers and
+    /// requests, in QEMU's order.
+    pub fn dispatch(&mut self, ready: &[Readiness]) {
+        let extra: Vec<Readiness> = self.fdwatch.always_ready().collect();
+        for r in ready.iter().chain(extra.iter()) {
             match self.owners.get(&r.token).cloned() {
                 Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
                 Some(FdOwner::Signals) => self.drain_signal_pipe(),
@@ -444,16 +439,9 @@ impl Emulator {
         self.handle_requests();
     }
 
-    pub fn run(&mut self) -> ExitReason {
-        let mut ready = Vec::new();
-        // Frontends attached during start-up hear `Opened` before any input.
-        self.run_bottom_halves();
-        loop {
-            if let Some(e) = self.exit {
-                return e;
-            }
-            self.iterate(&mut ready);
-        }
+    /// What the loop needs to block outside the big lock.
+    pub fn poll_plan(&self) -> (std::sync::Arc<polling::Poller>, Option<Duration>) {
+        (self.fdwatch.notifier(), self.poll_timeout())
     }
 
     /// Flushes monitor output and tears chardevs down (sockets unlinked,
@@ -473,6 +461,7 @@ impl Emulator {
                 dev.backend.close(&mut reg);
             }
         }
+        self.machine.shutdown();
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
         }

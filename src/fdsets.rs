@@ -79,7 +79,8 @@ impl FdSets {
                 set.fds.retain(|e| !e.removed);
             }
         }
-        self.sets.retain(|s| !s.fds.is_empty() || !s.dup_fds.is_empty());
+        self.sets
+            .retain(|s| !s.fds.is_empty() || !s.dup_fds.is_empty());
     }
 
     /// Opens `/dev/fdset/N` with `flags`: duplicates the first fd whose

@@ -4,6 +4,8 @@
 
 mod base64;
 mod chardev;
+mod devices;
+mod dump;
 mod emulator;
 mod fdsets;
 mod hmp_cmds;
@@ -16,6 +18,7 @@ mod qom;
 mod qtest;
 mod runstate;
 mod sys;
+mod vcpu_exits;
 mod version;
 mod vl;
 
@@ -60,7 +63,11 @@ fn main() -> ExitCode {
 /// next one is tried.
 fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Accel, String> {
     let default_list = vec![if mtype.name == "none" { "tcg" } else { "kvm" }.to_string()];
-    let list = if cfg.accel.is_empty() { &default_list } else { &cfg.accel };
+    let list = if cfg.accel.is_empty() {
+        &default_list
+    } else {
+        &cfg.accel
+    };
     let mut tried = false;
     for name in list {
         let Some(accel) = Accel::from_name(name) else {
@@ -81,7 +88,9 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
             // Without vCPUs (machine `none`) there is no guest code to
             // translate, so the TCG choice only names the accelerator.
             Accel::Tcg if mtype.name == "none" => Ok(()),
-            Accel::Tcg => Err("TCG is not supported by this emulator; use accel=kvm or accel=qtest".into()),
+            Accel::Tcg => {
+                Err("TCG is not supported by this emulator; use accel=kvm or accel=qtest".into())
+            }
             Accel::Xen => Err("Xen is not supported by this emulator".into()),
         };
         match result {
@@ -178,11 +187,30 @@ fn run(cfg: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if mtype.name != "none" && accel == Accel::Kvm {
-        return fatal("-machine pc with accel=kvm is not supported yet by this emulator (no vCPU support yet); use accel=qtest");
-    }
+    let mut bios = None;
+    let mut debug_exits = Vec::new();
     for (name, arg) in &cfg.machine_args {
-        return fatal(format!("-{name} {arg}: option not supported yet by this emulator"));
+        match name.as_str() {
+            "bios" => bios = Some(arg.clone()),
+            "rtc" => {}
+            "device" => match devices::parse_isa_debug_exit(arg) {
+                Ok(Some(d)) => debug_exits.push(d),
+                Ok(None) => {
+                    return fatal(format!(
+                        "-device {arg}: device not supported yet by this emulator"
+                    ))
+                }
+                Err(e) => return fatal(format!("-device {arg}: {e}")),
+            },
+            _ => {
+                return fatal(format!(
+                    "-{name} {arg}: option not supported yet by this emulator"
+                ))
+            }
+        }
+    }
+    if !debug_exits.is_empty() && mtype.name == "none" {
+        return fatal("-device isa-debug-exit: No 'ISA' bus found for device 'isa-debug-exit'");
     }
     let smp = cfg.smp.clone().unwrap_or(SmpConfig {
         cpus: 1,
@@ -214,7 +242,21 @@ fn run(cfg: Config) -> ExitCode {
         fatal(msg)
     };
 
-    let machine = match machine::Machine::new(mtype, accel, ram, smp) {
+    if let Some(name) = &cfg.process_name {
+        sys::process::set_name(name);
+    }
+    let mopts = machine::MachineOpts {
+        ram_size: ram,
+        smp,
+        rtc_base: cfg
+            .rtc
+            .as_ref()
+            .and_then(|r| r.get("base"))
+            .map(String::from),
+        bios,
+        debug_exits,
+    };
+    let machine = match machine::Machine::new(mtype, accel, &mopts) {
         Ok(m) => m,
         Err(e) => return fail(e.0),
     };
@@ -245,12 +287,24 @@ fn run(cfg: Config) -> ExitCode {
     }
     if cfg.incoming.is_some() {
         emu.set_runstate(RunState::Inmigrate);
-    } else if !cfg.start_stopped {
-        emu.vm_start();
     }
-    let reason = emu.run();
-    emu.shutdown_cleanup();
-    let _ = reason;
+    let emu = std::sync::Arc::new(std::sync::Mutex::new(emu));
+    {
+        let mut g = main_loop::run::lock(&emu);
+        let notifier = g.fdwatch.notifier();
+        g.machine.events.set_notify(move || {
+            let _ = notifier.notify();
+        });
+        if let Err(e) = g.machine.start_vcpus(emu.clone()) {
+            g.shutdown_cleanup();
+            return fatal(e.0);
+        }
+        if cfg.incoming.is_none() && !cfg.start_stopped {
+            g.vm_start();
+        }
+    }
+    let _reason = main_loop::run::run(&emu);
+    main_loop::run::lock(&emu).shutdown_cleanup();
     ExitCode::SUCCESS
 }
 

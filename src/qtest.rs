@@ -16,13 +16,13 @@ pub struct Qtest {
     pub chardev: String,
     line: Vec<u8>,
     overflow: bool,
-    log: Option<Box<dyn Write>>,
+    log: Option<Box<dyn Write + Send>>,
     /// QOM path whose interrupt lines are intercepted.
     pub irq_intercept: Option<String>,
 }
 
 impl Qtest {
-    pub fn new(chardev: String, log: Option<Box<dyn Write>>) -> Self {
+    pub fn new(chardev: String, log: Option<Box<dyn Write + Send>>) -> Self {
         Qtest {
             chardev,
             line: Vec::new(),
@@ -35,7 +35,7 @@ impl Qtest {
 
 /// Sets up the qtest frontend on chardev `id`.
 pub fn start(emu: &mut Emulator, id: &str, log_path: Option<&str>) -> Result<(), String> {
-    let log: Option<Box<dyn Write>> = match log_path {
+    let log: Option<Box<dyn Write + Send>> = match log_path {
         None => None,
         Some("/dev/null") => None,
         Some("stderr") | Some("/dev/stderr") => Some(Box::new(std::io::stderr())),
@@ -77,6 +77,7 @@ pub fn handle_char_event(emu: &mut Emulator, ev: CharEvent) {
     for l in lines {
         let reply = process_line(emu, &l);
         send(emu, &reply);
+        emu.flush_machine_output();
     }
 }
 
@@ -91,7 +92,11 @@ fn send(emu: &mut Emulator, text: &str) {
 
 /// Reports an intercepted interrupt line change to the client.
 pub fn irq_changed(emu: &mut Emulator, line: u32, level: bool) {
-    if emu.qtest.as_ref().is_some_and(|q| q.irq_intercept.is_some()) {
+    if emu
+        .qtest
+        .as_ref()
+        .is_some_and(|q| q.irq_intercept.is_some())
+    {
         let msg = format!("IRQ {} {line}\n", if level { "raise" } else { "lower" });
         send(emu, &msg);
     }

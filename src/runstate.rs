@@ -49,8 +49,17 @@ impl RunState {
             (Debug, Running | FinishMigrate | Prelaunch | Suspended)
                 | (
                     Inmigrate,
-                    InternalError | IoError | Paused | Running | Shutdown | Suspended | Watchdog
-                        | GuestPanicked | FinishMigrate | Prelaunch | Postmigrate
+                    InternalError
+                        | IoError
+                        | Paused
+                        | Running
+                        | Shutdown
+                        | Suspended
+                        | Watchdog
+                        | GuestPanicked
+                        | FinishMigrate
+                        | Prelaunch
+                        | Postmigrate
                 )
                 | (InternalError, Paused | FinishMigrate | Prelaunch)
                 | (IoError, Running | FinishMigrate | Prelaunch)
@@ -61,8 +70,17 @@ impl RunState {
                 | (RestoreVm, Running | Prelaunch)
                 | (
                     Running,
-                    Debug | InternalError | IoError | Paused | FinishMigrate | RestoreVm | SaveVm
-                        | Shutdown | Watchdog | GuestPanicked | Suspended
+                    Debug
+                        | InternalError
+                        | IoError
+                        | Paused
+                        | FinishMigrate
+                        | RestoreVm
+                        | SaveVm
+                        | Shutdown
+                        | Watchdog
+                        | GuestPanicked
+                        | Suspended
                 )
                 | (SaveVm, Running)
                 | (Shutdown, Paused | FinishMigrate | Prelaunch)

@@ -6,7 +6,7 @@ use crate::emulator::Emulator;
 use crate::vl::Config;
 
 pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
-    crate::qom::populate_machine(emu);
+    crate::qom::populate_machine(emu, cfg);
     for o in &cfg.objects {
         crate::qom::objects::add_from_opts(emu, o)?;
     }
@@ -23,18 +23,23 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
         if s == "none" {
             continue;
         }
-        // A serial port on a mux chardev shares it with the monitor; the
-        // mux layer comes with the chardev work. Until the PC machine
-        // exists the serial port has no device behind it.
-        let _ = i;
         if emu.chardev(s).is_none() {
             return Err(format!("-serial chardev:{s}: chardev \"{s}\" not found"));
+        }
+        // Only COM1 is modelled; `-M none` has no serial port at all.
+        if i == 0 && emu.machine.pc.is_some() {
+            let busy = emu.chardev(s).is_some_and(|c| c.frontend.is_some());
+            if !busy {
+                emu.attach_frontend(s, crate::chardev::Frontend::Serial(0))?;
+            }
+            emu.serial_chardevs.push(s.clone());
         }
     }
     if let Some(q) = &cfg.qtest {
         let opts = crate::chardev::compat::parse_compat("qtest", q)
             .ok_or_else(|| format!("-qtest {q}: Failed to parse chardev spec"))?;
-        emu.add_chardev(&opts).map_err(|e| format!("-qtest {q}: {e}"))?;
+        emu.add_chardev(&opts)
+            .map_err(|e| format!("-qtest {q}: {e}"))?;
         crate::qtest::start(emu, "qtest", cfg.qtest_log.as_deref())?;
     }
     for fdopt in &cfg.add_fds {
@@ -47,7 +52,9 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
 fn wait_for_server_sockets(emu: &mut Emulator) -> Result<(), String> {
     let ids: Vec<String> = emu.chardevs.iter().map(|c| c.id.clone()).collect();
     for id in ids {
-        let Some(idx) = emu.chardev_index(&id) else { continue };
+        let Some(idx) = emu.chardev_index(&id) else {
+            continue;
+        };
         let mut reg = crate::chardev::FdRegistry::new(&mut emu.fdwatch);
         let dev = &mut emu.chardevs[idx];
         let events = dev

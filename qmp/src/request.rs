@@ -56,16 +56,17 @@ pub fn parse_request(v: Value) -> Result<Request, RequestError> {
     let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     for i in qdict_iteration_order(&keys) {
         let key = keys[i];
+        let value = obj.get(key);
         match key {
             "execute" => {
-                if !obj[key].is_string() {
+                if !value.is_some_and(Value::is_string) {
                     return Err(reject(QmpError::qmp_bad_input_object_member(
                         "execute", "string",
                     )));
                 }
             }
             "arguments" => {
-                if !obj[key].is_object() {
+                if !value.is_some_and(Value::is_object) {
                     return Err(reject(QmpError::qmp_bad_input_object_member(
                         "arguments",
                         "object",

@@ -122,7 +122,10 @@ pub fn parse(cmd: &str, args_type: &str, line: &str) -> Result<Map<String, Value
                     return Err(if tok.is_empty() {
                         "unexpected end of expression".to_string()
                     } else {
-                        format!("invalid char '{}' in expression", tok.chars().next().unwrap_or('?'))
+                        format!(
+                            "invalid char '{}' in expression",
+                            tok.chars().next().unwrap_or('?')
+                        )
                     });
                 };
                 if it.ty == "i" && (v >> 32) != 0 && (v >> 32) != -1 {

@@ -3,7 +3,11 @@
 //! the QMP handler and format its reply as QEMU's hmp.c does.
 
 pub mod args;
+pub mod chardev;
+pub mod dump;
 pub mod info;
+pub mod qom;
+pub mod registers;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -44,17 +48,117 @@ pub const fn hmp(
 
 pub static COMMANDS: &[HmpCommand] = &[
     hmp("help|?", "name:S?", "[cmd]", "show the help", help),
-    hmp("info", "item:s?", "[subcommand]", "show various information about the system state", info_cmd),
+    hmp(
+        "info",
+        "item:S?",
+        "[subcommand]",
+        "show various information about the system state",
+        info_cmd,
+    ),
     hmp("quit|q", "", "", "quit the emulator", run::quit),
     hmp("stop", "", "", "stop emulation", run::stop),
     hmp("cont|c", "", "", "resume emulation", run::cont),
-    hmp("system_reset", "", "", "reset the system", run::system_reset),
-    hmp("system_powerdown", "", "", "send system power down event", run::system_powerdown),
-    hmp("system_wakeup", "", "", "wakeup guest from suspend", run::system_wakeup),
-    hmp("getfd", "fdname:s", "getfd name", "receive a file descriptor via SCM rights and assign it a name", run::getfd),
-    hmp("closefd", "fdname:s", "closefd name", "close a file descriptor previously passed via SCM rights", run::closefd),
+    hmp(
+        "system_reset",
+        "",
+        "",
+        "reset the system",
+        run::system_reset,
+    ),
+    hmp(
+        "system_powerdown",
+        "",
+        "",
+        "send system power down event",
+        run::system_powerdown,
+    ),
+    hmp(
+        "system_wakeup",
+        "",
+        "",
+        "wakeup guest from suspend",
+        run::system_wakeup,
+    ),
+    hmp("cpu", "index:i", "index", "set the default CPU", run::cpu),
+    hmp(
+        "getfd",
+        "fdname:s",
+        "getfd name",
+        "receive a file descriptor via SCM rights and assign it a name",
+        run::getfd,
+    ),
+    hmp(
+        "closefd",
+        "fdname:s",
+        "closefd name",
+        "close a file descriptor previously passed via SCM rights",
+        run::closefd,
+    ),
+    hmp(
+        "dump-guest-memory",
+        "paging:-p,zlib:-z,lzo:-l,snappy:-s,filename:F,begin:i?,length:i?",
+        "[-p] [-z|-l|-s] filename [begin length]",
+        "dump guest memory into file 'filename'.",
+        dump::dump_guest_memory,
+    ),
     // chardev commands (chardev.rs)
+    hmp(
+        "ringbuf_write",
+        "device:s,data:s",
+        "device data",
+        "Write to a ring buffer character device",
+        chardev::ringbuf_write,
+    ),
+    hmp(
+        "ringbuf_read",
+        "device:s,size:i",
+        "device size",
+        "Read from a ring buffer character device",
+        chardev::ringbuf_read,
+    ),
+    hmp(
+        "chardev-add",
+        "args:s",
+        "args",
+        "add chardev",
+        chardev::chardev_add,
+    ),
+    hmp(
+        "chardev-remove",
+        "id:s",
+        "id",
+        "remove chardev",
+        chardev::chardev_remove,
+    ),
     // QOM and object commands (qom.rs)
+    hmp(
+        "object_add",
+        "object:S?",
+        "[qom-type=]type,id=str[,prop=value][,...]",
+        "create QOM object",
+        qom::object_add,
+    ),
+    hmp(
+        "object_del",
+        "id:s",
+        "id",
+        "destroy QOM object",
+        qom::object_del,
+    ),
+    hmp(
+        "qom-list",
+        "path:s?",
+        "path",
+        "list QOM properties",
+        qom::qom_list,
+    ),
+    hmp(
+        "qom-set",
+        "path:s,property:s,value:s",
+        "path property value",
+        "set QOM property",
+        qom::qom_set,
+    ),
     // block commands (block.rs)
 ];
 
@@ -89,7 +193,13 @@ pub fn run_line(emu: &mut Emulator, ctx: &mut CmdCtx, line: &str) -> String {
     out
 }
 
-fn run_command(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &HmpCommand, rest: &str, out: &mut String) {
+fn run_command(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    cmd: &HmpCommand,
+    rest: &str,
+    out: &mut String,
+) {
     let primary = cmd.name.split('|').next().unwrap_or(cmd.name);
     let args = match args::parse(primary, cmd.args_type, rest) {
         Ok(a) => a,
@@ -105,7 +215,12 @@ fn run_command(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &HmpCommand, rest: &st
     }
 }
 
-fn help(_: &mut Emulator, _: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn help(
+    _: &mut Emulator,
+    _: &mut CmdCtx,
+    args: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let which = args.get("name").and_then(Value::as_str).map(str::trim);
     match which {
         None | Some("") => {
@@ -139,7 +254,12 @@ fn help(_: &mut Emulator, _: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> R
     Ok(())
 }
 
-fn info_cmd(emu: &mut Emulator, ctx: &mut CmdCtx, args: &HmpArgs, out: &mut String) -> Result<(), QmpError> {
+fn info_cmd(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    args: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
     let Some(item) = args.get("item").and_then(Value::as_str) else {
         for c in info::COMMANDS {
             out.push_str(&help_line("info ", c));

@@ -29,8 +29,11 @@ struct Watched {
 
 pub struct FdWatch {
     poller: Arc<Poller>,
-    events: Events,
     watched: HashMap<Token, Watched>,
+    /// Regular files and /dev/null: epoll refuses them, but poll(2) (and
+    /// so QEMU) treats them as always ready. They are reported ready on
+    /// every iteration instead.
+    always_ready: Vec<Token>,
     next_token: Token,
 }
 
@@ -47,8 +50,8 @@ impl FdWatch {
     pub fn new() -> io::Result<Self> {
         Ok(FdWatch {
             poller: Arc::new(Poller::new()?),
-            events: Events::new(),
             watched: HashMap::new(),
+            always_ready: Vec::new(),
             next_token: 1,
         })
     }
@@ -65,11 +68,17 @@ impl FdWatch {
         self.next_token += 1;
         // SAFETY: the fd is open (owned by the caller), and every owner
         // removes its token before closing the fd, as polling requires.
-        unsafe {
+        let added = unsafe {
             self.poller
-                .add_with_mode(fd, interest(token, read, write), PollMode::Level)?
+                .add_with_mode(fd, interest(token, read, write), PollMode::Level)
         };
-        self.watched.insert(token, Watched { fd, read, write });
+        match added {
+            Ok(()) => {
+                self.watched.insert(token, Watched { fd, read, write });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => self.always_ready.push(token),
+            Err(e) => return Err(e),
+        }
         Ok(token)
     }
 
@@ -90,33 +99,53 @@ impl FdWatch {
             .modify_with_mode(fd, interest(token, read, write), PollMode::Level);
     }
 
+    /// Tokens of fds that cannot be polled, to treat as ready now.
+    pub fn always_ready(&self) -> impl Iterator<Item = Readiness> + '_ {
+        self.always_ready.iter().map(|&token| Readiness {
+            token,
+            readable: true,
+            writable: true,
+        })
+    }
+
+    pub fn has_always_ready(&self) -> bool {
+        !self.always_ready.is_empty()
+    }
+
     pub fn remove(&mut self, token: Token) {
+        self.always_ready.retain(|t| *t != token);
         if let Some(w) = self.watched.remove(&token) {
             // SAFETY: the fd is still open: owners remove before closing.
             let fd = unsafe { BorrowedFd::borrow_raw(w.fd) };
             let _ = self.poller.delete(fd);
         }
     }
+}
 
-    /// Blocks until an fd is ready, the timeout passes or another thread
-    /// notifies. Ready tokens are appended to `out`.
-    pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) {
-        self.events.clear();
-        match self.poller.wait(&mut self.events, timeout) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                eprintln!("qemu-system-x86_64: poll failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+/// Blocks until an fd is ready, the timeout passes or another thread
+/// notifies; ready tokens are appended to `out`. Runs without the big lock:
+/// the poller is shared, the events buffer belongs to the caller.
+pub fn wait_on(
+    poller: &Poller,
+    events: &mut Events,
+    timeout: Option<Duration>,
+    out: &mut Vec<Readiness>,
+) {
+    events.clear();
+    match poller.wait(events, timeout) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => {
+            eprintln!("qemu-system-x86_64: poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        for ev in self.events.iter() {
-            let hangup = ev.is_err().unwrap_or(false);
-            out.push(Readiness {
-                token: ev.key,
-                readable: ev.readable || hangup,
-                writable: ev.writable,
-            });
-        }
+    }
+    for ev in events.iter() {
+        let hangup = ev.is_err().unwrap_or(false);
+        out.push(Readiness {
+            token: ev.key,
+            readable: ev.readable || hangup,
+            writable: ev.writable,
+        });
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod fdwatch;
+pub mod run;
 pub mod timers;
 
 pub use clock::{ClockType, Clocks};

@@ -100,7 +100,11 @@ mod tests {
         assert!(list.take_expired(&clocks).is_empty());
         assert_eq!(list.next_timeout_ns(&clocks), None);
         clocks.qtest_set(100);
-        let fired: Vec<_> = list.take_expired(&clocks).into_iter().map(|x| x.1).collect();
+        let fired: Vec<_> = list
+            .take_expired(&clocks)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
         assert_eq!(fired, vec!["b", "a"]);
     }
 

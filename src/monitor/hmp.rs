@@ -63,9 +63,7 @@ pub fn handle_char_event(emu: &mut Emulator, idx: usize, ev: CharEvent) {
                     }
                     Edit::Line(line) => {
                         super::write_text(emu, idx, "\n");
-                        let mut ctx = CmdCtx {
-                            monitor: Some(idx),
-                        };
+                        let mut ctx = CmdCtx { monitor: Some(idx) };
                         let out = crate::hmp_cmds::run_line(emu, &mut ctx, &line);
                         let mut text = out;
                         // `quit` leaves no prompt behind, as QEMU.

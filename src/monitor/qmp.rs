@@ -104,7 +104,7 @@ fn handle_message(
 ) -> Option<Value> {
     let v = match msg {
         Ok(v) => v,
-        Err(_) => return Some(error_reply(&QmpError::generic("Invalid JSON syntax"), None)),
+        Err(e) => return Some(error_reply(&QmpError::generic(e.message), None)),
     };
     let req = match parse_request(v) {
         Ok(r) => r,
@@ -132,9 +132,7 @@ fn handle_message(
         );
         return Some(error_reply(&e, req.id));
     }
-    let mut ctx = CmdCtx {
-        monitor: Some(idx),
-    };
+    let mut ctx = CmdCtx { monitor: Some(idx) };
     let result = qmp_cmds::dispatch(emu, &mut ctx, &req.execute, &req.arguments);
     let mut m = Map::new();
     match result {

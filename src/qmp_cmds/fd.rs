@@ -56,11 +56,8 @@ pub fn closefd(emu: &mut Emulator, ctx: &mut CmdCtx, args: &Args) -> Result<Valu
 /// Takes a descriptor named with getfd on this monitor (dumps, migration
 /// `fd:` protocols use it).
 pub fn take_named_fd(emu: &mut Emulator, ctx: &CmdCtx, name: &str) -> Result<OwnedFd, QmpError> {
-    let not_found = || {
-        QmpError::generic(format!(
-            "File descriptor named '{name}' has not been found"
-        ))
-    };
+    let not_found =
+        || QmpError::generic(format!("File descriptor named '{name}' has not been found"));
     let Some(Some(mon)) = ctx.monitor.and_then(|i| emu.monitors.get_mut(i)) else {
         return Err(not_found());
     };
@@ -99,11 +96,17 @@ pub fn query_fdsets(emu: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Valu
 }
 
 /// Opens a file name that may be `/dev/fdset/N`, as QEMU's qemu_open.
-pub fn open_path(emu: &mut Emulator, path: &str, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
+pub fn open_path(
+    emu: &mut Emulator,
+    path: &str,
+    flags: i32,
+    mode: u32,
+) -> std::io::Result<OwnedFd> {
     if let Some(id) = crate::fdsets::fdset_id_of_path(path) {
         return emu.fdsets.dup_for_open(id, flags);
     }
-    let c = std::ffi::CString::new(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: c is a valid NUL-terminated path; open returns a new fd or -1.
     let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
     if fd < 0 {
@@ -113,10 +116,12 @@ pub fn open_path(emu: &mut Emulator, path: &str, flags: i32, mode: u32) -> std::
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
-
 /// `-add-fd fd=N,set=M[,opaque=S]`: puts an inherited descriptor into an fd
 /// set, with QEMU's checks.
-pub fn add_fd_from_cmdline(emu: &mut Emulator, opts: &crate::vl::opts::QemuOpts) -> Result<(), String> {
+pub fn add_fd_from_cmdline(
+    emu: &mut Emulator,
+    opts: &crate::vl::opts::QemuOpts,
+) -> Result<(), String> {
     let fd = opts.get_number("fd").ok().flatten();
     let set = opts.get_number("set").ok().flatten();
     let Some(fd) = fd.and_then(|f| i32::try_from(f).ok()) else {
@@ -137,6 +142,7 @@ pub fn add_fd_from_cmdline(emu: &mut Emulator, opts: &crate::vl::opts::QemuOpts)
     // by the fd set alone.
     let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     crate::sys::fd::set_cloexec(fd);
-    emu.fdsets.add(Some(set), owned, opts.get("opaque").map(String::from));
+    emu.fdsets
+        .add(Some(set), owned, opts.get("opaque").map(String::from));
     Ok(())
 }

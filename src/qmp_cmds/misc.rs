@@ -18,14 +18,20 @@ pub fn query_version(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value
     Ok(crate::version::version_info())
 }
 
+/// QEMU registers commands and events in name order and lists them from
+/// its list head, so clients see them in reverse name order.
+fn reverse_sorted<'a>(names: impl Iterator<Item = &'a str>) -> Value {
+    let mut v: Vec<&str> = names.collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    Value::Array(v.into_iter().map(|n| json!({"name": n})).collect())
+}
+
 pub fn query_commands(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
-    Ok(Value::Array(
-        COMMANDS.iter().map(|c| json!({"name": c.name})).collect(),
-    ))
+    Ok(reverse_sorted(COMMANDS.iter().map(|c| c.name)))
 }
 
 pub fn query_events(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
-    Ok(Value::Array(EVENTS.iter().map(|e| json!({"name": e})).collect()))
+    Ok(reverse_sorted(EVENTS.iter().copied()))
 }
 
 pub fn query_qmp_schema(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {

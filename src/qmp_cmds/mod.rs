@@ -3,8 +3,13 @@
 //! that is also the list of implemented commands (query-commands,
 //! query-qmp-schema).
 
+pub mod chardev;
+pub mod cpus;
+pub mod dump;
 pub mod fd;
 pub mod misc;
+pub mod pci;
+pub mod qom;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -42,7 +47,10 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("query-kvm", misc::query_kvm),
     cmd("query-target", misc::query_target),
     cmd("query-machines", misc::query_machines),
-    cmd("query-command-line-options", misc::query_command_line_options),
+    cmd(
+        "query-command-line-options",
+        misc::query_command_line_options,
+    ),
     cmd("human-monitor-command", misc::human_monitor_command),
     cmd("query-status", run::query_status),
     cmd("stop", run::stop),
@@ -56,14 +64,43 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    cmd("query-cpus", cpus::query_cpus),
+    cmd("query-pci", pci::query_pci),
+    cmd("dump-guest-memory", dump::dump_guest_memory),
+    cmd("query-dump", dump::query_dump),
+    cmd(
+        "query-dump-guest-memory-capability",
+        dump::query_dump_guest_memory_capability,
+    ),
     // chardev commands (chardev.rs)
+    cmd("chardev-add", chardev::chardev_add),
+    cmd("chardev-remove", chardev::chardev_remove),
+    cmd("query-chardev", chardev::query_chardev),
+    cmd("query-chardev-backends", chardev::query_chardev_backends),
+    cmd("ringbuf-write", chardev::ringbuf_write),
+    cmd("ringbuf-read", chardev::ringbuf_read),
     // QOM and object commands (qom.rs)
+    cmd("query-iothreads", qom::query_iothreads),
+    cmd("object-add", qom::object_add),
+    cmd("object-del", qom::object_del),
+    cmd("qom-list", qom::qom_list),
+    cmd("qom-get", qom::qom_get),
+    cmd("qom-set", qom::qom_set),
+    cmd("qom-list-types", qom::qom_list_types),
+    cmd("device-list-properties", qom::device_list_properties),
     // block commands (block.rs)
 ];
 
 /// Events this binary can emit (query-events, query-qmp-schema).
 pub static EVENTS: &[&str] = &[
-    "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "WAKEUP", "SUSPEND",
+    "SHUTDOWN",
+    "POWERDOWN",
+    "RESET",
+    "STOP",
+    "RESUME",
+    "WAKEUP",
+    "SUSPEND",
+    "DUMP_COMPLETED",
     // chardev events
     // block events
 ];
@@ -72,7 +109,12 @@ pub fn is_implemented(name: &str) -> bool {
     COMMANDS.iter().any(|c| c.name == name)
 }
 
-pub fn dispatch(emu: &mut Emulator, ctx: &mut CmdCtx, name: &str, args: &Args) -> Result<Value, QmpError> {
+pub fn dispatch(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    name: &str,
+    args: &Args,
+) -> Result<Value, QmpError> {
     let Some(entry) = COMMANDS.iter().find(|c| c.name == name) else {
         return Err(QmpError::new(
             ErrorClass::CommandNotFound,

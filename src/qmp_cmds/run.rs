@@ -28,7 +28,9 @@ pub fn stop(emu: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpEr
 
 pub fn cont(emu: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
     if emu.runstate.needs_reset() {
-        return Err(QmpError::generic("Resetting the Virtual Machine is required"));
+        return Err(QmpError::generic(
+            "Resetting the Virtual Machine is required",
+        ));
     }
     if emu.runstate == RunState::Suspended {
         return Ok(empty());

@@ -2,5 +2,6 @@
 //! the `unsafe` in the process layer's I/O lives here.
 
 pub mod fd;
+pub mod process;
 pub mod scm;
 pub mod signals;

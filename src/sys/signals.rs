@@ -5,9 +5,18 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+static SENDER_PID: AtomicI32 = AtomicI32::new(0);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO.
+    let pid = if info.is_null() {
+        0
+    } else {
+        // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t.
+        unsafe { (*info).si_pid() }
+    };
+    SENDER_PID.store(pid, Ordering::SeqCst);
     PENDING_SIGNAL.store(sig, Ordering::SeqCst);
     let fd = WAKE_FD.load(Ordering::SeqCst);
     if fd >= 0 {
@@ -31,8 +40,8 @@ pub fn install() -> std::io::Result<RawFd> {
         // and write(2).
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as usize;
-            sa.sa_flags = libc::SA_RESTART;
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
@@ -42,10 +51,11 @@ pub fn install() -> std::io::Result<RawFd> {
     Ok(p[0])
 }
 
-/// The signal that asked us to terminate, if any (cleared by reading).
-pub fn take_pending() -> Option<i32> {
+/// The signal that asked us to terminate and the sender's pid (0 when
+/// the kernel sent it, e.g. ^C at a terminal), cleared by reading.
+pub fn take_pending() -> Option<(i32, i32)> {
     match PENDING_SIGNAL.swap(0, Ordering::SeqCst) {
         0 => None,
-        s => Some(s),
+        s => Some((s, SENDER_PID.load(Ordering::SeqCst))),
     }
 }

@@ -90,53 +90,147 @@ use Support::{Machine as M, NotYet as N, Yes as Y};
 /// `-blockdev` from later versions), so that unknown ones are told apart
 /// from known-but-missing ones.
 static OPTIONS: &[OptionDef] = &[
-    opt("h", false, Y), opt("help", false, Y), opt("version", false, Y),
-    opt("machine", true, Y), opt("M", true, Y), opt("accel", true, Y),
-    opt("cpu", true, N), opt("smp", true, Y), opt("numa", true, M),
-    opt("add-fd", true, Y), opt("set", true, N), opt("global", true, N),
-    opt("boot", true, N), opt("m", true, Y), opt("mem-path", true, N),
-    opt("mem-prealloc", false, N), opt("k", true, N), opt("audio-help", false, N),
-    opt("soundhw", true, N), opt("balloon", true, N), opt("device", true, M),
-    opt("name", true, Y), opt("uuid", true, Y), opt("fda", true, N),
-    opt("fdb", true, N), opt("hda", true, N), opt("hdb", true, N),
-    opt("hdc", true, N), opt("hdd", true, N), opt("cdrom", true, N),
-    opt("drive", true, M), opt("blockdev", true, M), opt("mtdblock", true, N),
-    opt("sd", true, N), opt("pflash", true, N), opt("snapshot", false, N),
-    opt("hdachs", true, N), opt("fsdev", true, N), opt("virtfs", true, N),
-    opt("virtfs_synth", false, N), opt("usb", false, N), opt("usbdevice", true, N),
-    opt("display", true, Y), opt("nographic", false, Y), opt("curses", false, N),
-    opt("no-frame", false, N), opt("alt-grab", false, N), opt("ctrl-grab", false, N),
-    opt("no-quit", false, N), opt("sdl", false, N), opt("spice", true, N),
-    opt("portrait", false, N), opt("rotate", true, N), opt("vga", true, Y),
-    opt("full-screen", false, N), opt("vnc", true, N), opt("win2k-hack", false, N),
-    opt("rtc-td-hack", false, N), opt("no-fd-bootchk", false, N), opt("no-acpi", false, N),
-    opt("no-hpet", false, N), opt("acpitable", true, N), opt("smbios", true, N),
-    opt("tftp", true, N), opt("bootp", true, N), opt("redir", true, N),
-    opt("smb", true, N), opt("netdev", true, N), opt("net", true, Y),
-    opt("chardev", true, Y), opt("iscsi", true, N), opt("bt", true, N),
-    opt("tpmdev", true, N), opt("kernel", true, M), opt("append", true, M),
-    opt("initrd", true, M), opt("dtb", true, N), opt("fw_cfg", true, N),
-    opt("serial", true, Y), opt("parallel", true, Y), opt("monitor", true, Y),
-    opt("qmp", true, Y), opt("qmp-pretty", true, Y), opt("mon", true, Y),
-    opt("debugcon", true, N), opt("pidfile", true, Y), opt("singlestep", false, N),
-    opt("S", false, Y), opt("realtime", true, N), opt("gdb", true, N),
-    opt("s", false, N), opt("d", true, N), opt("D", true, N),
-    opt("dfilter", true, N), opt("L", true, N), opt("bios", true, M),
-    opt("enable-kvm", false, Y), opt("xen-domid", true, N), opt("xen-create", false, N),
-    opt("xen-attach", false, N), opt("no-reboot", false, Y), opt("no-shutdown", false, Y),
-    opt("loadvm", true, N), opt("daemonize", false, Y), opt("option-rom", true, N),
-    opt("clock", true, N), opt("localtime", false, M), opt("startdate", true, N),
-    opt("rtc", true, M), opt("icount", true, N), opt("watchdog", true, N),
-    opt("watchdog-action", true, N), opt("echr", true, N), opt("virtioconsole", true, N),
-    opt("show-cursor", false, N), opt("tb-size", true, N), opt("incoming", true, Y),
-    opt("nodefaults", false, Y), opt("chroot", true, N), opt("runas", true, N),
-    opt("prom-env", true, N), opt("semihosting", false, N), opt("semihosting-config", true, N),
-    opt("old-param", false, N), opt("sandbox", true, N), opt("readconfig", true, N),
-    opt("writeconfig", true, N), opt("nodefconfig", false, Y), opt("no-user-config", false, Y),
-    opt("trace", true, N), opt("qtest", true, Y), opt("qtest-log", true, Y),
-    opt("enable-fips", false, N), opt("no-kvm", false, Y), opt("no-kvm-pit-reinjection", false, N),
-    opt("no-kvm-pit", false, N), opt("no-kvm-irqchip", false, N), opt("tdf", false, N),
-    opt("msg", true, N), opt("dump-vmstate", true, N), opt("object", true, Y),
+    opt("h", false, Y),
+    opt("help", false, Y),
+    opt("version", false, Y),
+    opt("machine", true, Y),
+    opt("M", true, Y),
+    opt("accel", true, Y),
+    opt("cpu", true, N),
+    opt("smp", true, Y),
+    opt("numa", true, M),
+    opt("add-fd", true, Y),
+    opt("set", true, N),
+    opt("global", true, N),
+    opt("boot", true, N),
+    opt("m", true, Y),
+    opt("mem-path", true, N),
+    opt("mem-prealloc", false, N),
+    opt("k", true, N),
+    opt("audio-help", false, N),
+    opt("soundhw", true, N),
+    opt("balloon", true, N),
+    opt("device", true, M),
+    opt("name", true, Y),
+    opt("uuid", true, Y),
+    opt("fda", true, N),
+    opt("fdb", true, N),
+    opt("hda", true, N),
+    opt("hdb", true, N),
+    opt("hdc", true, N),
+    opt("hdd", true, N),
+    opt("cdrom", true, N),
+    opt("drive", true, M),
+    opt("blockdev", true, M),
+    opt("mtdblock", true, N),
+    opt("sd", true, N),
+    opt("pflash", true, N),
+    opt("snapshot", false, N),
+    opt("hdachs", true, N),
+    opt("fsdev", true, N),
+    opt("virtfs", true, N),
+    opt("virtfs_synth", false, N),
+    opt("usb", false, N),
+    opt("usbdevice", true, N),
+    opt("display", true, Y),
+    opt("nographic", false, Y),
+    opt("curses", false, N),
+    opt("no-frame", false, N),
+    opt("alt-grab", false, N),
+    opt("ctrl-grab", false, N),
+    opt("no-quit", false, N),
+    opt("sdl", false, N),
+    opt("spice", true, N),
+    opt("portrait", false, N),
+    opt("rotate", true, N),
+    opt("vga", true, Y),
+    opt("full-screen", false, N),
+    opt("vnc", true, N),
+    opt("win2k-hack", false, N),
+    opt("rtc-td-hack", false, N),
+    opt("no-fd-bootchk", false, N),
+    opt("no-acpi", false, N),
+    opt("no-hpet", false, N),
+    opt("acpitable", true, N),
+    opt("smbios", true, N),
+    opt("tftp", true, N),
+    opt("bootp", true, N),
+    opt("redir", true, N),
+    opt("smb", true, N),
+    opt("netdev", true, N),
+    opt("net", true, Y),
+    opt("chardev", true, Y),
+    opt("iscsi", true, N),
+    opt("bt", true, N),
+    opt("tpmdev", true, N),
+    opt("kernel", true, M),
+    opt("append", true, M),
+    opt("initrd", true, M),
+    opt("dtb", true, N),
+    opt("fw_cfg", true, N),
+    opt("serial", true, Y),
+    opt("parallel", true, Y),
+    opt("monitor", true, Y),
+    opt("qmp", true, Y),
+    opt("qmp-pretty", true, Y),
+    opt("mon", true, Y),
+    opt("debugcon", true, N),
+    opt("pidfile", true, Y),
+    opt("singlestep", false, N),
+    opt("S", false, Y),
+    opt("realtime", true, N),
+    opt("gdb", true, N),
+    opt("s", false, N),
+    opt("d", true, N),
+    opt("D", true, N),
+    opt("dfilter", true, N),
+    opt("L", true, N),
+    opt("bios", true, M),
+    opt("enable-kvm", false, Y),
+    opt("xen-domid", true, N),
+    opt("xen-create", false, N),
+    opt("xen-attach", false, N),
+    opt("no-reboot", false, Y),
+    opt("no-shutdown", false, Y),
+    opt("loadvm", true, N),
+    opt("daemonize", false, Y),
+    opt("option-rom", true, N),
+    opt("clock", true, N),
+    opt("localtime", false, M),
+    opt("startdate", true, N),
+    opt("rtc", true, M),
+    opt("icount", true, N),
+    opt("watchdog", true, N),
+    opt("watchdog-action", true, N),
+    opt("echr", true, N),
+    opt("virtioconsole", true, N),
+    opt("show-cursor", false, N),
+    opt("tb-size", true, N),
+    opt("incoming", true, Y),
+    opt("nodefaults", false, Y),
+    opt("chroot", true, N),
+    opt("runas", true, N),
+    opt("prom-env", true, N),
+    opt("semihosting", false, N),
+    opt("semihosting-config", true, N),
+    opt("old-param", false, N),
+    opt("sandbox", true, N),
+    opt("readconfig", true, N),
+    opt("writeconfig", true, N),
+    opt("nodefconfig", false, Y),
+    opt("no-user-config", false, Y),
+    opt("trace", true, N),
+    opt("qtest", true, Y),
+    opt("qtest-log", true, Y),
+    opt("enable-fips", false, N),
+    opt("no-kvm", false, Y),
+    opt("no-kvm-pit-reinjection", false, N),
+    opt("no-kvm-pit", false, N),
+    opt("no-kvm-irqchip", false, N),
+    opt("tdf", false, N),
+    opt("msg", true, N),
+    opt("dump-vmstate", true, N),
+    opt("object", true, Y),
 ];
 
 pub static MACHINE_OPTS: OptsList = OptsList {
@@ -266,11 +360,17 @@ fn parse_memory(loc: &str, arg: &str) -> Result<MemoryConfig, CliError> {
     let o = MEMORY_OPTS
         .parse(arg, true)
         .map_err(|e| CliError::from_opts(loc, e))?;
-    let size = match o.get_size("size").map_err(|e| CliError::from_opts(loc, e))? {
+    let size = match o
+        .get_size("size")
+        .map_err(|e| CliError::from_opts(loc, e))?
+    {
         None => return Err(CliError::at(loc, "missing 'size' option value")),
         Some(0) => DEFAULT_RAM,
         // Bare numbers mean MiB, as QEMU's -m does.
-        Some(s) if o.get("size").is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit())) => {
+        Some(s)
+            if o.get("size")
+                .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit())) =>
+        {
             s.checked_mul(1 << 20)
                 .ok_or_else(|| CliError::at(loc, "ram size too large"))?
         }
@@ -304,9 +404,7 @@ fn parse_memory(loc: &str, arg: &str) -> Result<MemoryConfig, CliError> {
     if o.has("maxmem") && maxmem > size && slots == 0 {
         return Err(CliError::at(
             loc,
-            format!(
-                "invalid value of -m option: maxmem was specified, but no hotplug slots were specified"
-            ),
+            "invalid value of -m option: maxmem was specified, but no hotplug slots were specified",
         ));
     }
     Ok(MemoryConfig {
@@ -322,10 +420,15 @@ fn parse_smp(loc: &str, arg: &str) -> Result<SmpConfig, CliError> {
         .map_err(|e| CliError::from_opts(loc, e))?;
     let num = |k: &str| -> Result<u32, CliError> {
         let v = o.get_number(k).map_err(|e| CliError::from_opts(loc, e))?;
-        u32::try_from(v.unwrap_or(0)).map_err(|_| CliError::at(loc, "unsupported number of maxcpus"))
+        u32::try_from(v.unwrap_or(0))
+            .map_err(|_| CliError::at(loc, "unsupported number of maxcpus"))
     };
-    let (mut cpus, mut sockets, mut cores, mut threads) =
-        (num("cpus")?, num("sockets")?, num("cores")?, num("threads")?);
+    let (mut cpus, mut sockets, mut cores, mut threads) = (
+        num("cpus")?,
+        num("sockets")?,
+        num("cores")?,
+        num("threads")?,
+    );
     if cpus == 0 || sockets == 0 {
         sockets = sockets.max(1);
         cores = cores.max(1);
@@ -343,12 +446,18 @@ fn parse_smp(loc: &str, arg: &str) -> Result<SmpConfig, CliError> {
             "cpu topology: sockets ({sockets}) * cores ({cores}) * threads ({threads}) < smp_cpus ({cpus})"
         )));
     }
-    let max_cpus = if o.has("maxcpus") { num("maxcpus")? } else { cpus };
+    let max_cpus = if o.has("maxcpus") {
+        num("maxcpus")?
+    } else {
+        cpus
+    };
     if max_cpus > 288 {
         return Err(CliError::global("unsupported number of maxcpus"));
     }
     if max_cpus < cpus {
-        return Err(CliError::global("maxcpus must be equal to or greater than smp"));
+        return Err(CliError::global(
+            "maxcpus must be equal to or greater than smp",
+        ));
     }
     if (sockets as u64) * (cores as u64) * (threads as u64) > max_cpus as u64 {
         return Err(CliError::global(format!(
@@ -396,7 +505,13 @@ fn parse_accel_list(list: &str) -> Vec<String> {
     list.split(':').map(String::from).collect()
 }
 
-fn add_monitor(cfg: &mut Config, spec: &str, mode: MonitorMode, pretty: bool, loc: &str) -> Result<(), CliError> {
+fn add_monitor(
+    cfg: &mut Config,
+    spec: &str,
+    mode: MonitorMode,
+    pretty: bool,
+    loc: &str,
+) -> Result<(), CliError> {
     if spec == "none" {
         return Ok(());
     }
@@ -405,7 +520,7 @@ fn add_monitor(cfg: &mut Config, spec: &str, mode: MonitorMode, pretty: bool, lo
     } else {
         let label = format!("compat_monitor{}", cfg.monitors.len());
         let mut opts = crate::chardev::compat::parse_compat(&label, spec)
-            .ok_or_else(|| CliError::at(loc, format!("could not connect monitor device")))?;
+            .ok_or_else(|| CliError::at(loc, "could not connect monitor device"))?;
         // A monitor on a legacy spec owns its chardev; mux is decided by
         // the spec itself (`mon:`).
         opts.id = Some(label.clone());
@@ -434,9 +549,21 @@ fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
     }
     let label = format!("serial{}", cfg.serials.len());
     let opts = crate::chardev::compat::parse_compat(&label, spec).ok_or_else(|| {
-        CliError::at(loc, format!("could not connect serial device to character backend '{spec}'"))
+        CliError::at(
+            loc,
+            format!("could not connect serial device to character backend '{spec}'"),
+        )
     })?;
+    // `mon:` shares the port with a human monitor, as QEMU does.
+    let muxed = opts.get("mux") == Some("on");
     cfg.chardevs.push(opts);
+    if muxed {
+        cfg.monitors.push(MonitorConfig {
+            chardev: label.clone(),
+            mode: MonitorMode::Readline,
+            pretty: false,
+        });
+    }
     cfg.serials.push(label);
     Ok(())
 }
@@ -493,7 +620,11 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
             Support::Machine => {
                 cfg.machine_args.push((name.to_string(), arg.to_string()));
                 if name == "rtc" {
-                    cfg.rtc = Some(RTC_OPTS.parse(arg, false).map_err(|e| CliError::from_opts(&loc, e))?);
+                    cfg.rtc = Some(
+                        RTC_OPTS
+                            .parse(arg, false)
+                            .map_err(|e| CliError::from_opts(&loc, e))?,
+                    );
                 }
                 continue;
             }
@@ -566,8 +697,15 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 let Some(id) = o.id.clone() else {
                     return Err(CliError::at(&loc, "chardev: no id specified"));
                 };
-                if cfg.chardevs.iter().any(|c| c.id.as_deref() == Some(id.as_str())) {
-                    return Err(CliError::at(&loc, format!("Duplicate ID '{id}' for chardev")));
+                if cfg
+                    .chardevs
+                    .iter()
+                    .any(|c| c.id.as_deref() == Some(id.as_str()))
+                {
+                    return Err(CliError::at(
+                        &loc,
+                        format!("Duplicate ID '{id}' for chardev"),
+                    ));
                 }
                 cfg.chardevs.push(o);
             }
@@ -614,18 +752,27 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
             "parallel" => {
                 parallel_given = true;
                 if arg != "none" {
-                    return Err(CliError::at(&loc, "option not supported yet by this emulator"));
+                    return Err(CliError::at(
+                        &loc,
+                        "option not supported yet by this emulator",
+                    ));
                 }
             }
             "net" => {
                 if arg != "none" {
-                    return Err(CliError::at(&loc, "option not supported yet by this emulator"));
+                    return Err(CliError::at(
+                        &loc,
+                        "option not supported yet by this emulator",
+                    ));
                 }
             }
             "vga" => {
                 vga_given = true;
                 if arg != "none" {
-                    return Err(CliError::at(&loc, "option not supported yet by this emulator"));
+                    return Err(CliError::at(
+                        &loc,
+                        "option not supported yet by this emulator",
+                    ));
                 }
             }
             "display" => {
@@ -665,7 +812,9 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
         }
     }
     if cfg.nographic && cfg.daemonize {
-        return Err(CliError::global("-nographic cannot be used with -daemonize"));
+        return Err(CliError::global(
+            "-nographic cannot be used with -daemonize",
+        ));
     }
     if cfg.qtest.is_some() && cfg.accel.is_empty() {
         cfg.accel = vec!["qtest".to_string()];
@@ -696,7 +845,13 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
             add_serial(&mut cfg, "vc:80Cx24C", "-serial")?;
         }
         if !monitor_given {
-            add_monitor(&mut cfg, "vc:80Cx24C", MonitorMode::Readline, false, "-monitor")?;
+            add_monitor(
+                &mut cfg,
+                "vc:80Cx24C",
+                MonitorMode::Readline,
+                false,
+                "-monitor",
+            )?;
         }
         let _ = (parallel_given, vga_given);
     }
@@ -730,8 +885,14 @@ mod tests {
 
     #[test]
     fn unknown_option_is_invalid() {
-        assert_eq!(err(&["-bogus"]), "qemu-system-x86_64: -bogus: invalid option");
-        assert_eq!(err(&["--bogus"]), "qemu-system-x86_64: --bogus: invalid option");
+        assert_eq!(
+            err(&["-bogus"]),
+            "qemu-system-x86_64: -bogus: invalid option"
+        );
+        assert_eq!(
+            err(&["--bogus"]),
+            "qemu-system-x86_64: --bogus: invalid option"
+        );
     }
 
     #[test]
@@ -771,7 +932,10 @@ mod tests {
     fn smp_topology() {
         let c = run(&["-smp", "4,sockets=2", "-nodefaults"]);
         let s = c.smp.unwrap();
-        assert_eq!((s.cpus, s.sockets, s.cores, s.threads, s.max_cpus), (4, 2, 2, 1, 4));
+        assert_eq!(
+            (s.cpus, s.sockets, s.cores, s.threads, s.max_cpus),
+            (4, 2, 2, 1, 4)
+        );
         let c = run(&["-smp", "sockets=2,cores=2,threads=2", "-nodefaults"]);
         assert_eq!(c.smp.unwrap().cpus, 8);
         assert!(err(&["-smp", "4,maxcpus=2"]).contains("maxcpus must be equal"));
@@ -779,8 +943,13 @@ mod tests {
 
     #[test]
     fn name_and_uuid() {
-        let c = run(&["-name", "vm1,process=p,debug-threads=on", "-uuid",
-            "12345678-1234-1234-1234-123456789abc", "-nodefaults"]);
+        let c = run(&[
+            "-name",
+            "vm1,process=p,debug-threads=on",
+            "-uuid",
+            "12345678-1234-1234-1234-123456789abc",
+            "-nodefaults",
+        ]);
         assert_eq!(c.name.as_deref(), Some("vm1"));
         assert_eq!(c.process_name.as_deref(), Some("p"));
         assert!(c.debug_threads);
@@ -790,7 +959,13 @@ mod tests {
 
     #[test]
     fn qmp_and_monitor_create_compat_chardevs() {
-        let c = run(&["-qmp", "unix:/tmp/x.sock,server,nowait", "-monitor", "none", "-nodefaults"]);
+        let c = run(&[
+            "-qmp",
+            "unix:/tmp/x.sock,server,nowait",
+            "-monitor",
+            "none",
+            "-nodefaults",
+        ]);
         assert_eq!(c.monitors.len(), 1);
         assert_eq!(c.monitors[0].mode, MonitorMode::Control);
         assert_eq!(c.chardevs[0].id.as_deref(), Some("compat_monitor0"));

@@ -201,12 +201,11 @@ impl OptsList {
             first = false;
             if name == "id" {
                 if !is_valid_id(&value) {
-                    return Err(OptsError::new(format!(
-                        "Parameter 'id' expects an identifier"
-                    )))
-                    .map_err(|mut e| {
-                        e.hint = Some("Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.");
-                        e
+                    return Err(OptsError {
+                        message: "Parameter 'id' expects an identifier".to_string(),
+                        hint: Some(
+                            "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.",
+                        ),
                     });
                 }
                 opts.id = Some(value);
@@ -244,8 +243,7 @@ impl QemuOpts {
     }
 
     pub fn get_bool(&self, name: &str, default: bool) -> Result<bool, OptsError> {
-        self.get(name)
-            .map_or(Ok(default), |v| parse_bool(name, v))
+        self.get(name).map_or(Ok(default), |v| parse_bool(name, v))
     }
 
     pub fn get_size(&self, name: &str) -> Result<Option<u64>, OptsError> {
@@ -348,7 +346,18 @@ mod tests {
 
     #[test]
     fn empty_and_trailing_commas_do_not_panic() {
-        for s in ["", ",", ",,", "=", "a=", "=b", ",a", "a,,", "x=1,", "\u{e9}=\u{e9},,"] {
+        for s in [
+            "",
+            ",",
+            ",,",
+            "=",
+            "a=",
+            "=b",
+            ",a",
+            "a,,",
+            "x=1,",
+            "\u{e9}=\u{e9},,",
+        ] {
             let _ = ANY.parse(s, true);
             let _ = MEM.parse(s, true);
         }

@@ -165,3 +165,81 @@ const QUERY_BLOCK_PRETTY: &str = r#"{
         }
     ]
 }"#;
+
+/// The same value with every object's members in reverse of their current
+/// order. Fed QEMU's printed order, this is an insertion order from which QEMU
+/// prints exactly that order again (same buckets, ties newest first).
+fn reversed_members(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, val) in m.iter().rev() {
+                out.insert(k.clone(), reversed_members(val));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(reversed_members).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Oracle check against the installed QEMU (7.2 on these machines, whose QDict
+/// and compact printer are unchanged since 2.8): every reply line must parse,
+/// and print back byte for byte. Skipped when QEMU is not installed.
+#[test]
+fn installed_qemu_replies_reprint_identically() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let qemu = "/usr/bin/qemu-system-x86_64";
+    if !std::path::Path::new(qemu).exists() {
+        eprintln!("skipped: {qemu} not installed");
+        return;
+    }
+    let spawned = Command::new(qemu)
+        .args([
+            "-machine",
+            "none",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-qmp",
+            "stdio",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("skipped: cannot start {qemu}");
+        return;
+    };
+    let commands = concat!(
+        r#"{"execute": "qmp_capabilities"}"#,
+        r#"{"execute": "query-status"}"#,
+        r#"{"execute": "query-version"}"#,
+        r#"{"execute": "query-commands"}"#,
+        r#"{"execute": "query-qmp-schema"}"#,
+        r#"{"execute": "qom-list-types"}"#,
+        r#"{"execute": "device-list-properties", "arguments": {"typename": "virtio-blk-pci"}}"#,
+        r#"{"execute": "no-such-command", "id": {"b": [1, "x"], "a": "\u00e9"}}"#,
+        r#"{"execute": "quit"}"#,
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        assert!(stdin.write_all(commands.as_bytes()).is_ok());
+    }
+    let output = child
+        .wait_with_output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&output);
+    let mut checked = 0;
+    for line in text.lines().filter(|l| l.starts_with('{')) {
+        let printed = to_json_string(&reversed_members(&parse(line)), false);
+        assert_eq!(printed, line);
+        checked += 1;
+    }
+    eprintln!("checked {checked} lines, {} bytes", text.len());
+    // Greeting, eight replies and the SHUTDOWN event (quit's reply may race it).
+    assert!(checked >= 9, "only {checked} lines from QEMU:\n{text}");
+}

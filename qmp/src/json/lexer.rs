@@ -383,6 +383,20 @@ impl Lexer {
         None
     }
 
+    /// Ends the input: a pending number or keyword is complete, pending
+    /// whitespace is dropped, and any other partial token is an error.
+    pub(crate) fn flush(&mut self, arena: &mut Vec<u8>) -> Option<Lexeme> {
+        let kind = match self.state {
+            State::Start | State::Whitespace => None,
+            State::Zero | State::Int => Some(TokKind::Integer),
+            State::Fraction | State::ExpDigits => Some(TokKind::Float),
+            State::Keyword => Some(TokKind::Keyword),
+            _ => return Some(self.fail(arena)),
+        };
+        self.state = State::Start;
+        kind.map(|k| self.finish(k, 0, arena))
+    }
+
     /// Starts a token at byte `b` (already consumed). Leaves the state at
     /// `Start` when `b` cannot start a token.
     fn begin(&mut self, b: u8, arena: &mut Vec<u8>) {

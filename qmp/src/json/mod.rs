@@ -13,6 +13,9 @@
 //! - `parser`: turns one message's tokens into a `serde_json::Value`, iteratively
 //!   (no recursion), with QEMU's error wording.
 //!
+//! [`from_json_text`] reads one complete text (feed + flush, last message
+//! wins), as QEMU's `qobject_from_json` does for `json:` filenames.
+//!
 //! Writing ([`to_json_string`]) reproduces `qobject_to_json` and
 //! `qobject_to_json_pretty` byte for byte, including QEMU's object member order,
 //! which comes from its hash table and not from insertion order; see
@@ -28,17 +31,19 @@ mod streamer;
 mod writer;
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod golden_tests;
 
 pub use qdict_order::{qdict_bucket, qdict_order_keys};
-pub use streamer::JsonStreamer;
+pub use streamer::{from_json_text, JsonStreamer};
 pub use writer::{to_json_string, write_json};
 
 use std::fmt;
 
 /// A message that could not be read. `message` is the text QEMU 2.8 puts in the
 /// `desc` of its GenericError reply: "Invalid JSON syntax" for lexical errors and
-/// exceeded limits, "JSON parse error, <reason>" for grammar errors.
+/// exceeded limits, `JSON parse error, <reason>` for grammar errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError {
     pub message: String,

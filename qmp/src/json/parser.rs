@@ -11,9 +11,12 @@
 //! - an integer token that does not fit in i64 becomes a float;
 //! - `-0` is the integer 0;
 //! - `\u0000` is dropped (QEMU's strings are NUL-terminated);
-//! - `\uD8xx\uDCxx` pairs combine into one character; a lone surrogate and raw
-//!   bytes that are not valid UTF-8 become U+FFFD (QEMU keeps such bytes and
-//!   prints them as `\uFFFD`);
+//! - raw bytes that are not valid UTF-8 become U+FFFD (QEMU keeps such bytes
+//!   and prints them back as `\uFFFD`);
+//! - deliberate difference: a `\uD8xx\uDCxx` surrogate pair combines into one
+//!   character (QEMU 2.8 stores each half as an invalid 3-byte sequence and
+//!   later prints `\uFFFD\uFFFD`; later QEMU versions combine too); a lone
+//!   surrogate becomes U+FFFD;
 //! - a float too large for f64 (QEMU would keep infinity, which JSON and
 //!   `serde_json` cannot hold) is rejected as a parse error.
 
@@ -47,7 +50,7 @@ impl Frame {
 
 /// How a parse failed: while reading a value (`Value`, reason optional as in
 /// QEMU where `%d` fails silently), or in the syntax of the innermost open
-/// container itself (`Container`).
+/// container itself (`Container`; that container is no longer on the stack).
 enum Failure {
     Value(Option<String>),
     Container(&'static str),
@@ -86,60 +89,61 @@ impl Parser<'_> {
                 None => continue,
             };
             // Hand the finished value to the open containers, closing every
-            // container that ends right after it.
+            // container that ends right after it. The receiving container is
+            // taken off the stack and put back unless it is complete, so a
+            // `Container` failure leaves the stack without the failing frame.
             loop {
+                let Some(frame) = self.frames.pop() else {
+                    return Ok(value);
+                };
                 let next = self.peek();
-                match self.frames.last_mut() {
-                    None => return Ok(value),
-                    Some(Frame::Array(items)) => {
+                match frame {
+                    Frame::Array(mut items) => {
                         items.push(value);
                         match next {
                             Some(TokKind::Comma) => {
                                 self.pos += 1;
+                                self.frames.push(Frame::Array(items));
                                 break;
                             }
                             Some(TokKind::RSquare) => {
                                 self.pos += 1;
-                                let Some(Frame::Array(items)) = self.frames.pop() else {
-                                    unreachable!("top frame was just matched as an array")
-                                };
                                 value = Value::Array(items);
                             }
                             _ => return Err(Failure::Container("expected separator in list")),
                         }
                     }
-                    Some(Frame::Object { map, key }) => match key.take() {
-                        None => {
-                            let Value::String(k) = value else {
-                                return Err(Failure::Container("key is not a string in object"));
-                            };
-                            if next != Some(TokKind::Colon) {
-                                return Err(Failure::Container("missing : in object pair"));
-                            }
-                            self.pos += 1;
-                            *key = Some(k);
-                            break;
+                    Frame::Object { map, key: None } => {
+                        let Value::String(k) = value else {
+                            return Err(Failure::Container("key is not a string in object"));
+                        };
+                        if next != Some(TokKind::Colon) {
+                            return Err(Failure::Container("missing : in object pair"));
                         }
-                        Some(k) => {
-                            // A repeated key keeps its first position and takes
-                            // the new value, as QDict does.
-                            map.insert(k, value);
-                            match next {
-                                Some(TokKind::Comma) => {
-                                    self.pos += 1;
-                                    break;
-                                }
-                                Some(TokKind::RCurly) => {
-                                    self.pos += 1;
-                                    let Some(Frame::Object { map, .. }) = self.frames.pop() else {
-                                        unreachable!("top frame was just matched as an object")
-                                    };
-                                    value = Value::Object(map);
-                                }
-                                _ => return Err(Failure::Container("expected separator in dict")),
+                        self.pos += 1;
+                        self.frames.push(Frame::Object { map, key: Some(k) });
+                        break;
+                    }
+                    Frame::Object {
+                        mut map,
+                        key: Some(k),
+                    } => {
+                        // A repeated key keeps its first position and takes the
+                        // new value, as QDict does.
+                        map.insert(k, value);
+                        match next {
+                            Some(TokKind::Comma) => {
+                                self.pos += 1;
+                                self.frames.push(Frame::Object { map, key: None });
+                                break;
                             }
+                            Some(TokKind::RCurly) => {
+                                self.pos += 1;
+                                value = Value::Object(map);
+                            }
+                            _ => return Err(Failure::Container("expected separator in dict")),
                         }
-                    },
+                    }
                 }
             }
         }
@@ -198,12 +202,11 @@ impl Parser<'_> {
     }
 
     fn error(&self, failure: Failure) -> JsonError {
+        // Every container still open replaces the reason with its own, so
+        // the outermost one decides.
         let reason = match (self.frames.first(), failure) {
-            (None, Failure::Value(reason)) => reason,
-            (Some(_), Failure::Container(reason)) if self.frames.len() == 1 => {
-                Some(reason.to_string())
-            }
             (Some(outer), _) => Some(outer.child_failure_reason().to_string()),
+            (None, Failure::Value(reason)) => reason,
             (None, Failure::Container(reason)) => Some(reason.to_string()),
         };
         match reason {

@@ -69,6 +69,15 @@ impl JsonStreamer {
         }
     }
 
+    /// Declares the end of input (QEMU's `json_message_parser_flush`): a
+    /// trailing number or keyword completes; a partial string is an error; an
+    /// unclosed container stays pending.
+    pub fn flush(&mut self, out: &mut Vec<Result<Value, JsonError>>) {
+        if let Some(lexeme) = self.lexer.flush(&mut self.arena) {
+            self.take(lexeme, out);
+        }
+    }
+
     fn take(&mut self, lx: Lexeme, out: &mut Vec<Result<Value, JsonError>>) {
         match lx.kind {
             TokKind::LCurly => self.braces += 1,
@@ -116,6 +125,19 @@ impl JsonStreamer {
             self.arena = Vec::new();
         }
     }
+}
+
+/// Reads a complete JSON text the way QEMU's `qobject_from_json` does (for
+/// `json:` filenames and JSON command-line options): the whole text is fed
+/// and flushed, and the result is that of the last message in it. A text with
+/// no complete message is an error.
+pub fn from_json_text(text: &[u8]) -> Result<Value, JsonError> {
+    let mut streamer = JsonStreamer::new();
+    let mut out = Vec::new();
+    streamer.feed(text, &mut out);
+    streamer.flush(&mut out);
+    out.pop()
+        .unwrap_or_else(|| Err(JsonError::invalid_syntax()))
 }
 
 #[cfg(test)]
@@ -397,5 +419,140 @@ mod tests {
         s.feed(&input, &mut out);
         assert!(out[0].is_ok());
         assert!(s.arena.capacity() <= KEEP_CAPACITY);
+    }
+
+    /// Small deterministic generator for the randomized tests.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn ten_megabytes_of_random_bytes_then_ff_resync() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut input: Vec<u8> = (0..10 << 20).map(|_| rng.next() as u8).collect();
+        input.extend_from_slice(b"\xff{\"execute\": \"query-status\"}");
+        let mut s = JsonStreamer::new();
+        let mut out = Vec::new();
+        let mut last = None;
+        for chunk in input.chunks(65536) {
+            s.feed(chunk, &mut out);
+            assert!(s.arena.len() <= MAX_TOKEN_SIZE + 1);
+            last = out.pop().or(last);
+            out.clear();
+        }
+        let last = last.map(|r| r.map_err(|e| e.message));
+        assert_eq!(last, Some(Ok(json!({"execute": "query-status"}))));
+    }
+
+    #[test]
+    fn any_split_of_the_input_gives_the_same_results() {
+        let alphabet: &[&[u8]] = &[
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b":",
+            b",",
+            b"\"",
+            b"'",
+            b"\\",
+            b"u",
+            b"0",
+            b"7",
+            b"-",
+            b".",
+            b"e",
+            b"+",
+            b" ",
+            b"\n",
+            b"true",
+            b"null",
+            b"nul",
+            b"%d",
+            b"%lld",
+            b"\xff",
+            b"\xc3\xa9",
+            b"\x00",
+            b"\"k\"",
+            b"'v'",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            b"123456789012345678901234",
+        ];
+        let mut rng = XorShift(42);
+        for _ in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..rng.below(400) {
+                input.extend_from_slice(alphabet[rng.below(alphabet.len())]);
+            }
+            let whole = feed_one(&input);
+            let mut chunks = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let (a, b) = rest.split_at(1 + rng.below(rest.len().min(17)));
+                chunks.push(a);
+                rest = b;
+            }
+            assert_eq!(
+                feed_all(&chunks),
+                whole,
+                "input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_objects_within_the_limit_parse() {
+        let depth = 1024;
+        let input = "{\"a\":".repeat(depth) + "1" + &"}".repeat(depth);
+        let out = feed_one(input.as_bytes());
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_ok());
+    }
+
+    #[test]
+    fn flush_completes_a_trailing_number_or_keyword() {
+        let mut s = JsonStreamer::new();
+        let mut out = Vec::new();
+        s.feed(b"12", &mut out);
+        s.flush(&mut out);
+        s.feed(b"true", &mut out);
+        s.flush(&mut out);
+        s.feed(b"\"open", &mut out);
+        s.flush(&mut out);
+        let out: Vec<_> = out.into_iter().map(|r| r.map_err(|e| e.message)).collect();
+        assert_eq!(
+            out,
+            vec![Ok(json!(12)), Ok(json!(true)), Err(SYNTAX.to_string())]
+        );
+    }
+
+    #[test]
+    fn from_json_text_takes_the_last_message() {
+        assert_eq!(
+            from_json_text(b"{\"driver\": \"null-co\"}"),
+            Ok(json!({"driver": "null-co"}))
+        );
+        assert_eq!(from_json_text(b"1 2.5"), Ok(json!(2.5)));
+        assert_eq!(
+            from_json_text(b"{\"a\": 1").map_err(|e| e.message),
+            Err(SYNTAX.to_string())
+        );
+        assert_eq!(
+            from_json_text(b"").map_err(|e| e.message),
+            Err(SYNTAX.to_string())
+        );
     }
 }

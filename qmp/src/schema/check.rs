@@ -192,7 +192,7 @@ impl Schema {
         }
     }
 
-    fn value(
+    pub(super) fn value(
         &self,
         name: Option<&str>,
         ty: &TypeRef,

@@ -6,6 +6,8 @@
 //! type is reported as `int`; arrays are named `[element]`; object members
 //! are flattened (base first) and optional ones carry `"default": null`.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 
 use super::{Builtin, Schema, TypeId, TypeKind, TypeRef};
@@ -24,9 +26,11 @@ enum Used {
 
 struct Gen<'s> {
     schema: &'s Schema,
+    /// Types to describe, in order of first use.
     used: Vec<Used>,
-    /// Masked names, indexed by order of first use.
-    names: Vec<Used>,
+    used_set: HashSet<Used>,
+    /// Masked names: numbers in order of first use.
+    names: HashMap<Used, usize>,
     out: Vec<Value>,
 }
 
@@ -54,19 +58,13 @@ fn qemu_object(pairs: Vec<(&str, Value)>) -> Value {
 
 impl<'s> Gen<'s> {
     fn masked(&mut self, t: &Used) -> String {
-        let n = match self.names.iter().position(|x| x == t) {
-            Some(n) => n,
-            None => {
-                self.names.push(t.clone());
-                self.names.len() - 1
-            }
-        };
-        n.to_string()
+        let next = self.names.len();
+        self.names.entry(t.clone()).or_insert(next).to_string()
     }
 
     /// Record a use of `t` and return the name the output calls it by.
     fn use_type(&mut self, t: Used) -> String {
-        if !self.used.contains(&t) {
+        if self.used_set.insert(t.clone()) {
             self.used.push(t.clone());
         }
         match t {
@@ -192,7 +190,8 @@ impl Schema {
         let mut gen = Gen {
             schema: self,
             used: Vec::new(),
-            names: Vec::new(),
+            used_set: HashSet::new(),
+            names: HashMap::new(),
             out: Vec::new(),
         };
         for (name, entity) in &entities {

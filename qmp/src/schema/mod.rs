@@ -67,6 +67,12 @@ pub fn schema() -> &'static Schema {
     })
 }
 
+/// Check an event's `data` against the schema (see
+/// [`Schema::check_event_data`]); for tests of code that emits events.
+pub fn check_event_data(name: &str, data: &serde_json::Value) -> Result<(), String> {
+    schema().check_event_data(name, data)
+}
+
 /// Scalar types QAPI knows without a definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Builtin {

@@ -1,0 +1,99 @@
+//! Backends (QEMU's BlockBackend): the named attachment points devices, NBD and
+//! QMP `device` arguments refer to. A backend may have no medium. Requests through
+//! a backend are checked against the device size, as QEMU's blk_* calls are.
+
+use crate::error::{BlockError, BlockResult};
+use crate::node::{lock, NodeRef};
+
+/// A named backend.
+pub struct Backend {
+    name: String,
+    root: Option<NodeRef>,
+}
+
+impl Backend {
+    pub(crate) fn new(name: String, root: Option<NodeRef>) -> Backend {
+        Backend { name, root }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The root node, when a medium is inserted.
+    pub fn root(&self) -> Option<NodeRef> {
+        self.root.clone()
+    }
+
+    pub fn has_medium(&self) -> bool {
+        self.root.is_some()
+    }
+
+    /// Inserts a medium (fails if one is already there).
+    pub fn insert_medium(&mut self, root: NodeRef) -> BlockResult<()> {
+        if self.root.is_some() {
+            return Err(BlockError::Generic(format!(
+                "Device '{}' already has a medium",
+                self.name
+            )));
+        }
+        self.root = Some(root);
+        Ok(())
+    }
+
+    /// Takes the medium out; the node stays in the graph if it is named.
+    pub fn remove_medium(&mut self) -> Option<NodeRef> {
+        self.root.take()
+    }
+
+    fn node(&self) -> BlockResult<&NodeRef> {
+        self.root
+            .as_ref()
+            .ok_or_else(|| BlockError::NoMedium(format!("Device '{}' has no medium", self.name)))
+    }
+
+    fn check(&self, offset: u64, len: u64) -> BlockResult<&NodeRef> {
+        let n = self.node()?;
+        let size = lock(n).length()?;
+        if offset > size || size - offset < len {
+            return Err(BlockError::OutOfBounds { offset, len, size });
+        }
+        Ok(n)
+    }
+
+    pub fn length(&self) -> BlockResult<u64> {
+        lock(self.node()?).length()
+    }
+
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+        let n = self.check(offset, buf.len() as u64)?;
+        lock(n).read(offset, buf)
+    }
+
+    pub fn write(&self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
+        let n = self.check(offset, buf.len() as u64)?;
+        lock(n).write(offset, buf, fua)
+    }
+
+    pub fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
+        let n = self.check(offset, len)?;
+        lock(n).write_zeroes(offset, len, may_unmap)
+    }
+
+    pub fn write_compressed(&self, offset: u64, buf: &[u8]) -> BlockResult<()> {
+        let n = self.check(offset, buf.len() as u64)?;
+        lock(n).write_compressed(offset, buf)
+    }
+
+    pub fn discard(&self, offset: u64, len: u64) -> BlockResult<()> {
+        let n = self.check(offset, len)?;
+        lock(n).discard(offset, len)
+    }
+
+    pub fn flush(&self) -> BlockResult<()> {
+        match &self.root {
+            Some(n) => lock(n).flush(),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The `raw` format driver: the file child's bytes as they are, optionally a
+//! window of them (`offset`, `size`).
+
+use crate::driver::{Children, Driver, Extent};
+use crate::error::{BlockError, BlockResult};
+use crate::node::{lock, NodeRef};
+
+/// Raw format over a file child.
+pub struct RawDriver {
+    offset: u64,
+    size: Option<u64>,
+}
+
+fn file_of(c: &Children) -> BlockResult<&NodeRef> {
+    c.file
+        .as_ref()
+        .ok_or_else(|| BlockError::Generic("raw node has no file child".into()))
+}
+
+impl RawDriver {
+    /// Checks the window against the file's size.
+    pub fn open(c: &Children, offset: u64, size: Option<u64>) -> BlockResult<RawDriver> {
+        let flen = lock(file_of(c)?).length()?;
+        if offset > flen {
+            return Err(BlockError::InvalidArgument(
+                "The sum of offset and size is larger than the file size".into(),
+            ));
+        }
+        if let Some(sz) = size {
+            if offset.checked_add(sz).is_none_or(|e| e > flen) {
+                return Err(BlockError::InvalidArgument(
+                    "The sum of offset and size is larger than the file size".into(),
+                ));
+            }
+        }
+        Ok(RawDriver { offset, size })
+    }
+
+    fn check(&self, c: &Children, offset: u64, len: u64) -> BlockResult<()> {
+        if let Some(sz) = self.size {
+            if offset.checked_add(len).is_none_or(|e| e > sz) {
+                return Err(BlockError::OutOfBounds {
+                    offset,
+                    len,
+                    size: sz,
+                });
+            }
+        }
+        let _ = c;
+        Ok(())
+    }
+}
+
+impl Driver for RawDriver {
+    fn format_name(&self) -> &'static str {
+        "raw"
+    }
+
+    fn length(&mut self, c: &Children) -> BlockResult<u64> {
+        match self.size {
+            Some(s) => Ok(s),
+            None => Ok(lock(file_of(c)?).length()?.saturating_sub(self.offset)),
+        }
+    }
+
+    fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+        self.check(c, offset, buf.len() as u64)?;
+        lock(file_of(c)?).read(offset + self.offset, buf)
+    }
+
+    fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
+        self.check(c, offset, buf.len() as u64)?;
+        lock(file_of(c)?).write(offset + self.offset, buf, fua)
+    }
+
+    fn write_zeroes(
+        &mut self,
+        c: &Children,
+        offset: u64,
+        len: u64,
+        may_unmap: bool,
+    ) -> BlockResult<()> {
+        self.check(c, offset, len)?;
+        lock(file_of(c)?).write_zeroes(offset + self.offset, len, may_unmap)
+    }
+
+    fn discard(&mut self, c: &Children, offset: u64, len: u64) -> BlockResult<()> {
+        self.check(c, offset, len)?;
+        lock(file_of(c)?).discard(offset + self.offset, len)
+    }
+
+    fn flush(&mut self, c: &Children) -> BlockResult<()> {
+        lock(file_of(c)?).flush()
+    }
+
+    fn block_status(&mut self, c: &Children, offset: u64, len: u64) -> BlockResult<Extent> {
+        let mut e = lock(file_of(c)?).block_status(offset + self.offset, len)?;
+        e.allocated = true;
+        Ok(e)
+    }
+
+    fn truncate(&mut self, c: &Children, size: u64) -> BlockResult<()> {
+        if self.size.is_some() || self.offset != 0 {
+            return Err(BlockError::Unsupported(
+                "Cannot resize a raw node with offset or size options".into(),
+            ));
+        }
+        lock(file_of(c)?).truncate(size)
+    }
+
+    fn has_zero_init(&self) -> bool {
+        true
+    }
+}

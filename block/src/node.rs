@@ -1,0 +1,473 @@
+//! One node of the block graph (QEMU's BlockDriverState): a driver, its children,
+//! and the per-node flags every request passes through (read-only, discard,
+//! detect-zeroes, the probed-raw guard on sector 0).
+//!
+//! Requests here are not bounds-checked against the device size: a format driver
+//! grows its file child by writing past the end. Backends check bounds.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::driver::{Children, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo};
+use crate::error::{BlockError, BlockResult};
+use crate::events::{BlockEvent, EventSink, ImageCorrupted};
+use crate::probe;
+
+/// Shared handle to a node; parents, backends and the graph all hold one.
+pub type NodeRef = Arc<Mutex<Node>>;
+
+/// Locks a node, carrying on if an earlier holder panicked (the node's own state
+/// is still consistent at request boundaries).
+pub fn lock(node: &NodeRef) -> MutexGuard<'_, Node> {
+    match node.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// What `detect-zeroes` does with an all-zero write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DetectZeroes {
+    #[default]
+    Off,
+    On,
+    Unmap,
+}
+
+impl DetectZeroes {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectZeroes::Off => "off",
+            DetectZeroes::On => "on",
+            DetectZeroes::Unmap => "unmap",
+        }
+    }
+}
+
+/// Flags a node was opened with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeOptions {
+    pub read_only: bool,
+    /// `cache.direct`: O_DIRECT on the file.
+    pub cache_direct: bool,
+    /// `cache.no-flush`: flush requests succeed without doing anything.
+    pub no_flush: bool,
+    /// `discard=unmap`: pass discard requests down (else they are ignored).
+    pub discard_unmap: bool,
+    pub detect_zeroes: DetectZeroes,
+}
+
+/// A node of the graph.
+pub struct Node {
+    name: String,
+    driver: Box<dyn Driver>,
+    children: Children,
+    opts: NodeOptions,
+    probed: bool,
+    filename: String,
+    /// Created as the nested child of another node's options (QEMU deletes
+    /// those together with their parent).
+    implicit: bool,
+    events: EventSink,
+    corrupt: bool,
+}
+
+impl Node {
+    pub(crate) fn new(
+        name: String,
+        driver: Box<dyn Driver>,
+        children: Children,
+        opts: NodeOptions,
+        filename: String,
+        events: EventSink,
+    ) -> Node {
+        Node {
+            name,
+            driver,
+            children,
+            opts,
+            probed: false,
+            filename,
+            implicit: false,
+            events,
+            corrupt: false,
+        }
+    }
+
+    pub(crate) fn set_probed(&mut self, probed: bool) {
+        self.probed = probed;
+    }
+
+    pub(crate) fn set_implicit(&mut self, implicit: bool) {
+        self.implicit = implicit;
+    }
+
+    pub fn implicit(&self) -> bool {
+        self.implicit
+    }
+
+    /// The node-name (`#blockNNN` when generated).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The driver name (`qcow2`, `raw`, `file`, ...).
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.format_name()
+    }
+
+    /// The file name QEMU shows for this node (the file child's for formats).
+    pub fn filename(&self) -> &str {
+        &self.filename
+    }
+
+    pub fn options(&self) -> NodeOptions {
+        self.opts
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.opts.read_only
+    }
+
+    /// True when the format was guessed as raw because none was given.
+    pub fn probed(&self) -> bool {
+        self.probed
+    }
+
+    /// True after a fatal corruption was found in this node's metadata.
+    pub fn is_corrupt(&self) -> bool {
+        self.corrupt
+    }
+
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
+
+    pub fn file(&self) -> Option<NodeRef> {
+        self.children.file.clone()
+    }
+
+    pub fn backing(&self) -> Option<NodeRef> {
+        self.children.backing.clone()
+    }
+
+    pub(crate) fn set_backing_child(&mut self, backing: Option<NodeRef>) {
+        self.children.backing = backing;
+    }
+
+    pub(crate) fn set_file_child(&mut self, file: Option<NodeRef>) {
+        self.children.file = file;
+    }
+
+    pub fn set_detect_zeroes(&mut self, dz: DetectZeroes) {
+        self.opts.detect_zeroes = dz;
+    }
+
+    /// Switches between read-only and read-write (the driver may refuse).
+    pub fn set_read_only(&mut self, read_only: bool) -> BlockResult<()> {
+        if !read_only && self.corrupt {
+            return Err(BlockError::NotPermitted(
+                "Node is marked corrupt and cannot be opened read-write".into(),
+            ));
+        }
+        if read_only == self.opts.read_only {
+            return Ok(());
+        }
+        if !read_only {
+            if let Some(f) = &self.children.file {
+                lock(f).set_read_only(false)?;
+            }
+        }
+        self.driver.set_read_only(&self.children, read_only)?;
+        self.opts.read_only = read_only;
+        Ok(())
+    }
+
+    fn note_corruption(&mut self) {
+        if let Some(rep) = self.driver.take_corruption() {
+            self.report_corruption(rep);
+        }
+    }
+
+    fn report_corruption(&mut self, rep: CorruptionReport) {
+        if rep.fatal {
+            self.corrupt = true;
+            self.opts.read_only = true;
+        }
+        self.events.push(BlockEvent::ImageCorrupted(ImageCorrupted {
+            node_name: self.name.clone(),
+            msg: rep.msg,
+            offset: rep.offset,
+            size: rep.size,
+            fatal: rep.fatal,
+        }));
+    }
+
+    fn check_writable(&self) -> BlockResult<()> {
+        if self.opts.read_only {
+            return Err(BlockError::ReadOnly("Operation not permitted".into()));
+        }
+        Ok(())
+    }
+
+    pub fn length(&mut self) -> BlockResult<u64> {
+        self.driver.length(&self.children)
+    }
+
+    pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.driver.read(&self.children, offset, buf);
+        self.note_corruption();
+        r
+    }
+
+    pub fn write(&mut self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
+        self.check_writable()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if self.probed && offset < 512 {
+            self.check_probed_first_sector(offset, buf)?;
+        }
+        if self.opts.detect_zeroes != DetectZeroes::Off && is_zero(buf) {
+            let unmap = self.opts.detect_zeroes == DetectZeroes::Unmap && self.opts.discard_unmap;
+            let r = self
+                .driver
+                .write_zeroes(&self.children, offset, buf.len() as u64, unmap);
+            self.note_corruption();
+            return r;
+        }
+        let r = self.driver.write(&self.children, offset, buf, fua);
+        self.note_corruption();
+        r
+    }
+
+    /// A probed raw image must not be turned into something that probes as
+    /// another format, or the next open would interpret guest data as metadata.
+    fn check_probed_first_sector(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
+        let mut sector = [0u8; 512];
+        let start = offset as usize;
+        let end = (start + buf.len()).min(512);
+        if start > 0 || end < 512 {
+            self.driver.read(&self.children, 0, &mut sector)?;
+        }
+        sector[start..end].copy_from_slice(&buf[..end - start]);
+        if probe::probe_format(&sector) != "raw" {
+            return Err(BlockError::NotPermitted("Operation not permitted".into()));
+        }
+        Ok(())
+    }
+
+    pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
+        self.check_writable()?;
+        if len == 0 {
+            return Ok(());
+        }
+        if self.probed && offset < 512 {
+            let zeros = [0u8; 512];
+            let n = (512 - offset).min(len) as usize;
+            self.check_probed_first_sector(offset, &zeros[..n])?;
+        }
+        let unmap = may_unmap && self.opts.discard_unmap;
+        let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
+        self.note_corruption();
+        r
+    }
+
+    /// Writes one whole cluster compressed.
+    pub fn write_compressed(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
+        self.check_writable()?;
+        let r = self.driver.write_compressed(&self.children, offset, buf);
+        self.note_corruption();
+        r
+    }
+
+    /// Discards the range when the node was opened with `discard=unmap`.
+    pub fn discard(&mut self, offset: u64, len: u64) -> BlockResult<()> {
+        self.check_writable()?;
+        if !self.opts.discard_unmap || len == 0 {
+            return Ok(());
+        }
+        let r = self.driver.discard(&self.children, offset, len);
+        self.note_corruption();
+        r
+    }
+
+    pub fn flush(&mut self) -> BlockResult<()> {
+        if self.opts.no_flush {
+            return Ok(());
+        }
+        let r = self.driver.flush(&self.children);
+        self.note_corruption();
+        r
+    }
+
+    /// Allocation state of this layer only.
+    pub fn block_status(&mut self, offset: u64, len: u64) -> BlockResult<Extent> {
+        let r = self.driver.block_status(&self.children, offset, len);
+        self.note_corruption();
+        r
+    }
+
+    /// Allocation state through the backing chain: the extent and the depth
+    /// (0 = this node) of the layer that decides it. Unallocated everywhere reads
+    /// as zero at the depth of the last layer.
+    pub fn block_status_chain(&mut self, offset: u64, len: u64) -> BlockResult<(Extent, u32)> {
+        let ext = self.block_status(offset, len)?;
+        if ext.allocated {
+            return Ok((ext, 0));
+        }
+        let backing = match &self.children.backing {
+            Some(b) => b.clone(),
+            None => {
+                let mut e = ext;
+                e.zero = true;
+                return Ok((e, 0));
+            }
+        };
+        let mut b = lock(&backing);
+        let blen = b.length()?;
+        if offset >= blen {
+            let mut e = ext;
+            e.zero = true;
+            return Ok((e, 1));
+        }
+        let (mut e, depth) = b.block_status_chain(offset, ext.len.min(blen - offset))?;
+        e.len = e.len.min(ext.len);
+        Ok((e, depth + 1))
+    }
+
+    /// True when `offset..offset+len` is allocated in this node or any backing
+    /// node down to (not including) `base`; returns the length that shares the answer.
+    pub fn is_allocated_above(
+        &mut self,
+        base: Option<&NodeRef>,
+        offset: u64,
+        len: u64,
+    ) -> BlockResult<(bool, u64)> {
+        let ext = self.block_status(offset, len)?;
+        if ext.allocated {
+            return Ok((true, ext.len));
+        }
+        let backing = match &self.children.backing {
+            Some(b) => b.clone(),
+            None => return Ok((false, ext.len)),
+        };
+        if let Some(base) = base {
+            if Arc::ptr_eq(base, &backing) {
+                return Ok((false, ext.len));
+            }
+        }
+        let mut b = lock(&backing);
+        let blen = b.length()?;
+        if offset >= blen {
+            return Ok((false, ext.len));
+        }
+        let (alloc, n) = b.is_allocated_above(base, offset, ext.len.min(blen - offset))?;
+        Ok((alloc, n.min(ext.len)))
+    }
+
+    pub fn truncate(&mut self, size: u64) -> BlockResult<()> {
+        self.check_writable()?;
+        let r = self.driver.truncate(&self.children, size);
+        self.note_corruption();
+        r
+    }
+
+    /// Flushes and marks the image clean; called when the node leaves the graph.
+    pub fn close(&mut self) -> BlockResult<()> {
+        if self.opts.read_only {
+            return Ok(());
+        }
+        self.driver.close(&self.children)
+    }
+
+    pub fn has_zero_init(&self) -> bool {
+        self.driver.has_zero_init()
+    }
+
+    pub fn cluster_size(&self) -> Option<u64> {
+        self.driver.cluster_size()
+    }
+
+    /// Backing file name and format recorded in the image.
+    pub fn backing_file(&self) -> Option<(String, Option<String>)> {
+        self.driver.backing_file()
+    }
+
+    /// Rewrites the backing file name/format recorded in the image (the graph's
+    /// backing child is not changed).
+    pub fn change_backing_file(
+        &mut self,
+        name: Option<&str>,
+        fmt: Option<&str>,
+    ) -> BlockResult<()> {
+        self.check_writable()?;
+        let r = self.driver.change_backing_file(&self.children, name, fmt);
+        self.note_corruption();
+        r
+    }
+
+    pub fn format_info(&mut self) -> FormatInfo {
+        self.driver.format_info(&self.children)
+    }
+
+    /// Bytes the file child occupies on the host (query-block's actual-size).
+    pub fn allocated_file_size(&mut self) -> Option<u64> {
+        if let Some(sz) = self.driver_allocated_size() {
+            return Some(sz);
+        }
+        let f = self.children.file.clone()?;
+        let mut g = lock(&f);
+        g.allocated_file_size()
+    }
+
+    fn driver_allocated_size(&self) -> Option<u64> {
+        if self.driver.format_name() != "file" {
+            return None;
+        }
+        let meta = std::fs::metadata(&self.filename).ok()?;
+        use std::os::unix::fs::MetadataExt;
+        Some(meta.blocks() * 512)
+    }
+
+    pub fn snapshot_list(&mut self) -> BlockResult<Vec<SnapshotInfo>> {
+        self.driver.snapshot_list(&self.children)
+    }
+
+    pub fn snapshot_create(&mut self, info: &SnapshotInfo) -> BlockResult<SnapshotInfo> {
+        self.check_writable()?;
+        let r = self.driver.snapshot_create(&self.children, info);
+        self.note_corruption();
+        r
+    }
+
+    pub fn snapshot_delete(
+        &mut self,
+        id: Option<&str>,
+        name: Option<&str>,
+    ) -> BlockResult<SnapshotInfo> {
+        self.check_writable()?;
+        let r = self.driver.snapshot_delete(&self.children, id, name);
+        self.note_corruption();
+        r
+    }
+
+    pub fn snapshot_goto(&mut self, id_or_name: &str) -> BlockResult<()> {
+        self.check_writable()?;
+        let r = self.driver.snapshot_goto(&self.children, id_or_name);
+        self.note_corruption();
+        r
+    }
+}
+
+/// True when every byte is zero (used by detect-zeroes and COW shortcuts).
+pub fn is_zero(buf: &[u8]) -> bool {
+    let (head, mid, tail) = {
+        // SAFETY: u64 has no invalid bit patterns; align_to only reinterprets the
+        // aligned middle of the byte slice.
+        unsafe { buf.align_to::<u64>() }
+    };
+    head.iter().all(|&b| b == 0) && mid.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
+}

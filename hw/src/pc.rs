@@ -1,0 +1,238 @@
+//! The PC's standard devices wired onto a port-I/O bus: COM1, RTC, i8042, the PCI host
+//! bridge (with 0xCF9), the ACPI PM and GPE blocks, and optional `isa-debug-exit`.
+//!
+//! The owner keeps a `PcDevices` inside its exit handler state and forwards port and
+//! MMIO exits to `pio_read`/`pio_write`/`mmio_read`/`mmio_write`; it drains
+//! `events` afterwards. Handles to each device stay available for the monitor
+//! (serial input, power button, RTC, query-pci).
+
+use std::sync::{Arc, Mutex};
+
+use crate::bus::{Bus, SharedDevice};
+use crate::devices::acpi_pm::{self, AcpiGpe, AcpiPm};
+use crate::devices::debug_exit::DebugExit;
+use crate::devices::i8042::{self, I8042};
+use crate::devices::pci::{self, PciHost};
+use crate::devices::rtc::{self, Rtc, RtcBase};
+use crate::devices::serial::{self, Serial, SerialSink};
+use crate::error::Result;
+use crate::events::EventQueue;
+use crate::irq::{Irq, IrqChip};
+use crate::memory::PcLayout;
+
+/// Options for the standard devices.
+pub struct PcConfig {
+    pub rtc_base: RtcBase,
+    /// Where COM1's output goes.
+    pub serial_sink: SerialSink,
+    /// Start with ACPI's SCI_EN set (no firmware will switch ACPI mode on: `-kernel`).
+    pub acpi_enabled_at_reset: bool,
+    pub layout: PcLayout,
+    pub cpus: u32,
+}
+
+pub struct PcDevices {
+    pub pio: Bus,
+    pub mmio: Bus,
+    pub events: EventQueue,
+    pub serial: Arc<Mutex<Serial>>,
+    pub rtc: Arc<Mutex<Rtc>>,
+    pub i8042: Arc<Mutex<I8042>>,
+    pub pci: Arc<Mutex<PciHost>>,
+    pub acpi_pm: Arc<Mutex<AcpiPm>>,
+    pub debug_exits: Vec<Arc<Mutex<DebugExit>>>,
+    chip: Arc<dyn IrqChip>,
+}
+
+impl PcDevices {
+    pub fn new(chip: Arc<dyn IrqChip>, events: EventQueue, cfg: PcConfig) -> Result<PcDevices> {
+        let irq = |n| Irq::new(chip.clone(), n);
+        let serial = Arc::new(Mutex::new(Serial::new(
+            irq(serial::COM1_IRQ),
+            cfg.serial_sink,
+        )));
+        let mut r = Rtc::new(cfg.rtc_base, irq(rtc::RTC_IRQ), events.clone());
+        r.set_pc_memory(cfg.layout.below_4g, cfg.layout.above_4g, cfg.cpus);
+        let rtc = Arc::new(Mutex::new(r));
+        let kbc = Arc::new(Mutex::new(I8042::new(
+            irq(i8042::KBD_IRQ),
+            irq(i8042::MOUSE_IRQ),
+            events.clone(),
+        )));
+        let pci = Arc::new(Mutex::new(PciHost::pc_default(
+            events.clone(),
+            acpi_pm::PM_BASE,
+        )));
+        let pm = Arc::new(Mutex::new(AcpiPm::new(
+            irq(acpi_pm::SCI_IRQ),
+            events.clone(),
+            cfg.acpi_enabled_at_reset,
+        )));
+        let mut pio = Bus::new();
+        pio.insert(serial.clone(), serial::COM1_BASE as u64, 8, "serial")?;
+        pio.insert(rtc.clone(), rtc::RTC_BASE as u64, 2, "rtc")?;
+        pio.insert(kbc.clone(), i8042::DATA_PORT as u64, 1, "i8042-data")?;
+        // The i8042 sees its two ports at offsets 0 and 4 of 0x60.
+        pio.insert(
+            Arc::new(Mutex::new(PortAlias {
+                dev: kbc.clone(),
+                offset: 4,
+            })),
+            i8042::CMD_PORT as u64,
+            1,
+            "i8042-cmd",
+        )?;
+        pio.insert(
+            pci.clone(),
+            pci::PCI_HOST_BASE as u64,
+            pci::PCI_HOST_LEN as u64,
+            "pci-conf",
+        )?;
+        pio.insert(
+            pm.clone(),
+            acpi_pm::PM_BASE as u64,
+            acpi_pm::PM_LEN as u64,
+            "acpi-pm",
+        )?;
+        pio.insert(
+            Arc::new(Mutex::new(AcpiGpe(pm.clone()))),
+            acpi_pm::GPE0_BASE as u64,
+            acpi_pm::GPE0_LEN as u64,
+            "acpi-gpe0",
+        )?;
+        Ok(PcDevices {
+            pio,
+            mmio: Bus::new(),
+            events,
+            serial,
+            rtc,
+            i8042: kbc,
+            pci,
+            acpi_pm: pm,
+            debug_exits: Vec::new(),
+            chip,
+        })
+    }
+
+    /// `-device isa-debug-exit,iobase=,iosize=`.
+    pub fn add_debug_exit(&mut self, iobase: u16, iosize: u16) -> Result<()> {
+        let d = Arc::new(Mutex::new(DebugExit::new(self.events.clone())));
+        self.pio.insert(
+            d.clone(),
+            iobase as u64,
+            iosize.max(1) as u64,
+            "isa-debug-exit",
+        )?;
+        self.debug_exits.push(d);
+        Ok(())
+    }
+
+    /// An interrupt line on the same controller (for devices the owner adds).
+    pub fn irq(&self, gsi: u32) -> Irq {
+        Irq::new(self.chip.clone(), gsi)
+    }
+
+    pub fn pio_read(&self, port: u16, data: &mut [u8]) {
+        self.pio.read(port as u64, data);
+    }
+    pub fn pio_write(&self, port: u16, data: &[u8]) {
+        self.pio.write(port as u64, data);
+    }
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        self.mmio.read(addr, data);
+    }
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) {
+        self.mmio.write(addr, data);
+    }
+
+    /// System reset of every standard device (the RTC keeps its clock and NVRAM).
+    pub fn reset(&self) {
+        fn l<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+            m.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        l(&self.serial).reset();
+        l(&self.rtc).reset();
+        l(&self.i8042).reset();
+        l(&self.pci).reset();
+        l(&self.acpi_pm).reset();
+    }
+}
+
+/// Presents a device at a fixed offset (a second, non-contiguous port of one device).
+struct PortAlias {
+    dev: SharedDevice,
+    offset: u64,
+}
+
+impl crate::bus::BusDevice for PortAlias {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.dev
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(self.offset + offset, data);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.dev
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(self.offset + offset, data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::MachineEvent;
+    use crate::irq::IrqLevels;
+
+    fn pc() -> (PcDevices, Arc<Mutex<Vec<u8>>>) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o2 = out.clone();
+        let cfg = PcConfig {
+            rtc_base: RtcBase::Utc,
+            serial_sink: Box::new(move |b| o2.lock().expect("lock").extend_from_slice(b)),
+            acpi_enabled_at_reset: true,
+            layout: PcLayout::pc(128 << 20, None),
+            cpus: 1,
+        };
+        (
+            PcDevices::new(IrqLevels::new(), EventQueue::new(), cfg).expect("pc"),
+            out,
+        )
+    }
+
+    #[test]
+    fn ports_reach_their_devices() {
+        let (mut pc, out) = pc();
+        pc.pio_write(0x3f8, b"A");
+        assert_eq!(*out.lock().expect("lock"), b"A");
+        pc.pio_write(0x64, &[0xaa]);
+        let mut b = [0u8];
+        pc.pio_read(0x60, &mut b);
+        assert_eq!(b, [0x55]);
+        pc.add_debug_exit(0xf4, 4).expect("debug exit");
+        pc.pio_write(0xf4, &[1]);
+        pc.pio_write(0xcf9, &[0x06]);
+        assert_eq!(
+            pc.events.drain(),
+            vec![
+                MachineEvent::DebugExit { code: 3 },
+                MachineEvent::Reset {
+                    source: crate::events::ResetSource::ResetControl
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn reset_keeps_nvram() {
+        let (pc, _) = pc();
+        pc.pio_write(0x70, &[0x50]);
+        pc.pio_write(0x71, &[0x99]);
+        pc.reset();
+        pc.pio_write(0x70, &[0x50]);
+        let mut b = [0u8];
+        pc.pio_read(0x71, &mut b);
+        assert_eq!(b, [0x99]);
+    }
+}
