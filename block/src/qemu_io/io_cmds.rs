@@ -1,0 +1,866 @@
+//! The data commands: read, readv, write, writev, aio_read, aio_write,
+//! aio_flush, flush, discard, truncate.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::args::{cvtnum, parse_pattern, Getopt, Opt};
+use super::commands::{CmdResult, Ctx};
+use super::device::{strerror, Errno, INT_MAX, SECTOR};
+use super::hooks::{AcctEvent, AcctKind, AcctResult};
+use super::report::{dump_buffer, print_report, Elapsed, Report};
+
+pub const READ_HELP: &str = "
+ reads a range of bytes from the given offset
+
+ Example:
+ 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ -b, -- read from the VM state rather than the virtual disk
+ -C, -- report statistics in a machine parsable format
+ -l, -- length for pattern verification (only with -P)
+ -p, -- ignored for backwards compatibility
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -s, -- start offset for pattern verification (only with -P)
+ -v, -- dump buffer to standard output
+
+";
+
+pub const READV_HELP: &str = "
+ reads a range of bytes from the given offset into multiple buffers
+
+ Example:
+ 'readv -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ Uses multiple iovec buffers if more than one byte range is specified.
+ -C, -- report statistics in a machine parsable format
+ -P, -- use a pattern to verify read data
+ -v, -- dump buffer to standard output
+ -q, -- quiet mode, do not show I/O statistics
+
+";
+
+pub const WRITE_HELP: &str = "
+ writes a range of bytes from the given offset
+
+ Example:
+ 'write 512 1k' - writes 1 kilobyte at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ -b, -- write to the VM state rather than the virtual disk
+ -c, -- write compressed data with blk_write_compressed
+ -f, -- use Force Unit Access semantics
+ -p, -- ignored for backwards compatibility
+ -P, -- use different pattern to fill file
+ -C, -- report statistics in a machine parsable format
+ -q, -- quiet mode, do not show I/O statistics
+ -u, -- with -z, allow unmapping
+ -z, -- write zeroes using blk_co_pwrite_zeroes
+
+";
+
+pub const WRITEV_HELP: &str = "
+ writes a range of bytes from the given offset source from multiple buffers
+
+ Example:
+ 'writev 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ -P, -- use different pattern to fill file
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -q, -- quiet mode, do not show I/O statistics
+
+";
+
+pub const AIO_READ_HELP: &str = "
+ asynchronously reads a range of bytes from the given offset
+
+ Example:
+ 'aio_read -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ The read is performed asynchronously and the aio_flush command must be
+ used to ensure all outstanding aio requests have been completed.
+ -C, -- report statistics in a machine parsable format
+ -P, -- use a pattern to verify read data
+ -i, -- treat request as invalid, for exercising stats
+ -v, -- dump buffer to standard output
+ -q, -- quiet mode, do not show I/O statistics
+
+";
+
+pub const AIO_WRITE_HELP: &str = "
+ asynchronously writes a range of bytes from the given offset source
+ from multiple buffers
+
+ Example:
+ 'aio_write 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ The write is performed asynchronously and the aio_flush command must be
+ used to ensure all outstanding aio requests have been completed.
+ -P, -- use different pattern to fill file
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -i, -- treat request as invalid, for exercising stats
+ -q, -- quiet mode, do not show I/O statistics
+ -u, -- with -z, allow unmapping
+ -z, -- write zeroes using blk_aio_pwrite_zeroes
+
+";
+
+pub const DISCARD_HELP: &str = "
+ discards a range of bytes from the given offset
+
+ Example:
+ 'discard 512 1k' - discards 1 kilobyte from 512 bytes into the file
+
+ Discards a segment of the currently open file.
+ -C, -- report statistics in a machine parsable format
+ -q, -- quiet mode, do not show I/O statistics
+
+";
+
+/// Largest request in sectors the reference's block layer accepted.
+const REQUEST_MAX_SECTORS: u64 = INT_MAX >> 9;
+
+/// What an option handler decided.
+enum Parsed<T> {
+    Go(T),
+    /// The command already printed why it stops.
+    Stop,
+}
+
+/// Parses a number argument, printing qemu-io's message when it is bad.
+fn num(ctx: &mut Ctx, arg: &str) -> Option<u64> {
+    match cvtnum(arg) {
+        Ok(v) => Some(v as u64),
+        Err(e) => {
+            ctx.print(&e.message(arg));
+            None
+        }
+    }
+}
+
+fn pattern(ctx: &mut Ctx, arg: &str) -> Option<u8> {
+    match parse_pattern(arg) {
+        Ok(p) => Some(p),
+        Err(m) => {
+            ctx.print(&m);
+            None
+        }
+    }
+}
+
+/// A buffer of `len` bytes set to `fill`, or None when memory runs out.
+fn alloc_buf(len: u64, fill: u8) -> Option<Vec<u8>> {
+    let len = usize::try_from(len).ok()?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, fill);
+    Some(v)
+}
+
+fn elapsed_since(t1: Instant) -> Elapsed {
+    Elapsed::from(t1.elapsed())
+}
+
+/// Parses the lengths of a vectored request; None after printing an error.
+fn iovec_total(ctx: &mut Ctx, lens: &[String]) -> Option<u64> {
+    let mut total = 0u64;
+    for a in lens {
+        total = total.saturating_add(num(ctx, a)?);
+    }
+    Some(total)
+}
+
+fn fails_pattern(buf: &[u8], pattern: u8) -> bool {
+    buf.iter().any(|&b| b != pattern)
+}
+
+struct ReadOpts {
+    machine: bool,
+    quiet: bool,
+    verbose: bool,
+    pattern: Option<u8>,
+    pattern_off: Option<u64>,
+    pattern_len: Option<u64>,
+    vmstate: bool,
+}
+
+fn read_opts(ctx: &mut Ctx) -> Parsed<(ReadOpts, Vec<String>)> {
+    let mut o = ReadOpts {
+        machine: false,
+        quiet: false,
+        verbose: false,
+        pattern: None,
+        pattern_off: None,
+        pattern_len: None,
+        vmstate: false,
+    };
+    let argv = ctx.argv;
+    let mut g = Getopt::new(argv, "bCl:pP:qs:v");
+    for opt in g.by_ref() {
+        match opt {
+            Opt::Flag('b', _) => o.vmstate = true,
+            Opt::Flag('C', _) => o.machine = true,
+            Opt::Flag('l', Some(a)) => match num(ctx, &a) {
+                Some(v) => o.pattern_len = Some(v),
+                None => return Parsed::Stop,
+            },
+            Opt::Flag('p', _) => {}
+            Opt::Flag('P', Some(a)) => match pattern(ctx, &a) {
+                Some(p) => o.pattern = Some(p),
+                None => return Parsed::Stop,
+            },
+            Opt::Flag('q', _) => o.quiet = true,
+            Opt::Flag('s', Some(a)) => match num(ctx, &a) {
+                Some(v) => o.pattern_off = Some(v),
+                None => return Parsed::Stop,
+            },
+            Opt::Flag('v', _) => o.verbose = true,
+            Opt::Bad(m) => {
+                ctx.print(&m);
+                let _ = ctx.usage();
+                return Parsed::Stop;
+            }
+            Opt::Flag(..) => {
+                let _ = ctx.usage();
+                return Parsed::Stop;
+            }
+        }
+    }
+    Parsed::Go((o, g.operands()))
+}
+
+pub fn read_f(ctx: &mut Ctx) -> CmdResult {
+    let Parsed::Go((o, ops)) = read_opts(ctx) else {
+        return Ok(());
+    };
+    if ops.len() != 2 {
+        return ctx.usage();
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    let Some(count) = num(ctx, &ops[1]) else {
+        return Ok(());
+    };
+    if o.pattern.is_none() && (o.pattern_len.is_some() || o.pattern_off.is_some()) {
+        return ctx.usage();
+    }
+    let poff = o.pattern_off.unwrap_or(0) as i64;
+    let plen = match o.pattern_len {
+        Some(l) => l as i64,
+        None => count as i64 - poff,
+    };
+    if plen < 0 || plen + poff > count as i64 {
+        ctx.print("pattern verification range exceeds end of read data\n");
+        return Ok(());
+    }
+    if o.vmstate {
+        if offset & 0x1ff != 0 {
+            ctx.print(&format!("offset {} is not sector aligned\n", offset));
+            return Ok(());
+        }
+        if count & 0x1ff != 0 {
+            ctx.print(&format!("count {} is not sector aligned\n", count));
+            return Ok(());
+        }
+    }
+    let t1 = Instant::now();
+    let (res, buf) = if count > INT_MAX {
+        (Err(libc::ERANGE), Vec::new())
+    } else if o.vmstate {
+        // No driver here keeps a VM state area.
+        (Err(libc::ENOTSUP), Vec::new())
+    } else {
+        match alloc_buf(count, 0xab) {
+            Some(mut b) => (ctx.dev.read(offset, &mut b), b),
+            None => (Err(libc::ENOMEM), Vec::new()),
+        }
+    };
+    let t = elapsed_since(t1);
+    if let Err(e) = res {
+        ctx.print(&format!("read failed: {}\n", strerror(e)));
+        return Ok(());
+    }
+    if let Some(p) = o.pattern {
+        let (s, l) = (poff as usize, plen as usize);
+        if fails_pattern(&buf[s..s + l], p) {
+            ctx.print(&format!(
+                "Pattern verification failed at offset {}, {} bytes\n",
+                offset as i64 + poff,
+                plen
+            ));
+        }
+    }
+    if o.quiet {
+        return Ok(());
+    }
+    if o.verbose {
+        dump_buffer(ctx.out, &buf, offset as i64);
+    }
+    print_report(
+        ctx.out,
+        &Report {
+            op: "read",
+            offset: offset as i64,
+            count: count as i64,
+            total: count as i64,
+            machine: o.machine,
+        },
+        t,
+    );
+    Ok(())
+}
+
+/// Options shared by readv and aio_read.
+struct VecReadOpts {
+    machine: bool,
+    quiet: bool,
+    verbose: bool,
+    pattern: Option<u8>,
+}
+
+fn vec_read_opts(ctx: &mut Ctx, optstring: &'static str) -> Parsed<(VecReadOpts, Vec<String>)> {
+    let mut o = VecReadOpts {
+        machine: false,
+        quiet: false,
+        verbose: false,
+        pattern: None,
+    };
+    let argv = ctx.argv;
+    let mut g = Getopt::new(argv, optstring);
+    for opt in g.by_ref() {
+        match opt {
+            Opt::Flag('C', _) => o.machine = true,
+            Opt::Flag('P', Some(a)) => match pattern(ctx, &a) {
+                Some(p) => o.pattern = Some(p),
+                None => return Parsed::Stop,
+            },
+            Opt::Flag('q', _) => o.quiet = true,
+            Opt::Flag('v', _) => o.verbose = true,
+            Opt::Flag('i', _) => {
+                ctx.print("injecting invalid read request\n");
+                ctx.io.account(invalid(AcctKind::Read));
+                return Parsed::Stop;
+            }
+            Opt::Bad(m) => {
+                ctx.print(&m);
+                let _ = ctx.usage();
+                return Parsed::Stop;
+            }
+            Opt::Flag(..) => {
+                let _ = ctx.usage();
+                return Parsed::Stop;
+            }
+        }
+    }
+    Parsed::Go((o, g.operands()))
+}
+
+fn invalid(kind: AcctKind) -> AcctEvent {
+    AcctEvent {
+        kind,
+        bytes: 0,
+        latency_ns: 0,
+        result: AcctResult::Invalid,
+    }
+}
+
+/// Reads `size` bytes at `offset` for the vectored commands.
+fn vec_read(ctx: &mut Ctx, offset: u64, size: u64) -> (Result<(), Errno>, Vec<u8>) {
+    if size > INT_MAX {
+        return (Err(libc::EIO), Vec::new());
+    }
+    match alloc_buf(size, 0xab) {
+        Some(mut b) => (ctx.dev.read(offset, &mut b), b),
+        None => (Err(libc::ENOMEM), Vec::new()),
+    }
+}
+
+/// The end of a vectored read: verification, dump and report.
+fn finish_vec_read(ctx: &mut Ctx, o: &VecReadOpts, buf: &[u8], offset: u64, t: Elapsed) {
+    let size = buf.len() as i64;
+    if let Some(p) = o.pattern {
+        if fails_pattern(buf, p) {
+            ctx.print(&format!(
+                "Pattern verification failed at offset {}, {} bytes\n",
+                offset, size
+            ));
+        }
+    }
+    if o.quiet {
+        return;
+    }
+    if o.verbose {
+        dump_buffer(ctx.out, buf, offset as i64);
+    }
+    print_report(
+        ctx.out,
+        &Report {
+            op: "read",
+            offset: offset as i64,
+            count: size,
+            total: size,
+            machine: o.machine,
+        },
+        t,
+    );
+}
+
+pub fn readv_f(ctx: &mut Ctx) -> CmdResult {
+    let Parsed::Go((o, ops)) = vec_read_opts(ctx, "CP:qv") else {
+        return Ok(());
+    };
+    if ops.len() < 2 {
+        return ctx.usage();
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    let Some(size) = iovec_total(ctx, &ops[1..]) else {
+        return Ok(());
+    };
+    let t1 = Instant::now();
+    let (res, buf) = vec_read(ctx, offset, size);
+    let t = elapsed_since(t1);
+    if let Err(e) = res {
+        ctx.print(&format!("readv failed: {}\n", strerror(e)));
+        return Ok(());
+    }
+    finish_vec_read(ctx, &o, &buf, offset, t);
+    Ok(())
+}
+
+pub fn aio_read_f(ctx: &mut Ctx) -> CmdResult {
+    let Parsed::Go((o, ops)) = vec_read_opts(ctx, "CP:iqv") else {
+        return Ok(());
+    };
+    if ops.len() < 2 {
+        return ctx.usage();
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    let Some(size) = iovec_total(ctx, &ops[1..]) else {
+        ctx.io.account(invalid(AcctKind::Read));
+        return Ok(());
+    };
+    let t1 = Instant::now();
+    let (res, buf) = vec_read(ctx, offset, size);
+    let t = elapsed_since(t1);
+    let mut ev = AcctEvent {
+        kind: AcctKind::Read,
+        bytes: size,
+        latency_ns: t1.elapsed().as_nanos() as u64,
+        result: AcctResult::Done,
+    };
+    if let Err(e) = res {
+        ctx.print(&format!("readv failed: {}\n", strerror(e)));
+        ev.result = AcctResult::Failed;
+        ctx.io.account(ev);
+        return Ok(());
+    }
+    if let Some(p) = o.pattern {
+        if fails_pattern(&buf, p) {
+            ctx.print(&format!(
+                "Pattern verification failed at offset {}, {} bytes\n",
+                offset, size
+            ));
+        }
+    }
+    ctx.io.account(ev);
+    let quiet_opts = VecReadOpts { pattern: None, ..o };
+    finish_vec_read(ctx, &quiet_opts, &buf, offset, t);
+    Ok(())
+}
+
+#[derive(Default)]
+struct WriteOpts {
+    vmstate: bool,
+    compressed: bool,
+    machine: bool,
+    fua: bool,
+    pattern: Option<u8>,
+    quiet: bool,
+    unmap: bool,
+    zero: bool,
+}
+
+fn write_opts(ctx: &mut Ctx, optstring: &'static str) -> Parsed<(WriteOpts, Vec<String>)> {
+    let mut o = WriteOpts::default();
+    let argv = ctx.argv;
+    let mut g = Getopt::new(argv, optstring);
+    for opt in g.by_ref() {
+        match opt {
+            Opt::Flag('b', _) => o.vmstate = true,
+            Opt::Flag('c', _) => o.compressed = true,
+            Opt::Flag('C', _) => o.machine = true,
+            Opt::Flag('f', _) => o.fua = true,
+            Opt::Flag('p', _) => {}
+            Opt::Flag('P', Some(a)) => match pattern(ctx, &a) {
+                Some(p) => o.pattern = Some(p),
+                None => return Parsed::Stop,
+            },
+            Opt::Flag('q', _) => o.quiet = true,
+            Opt::Flag('u', _) => o.unmap = true,
+            Opt::Flag('z', _) => o.zero = true,
+            Opt::Flag('i', _) => {
+                ctx.print("injecting invalid write request\n");
+                ctx.io.account(invalid(AcctKind::Write));
+                return Parsed::Stop;
+            }
+            Opt::Bad(m) => {
+                ctx.print(&m);
+                let _ = ctx.usage();
+                return Parsed::Stop;
+            }
+            Opt::Flag(..) => {
+                let _ = ctx.usage();
+                return Parsed::Stop;
+            }
+        }
+    }
+    Parsed::Go((o, g.operands()))
+}
+
+pub fn write_f(ctx: &mut Ctx) -> CmdResult {
+    let Parsed::Go((o, ops)) = write_opts(ctx, "bcCfpP:quz") else {
+        return Ok(());
+    };
+    if ops.len() != 2 {
+        return ctx.usage();
+    }
+    if o.vmstate && o.zero {
+        ctx.print("-b and -z cannot be specified at the same time\n");
+        return Ok(());
+    }
+    if o.fua && (o.vmstate || o.compressed) {
+        ctx.print("-f and -b or -c cannot be specified at the same time\n");
+        return Ok(());
+    }
+    if o.unmap && !o.zero {
+        ctx.print("-u requires -z to be specified\n");
+        return Ok(());
+    }
+    if o.zero && o.pattern.is_some() {
+        ctx.print("-z and -P cannot be specified at the same time\n");
+        return Ok(());
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    let Some(count) = num(ctx, &ops[1]) else {
+        return Ok(());
+    };
+    if o.vmstate || o.compressed {
+        if offset & 0x1ff != 0 {
+            ctx.print(&format!("offset {} is not sector aligned\n", offset));
+            return Ok(());
+        }
+        if count & 0x1ff != 0 {
+            ctx.print(&format!("count {} is not sector aligned\n", count));
+            return Ok(());
+        }
+    }
+    let fill = o.pattern.unwrap_or(0xcd);
+    let t1 = Instant::now();
+    let res = if o.vmstate {
+        if count > INT_MAX {
+            Err(libc::ERANGE)
+        } else {
+            Err(libc::ENOTSUP)
+        }
+    } else if o.zero {
+        if count > INT_MAX {
+            Err(libc::ERANGE)
+        } else {
+            ctx.dev.write_zeroes(offset, count, o.unmap, o.fua)
+        }
+    } else if o.compressed {
+        if count >> 9 > REQUEST_MAX_SECTORS {
+            Err(libc::ERANGE)
+        } else {
+            match alloc_buf(count, fill) {
+                Some(b) => ctx.dev.write_compressed(offset, &b),
+                None => Err(libc::ENOMEM),
+            }
+        }
+    } else if count > INT_MAX {
+        Err(libc::ERANGE)
+    } else {
+        match alloc_buf(count, fill) {
+            Some(b) => ctx.dev.write(offset, &b, o.fua),
+            None => Err(libc::ENOMEM),
+        }
+    };
+    let t = elapsed_since(t1);
+    if let Err(e) = res {
+        ctx.print(&format!("write failed: {}\n", strerror(e)));
+        return Ok(());
+    }
+    if o.quiet {
+        return Ok(());
+    }
+    print_report(
+        ctx.out,
+        &Report {
+            op: "wrote",
+            offset: offset as i64,
+            count: count as i64,
+            total: count as i64,
+            machine: o.machine,
+        },
+        t,
+    );
+    Ok(())
+}
+
+/// Writes `size` bytes of `fill` at `offset` for the vectored commands.
+fn vec_write(ctx: &mut Ctx, offset: u64, size: u64, fill: u8, fua: bool) -> Result<(), Errno> {
+    if size > INT_MAX {
+        return Err(libc::EIO);
+    }
+    match alloc_buf(size, fill) {
+        Some(b) => ctx.dev.write(offset, &b, fua),
+        None => Err(libc::ENOMEM),
+    }
+}
+
+pub fn writev_f(ctx: &mut Ctx) -> CmdResult {
+    let Parsed::Go((o, ops)) = write_opts(ctx, "CfqP:") else {
+        return Ok(());
+    };
+    if ops.len() < 2 {
+        return ctx.usage();
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    let Some(size) = iovec_total(ctx, &ops[1..]) else {
+        return Ok(());
+    };
+    let t1 = Instant::now();
+    let res = vec_write(ctx, offset, size, o.pattern.unwrap_or(0xcd), o.fua);
+    let t = elapsed_since(t1);
+    if let Err(e) = res {
+        ctx.print(&format!("writev failed: {}\n", strerror(e)));
+        return Ok(());
+    }
+    if !o.quiet {
+        print_report(
+            ctx.out,
+            &Report {
+                op: "wrote",
+                offset: offset as i64,
+                count: size as i64,
+                total: size as i64,
+                machine: o.machine,
+            },
+            t,
+        );
+    }
+    Ok(())
+}
+
+/// Time since the epoch: the reference's `aio_write -z` measured its
+/// request from a start time it never set.
+fn since_epoch() -> Elapsed {
+    Elapsed::from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+pub fn aio_write_f(ctx: &mut Ctx) -> CmdResult {
+    let Parsed::Go((o, ops)) = write_opts(ctx, "CfiqP:uz") else {
+        return Ok(());
+    };
+    if ops.len() < 2 {
+        return ctx.usage();
+    }
+    if o.zero && ops.len() != 2 {
+        ctx.print("-z supports only a single length parameter\n");
+        return Ok(());
+    }
+    if o.unmap && !o.zero {
+        ctx.print("-u requires -z to be specified\n");
+        return Ok(());
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    if o.zero {
+        let Some(count) = num(ctx, &ops[1]) else {
+            return Ok(());
+        };
+        let res = ctx.dev.write_zeroes(offset, count, o.unmap, o.fua);
+        // The reference accounted this request through a cookie it never
+        // started: a zero-byte read measured from time zero.
+        let t = since_epoch();
+        let ev = AcctEvent {
+            kind: AcctKind::Read,
+            bytes: 0,
+            latency_ns: t.sec * 1_000_000_000 + t.usec * 1000,
+            result: if res.is_ok() {
+                AcctResult::Done
+            } else {
+                AcctResult::Failed
+            },
+        };
+        if let Err(e) = res {
+            ctx.print(&format!("aio_write failed: {}\n", strerror(e)));
+            ctx.io.account(ev);
+            return Ok(());
+        }
+        ctx.io.account(ev);
+        if !o.quiet {
+            let c = count as i64;
+            print_report(
+                ctx.out,
+                &Report {
+                    op: "wrote",
+                    offset: offset as i64,
+                    count: c,
+                    total: c,
+                    machine: o.machine,
+                },
+                t,
+            );
+        }
+        return Ok(());
+    }
+    let Some(size) = iovec_total(ctx, &ops[1..]) else {
+        ctx.io.account(invalid(AcctKind::Write));
+        return Ok(());
+    };
+    let t1 = Instant::now();
+    let res = vec_write(ctx, offset, size, o.pattern.unwrap_or(0xcd), o.fua);
+    let t = elapsed_since(t1);
+    let mut ev = AcctEvent {
+        kind: AcctKind::Write,
+        bytes: size,
+        latency_ns: t1.elapsed().as_nanos() as u64,
+        result: AcctResult::Done,
+    };
+    if let Err(e) = res {
+        ctx.print(&format!("aio_write failed: {}\n", strerror(e)));
+        ev.result = AcctResult::Failed;
+        ctx.io.account(ev);
+        return Ok(());
+    }
+    ctx.io.account(ev);
+    if !o.quiet {
+        let s = size as i64;
+        print_report(
+            ctx.out,
+            &Report {
+                op: "wrote",
+                offset: offset as i64,
+                count: s,
+                total: s,
+                machine: o.machine,
+            },
+            t,
+        );
+    }
+    Ok(())
+}
+
+pub fn aio_flush_f(ctx: &mut Ctx) -> CmdResult {
+    // Every request completed before its command returned: nothing to drain.
+    ctx.io.account(AcctEvent {
+        kind: AcctKind::Flush,
+        bytes: 0,
+        latency_ns: 0,
+        result: AcctResult::Done,
+    });
+    Ok(())
+}
+
+pub fn flush_f(ctx: &mut Ctx) -> CmdResult {
+    // The reference ignored the result of this flush.
+    let _ = ctx.dev.flush();
+    Ok(())
+}
+
+pub fn truncate_f(ctx: &mut Ctx) -> CmdResult {
+    let arg = ctx.argv[1].clone();
+    let Some(size) = num(ctx, &arg) else {
+        return Ok(());
+    };
+    if let Err(e) = ctx.dev.truncate(size) {
+        ctx.print(&format!("truncate: {}\n", strerror(e)));
+    }
+    Ok(())
+}
+
+pub fn discard_f(ctx: &mut Ctx) -> CmdResult {
+    let mut machine = false;
+    let mut quiet = false;
+    let argv = ctx.argv;
+    let mut g = Getopt::new(argv, "Cq");
+    for opt in g.by_ref() {
+        match opt {
+            Opt::Flag('C', _) => machine = true,
+            Opt::Flag('q', _) => quiet = true,
+            Opt::Bad(m) => {
+                ctx.print(&m);
+                return ctx.usage();
+            }
+            Opt::Flag(..) => return ctx.usage(),
+        }
+    }
+    let ops = g.operands();
+    if ops.len() != 2 {
+        return ctx.usage();
+    }
+    let Some(offset) = num(ctx, &ops[0]) else {
+        return Ok(());
+    };
+    let Some(count) = num(ctx, &ops[1]) else {
+        return Ok(());
+    };
+    if count >> 9 > REQUEST_MAX_SECTORS {
+        ctx.print(&format!(
+            "length cannot exceed {}, given {}\n",
+            REQUEST_MAX_SECTORS * SECTOR,
+            ops[1]
+        ));
+        return Ok(());
+    }
+    let t1 = Instant::now();
+    let res = ctx.dev.discard(offset, count);
+    let t = elapsed_since(t1);
+    if let Err(e) = res {
+        ctx.print(&format!("discard failed: {}\n", strerror(e)));
+        return Ok(());
+    }
+    if !quiet {
+        let c = count as i64;
+        print_report(
+            ctx.out,
+            &Report {
+                op: "discard",
+                offset: offset as i64,
+                count: c,
+                total: c,
+                machine,
+            },
+            t,
+        );
+    }
+    Ok(())
+}
