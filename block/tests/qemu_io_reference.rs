@@ -403,3 +403,114 @@ fn accounting_sees_aio_requests() {
         ]
     );
 }
+
+#[test]
+fn truncate_grows_and_refuses_what_the_reference_refused() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tmpdir("truncate");
+    let img = create(&dir, "a.qcow2", "qcow2", "1M", &[]);
+    let raw = create(&dir, "a.raw", "raw", "1M", &[]);
+    let mut g = BlockGraph::new();
+    let n = open(&mut g, &img, "qcow2");
+    let r = open(&mut g, &raw, "raw");
+    assert_eq!(
+        ours(
+            &n,
+            &[
+                "truncate 2M",
+                "length",
+                "truncate 1M",
+                "truncate 3000k1",
+                "truncate 2049k",
+                "length"
+            ]
+        ),
+        "2 MiB\n\
+         qcow2 doesn't support shrinking images yet\n\
+         truncate: Operation not supported\n\
+         Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- 3000k1\n\
+         2.001 MiB\n"
+    );
+    assert_eq!(
+        ours(&r, &["truncate 512k", "length", "t 1000", "l"]),
+        "512 KiB\n1 KiB\n"
+    );
+    g.close_all();
+    let info = theirs("qcow2", &img, &["length"]);
+    assert_eq!(info, "2.001 MiB\n");
+}
+
+#[test]
+fn random_command_lines_never_panic() {
+    let words = [
+        "read",
+        "write",
+        "readv",
+        "writev",
+        "aio_read",
+        "aio_write",
+        "aio_flush",
+        "discard",
+        "alloc",
+        "map",
+        "length",
+        "info",
+        "truncate",
+        "help",
+        "reopen",
+        "-P",
+        "-z",
+        "-u",
+        "-c",
+        "-b",
+        "-C",
+        "-q",
+        "-v",
+        "-s",
+        "-l",
+        "-f",
+        "-i",
+        "-r",
+        "-o",
+        "0",
+        "512",
+        "1k",
+        "64k",
+        "1M",
+        "2M",
+        "9E",
+        "-1",
+        "0x",
+        "1.5k",
+        "inf",
+        "nan",
+        "1e999",
+        "--",
+        "-",
+        "x",
+        "7",
+        "3G",
+        "8388607",
+        "\t",
+    ];
+    let mut g = BlockGraph::new();
+    let n = null_node(&mut g);
+    let mut io = QemuIo::new();
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    for _ in 0..5000 {
+        let mut line = String::new();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 7) as usize;
+        for k in 0..len {
+            let w = words[((x >> (k * 6)) % words.len() as u64) as usize];
+            line.push_str(w);
+            line.push(' ');
+        }
+        let mut out = String::new();
+        let _ = io.run(Some(&n), &line, &mut out);
+    }
+}

@@ -48,6 +48,12 @@ impl<'a> Device<'a> {
         Ok(len.div_ceil(SECTOR) * SECTOR)
     }
 
+    /// The check every data request passes first; callers use it before
+    /// allocating a buffer so a request bound to fail allocates nothing.
+    pub fn precheck(&self, offset: u64, size: u64) -> Result<(), Errno> {
+        self.check(offset, size).map(|_| ())
+    }
+
     fn check(&self, offset: u64, size: u64) -> Result<&'a NodeRef, Errno> {
         if size > INT_MAX {
             return Err(libc::EIO);
@@ -98,14 +104,26 @@ impl<'a> Device<'a> {
         lock(n).flush().map_err(|e| errno_of(&e))
     }
 
-    pub fn truncate(&self, size: u64) -> Result<(), Errno> {
-        let n = self.node()?;
+    /// Resizes the device. On failure, besides the errno, the message the
+    /// reference's qcow2 driver reported on its own line (shrinking, size
+    /// not a multiple of 512, internal snapshots present).
+    pub fn truncate(&self, size: u64) -> Result<(), (Errno, Option<String>)> {
+        let n = self.node().map_err(|e| (e, None))?;
         let mut g = lock(n);
         // The reference refused resizing a read-only node with EACCES.
         if g.is_read_only() {
-            return Err(libc::EACCES);
+            return Err((libc::EACCES, None));
         }
-        g.truncate(size).map_err(|e| errno_of(&e))
+        let qcow2 = g.driver_name() == "qcow2";
+        g.truncate(size).map_err(|e| {
+            let msg = match &e {
+                BlockError::InvalidArgument(m) | BlockError::Unsupported(m) if qcow2 => {
+                    Some(m.clone())
+                }
+                _ => None,
+            };
+            (errno_of(&e), msg)
+        })
     }
 
     /// Whether `nb` sectors from `sector` are allocated in the top layer, and

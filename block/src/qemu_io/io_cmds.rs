@@ -270,7 +270,7 @@ pub fn read_f(ctx: &mut Ctx) -> CmdResult {
         Some(l) => l as i64,
         None => count as i64 - poff,
     };
-    if plen < 0 || plen + poff > count as i64 {
+    if plen < 0 || plen.saturating_add(poff) > count as i64 {
         ctx.print("pattern verification range exceeds end of read data\n");
         return Ok(());
     }
@@ -284,7 +284,8 @@ pub fn read_f(ctx: &mut Ctx) -> CmdResult {
             return Ok(());
         }
     }
-    let mut buf = if count > INT_MAX || o.vmstate {
+    let pre = ctx.dev.precheck(offset, count);
+    let mut buf = if count > INT_MAX || o.vmstate || pre.is_err() {
         Vec::new()
     } else {
         alloc_buf(count, 0xab).unwrap_or_default()
@@ -295,6 +296,8 @@ pub fn read_f(ctx: &mut Ctx) -> CmdResult {
     } else if o.vmstate {
         // No driver here keeps a VM state area.
         Err(libc::ENOTSUP)
+    } else if let Err(e) = pre {
+        Err(e)
     } else if buf.len() as u64 != count {
         Err(libc::ENOMEM)
     } else {
@@ -310,7 +313,7 @@ pub fn read_f(ctx: &mut Ctx) -> CmdResult {
         if fails_pattern(&buf[s..s + l], p) {
             ctx.print(&format!(
                 "Pattern verification failed at offset {}, {} bytes\n",
-                offset as i64 + poff,
+                (offset as i64).saturating_add(poff),
                 plen
             ));
         }
@@ -392,14 +395,15 @@ fn invalid(kind: AcctKind) -> AcctEvent {
 /// Reads `size` bytes at `offset` for the vectored commands; the time
 /// covers the request only, not the buffer's allocation.
 fn vec_read(ctx: &mut Ctx, offset: u64, size: u64) -> (Result<(), Errno>, Vec<u8>, Elapsed) {
-    let mut buf = if size > INT_MAX {
+    let pre = ctx.dev.precheck(offset, size);
+    let mut buf = if pre.is_err() {
         Vec::new()
     } else {
         alloc_buf(size, 0xab).unwrap_or_default()
     };
     let t1 = Instant::now();
-    let res = if size > INT_MAX {
-        Err(libc::EIO)
+    let res = if let Err(e) = pre {
+        Err(e)
     } else if buf.len() as u64 != size {
         Err(libc::ENOMEM)
     } else {
@@ -595,7 +599,8 @@ pub fn write_f(ctx: &mut Ctx) -> CmdResult {
     } else {
         count > INT_MAX
     };
-    let buf = if o.zero || o.vmstate || too_big {
+    let pre = ctx.dev.precheck(offset, count);
+    let buf = if o.zero || o.vmstate || too_big || pre.is_err() {
         Vec::new()
     } else {
         alloc_buf(count, fill).unwrap_or_default()
@@ -606,6 +611,8 @@ pub fn write_f(ctx: &mut Ctx) -> CmdResult {
     } else if o.vmstate {
         // No driver here keeps a VM state area.
         Err(libc::ENOTSUP)
+    } else if let Err(e) = pre {
+        Err(e)
     } else if o.zero {
         ctx.dev.write_zeroes(offset, count, o.unmap, o.fua)
     } else if buf.len() as u64 != count {
@@ -646,14 +653,15 @@ fn vec_write(
     fill: u8,
     fua: bool,
 ) -> (Result<(), Errno>, Elapsed) {
-    let buf = if size > INT_MAX {
+    let pre = ctx.dev.precheck(offset, size);
+    let buf = if pre.is_err() {
         Vec::new()
     } else {
         alloc_buf(size, fill).unwrap_or_default()
     };
     let t1 = Instant::now();
-    let res = if size > INT_MAX {
-        Err(libc::EIO)
+    let res = if let Err(e) = pre {
+        Err(e)
     } else if buf.len() as u64 != size {
         Err(libc::ENOMEM)
     } else {
@@ -821,7 +829,10 @@ pub fn truncate_f(ctx: &mut Ctx) -> CmdResult {
     let Some(size) = num(ctx, &arg) else {
         return Ok(());
     };
-    if let Err(e) = ctx.dev.truncate(size) {
+    if let Err((e, msg)) = ctx.dev.truncate(size) {
+        if let Some(m) = msg {
+            ctx.print(&format!("{}\n", m));
+        }
         ctx.print(&format!("truncate: {}\n", strerror(e)));
     }
     Ok(())
