@@ -514,3 +514,51 @@ fn random_command_lines_never_panic() {
         let _ = io.run(Some(&n), &line, &mut out);
     }
 }
+
+#[test]
+fn reopen_passes_cache_mode_and_options_to_the_graph() {
+    use block::qemu_io::{CacheMode, ReopenOps, ReopenRequest};
+    use std::sync::{Arc, Mutex};
+    struct Rec(Arc<Mutex<Vec<ReopenRequest>>>);
+    impl ReopenOps for Rec {
+        fn reopen(&mut self, _n: &block::NodeRef, req: &ReopenRequest) -> Result<(), String> {
+            self.0.lock().expect("lock").push(req.clone());
+            Err("Cannot change cache.writeback: Device attached".into())
+        }
+    }
+    let mut g = BlockGraph::new();
+    let n = null_node(&mut g);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut io = QemuIo::new();
+    io.set_reopen_ops(Box::new(Rec(log.clone())));
+    let mut out = String::new();
+    io.run(
+        Some(&n),
+        "reopen -c none -o cache.direct=on,cache.no-flush=on",
+        &mut out,
+    )
+    .expect("runs");
+    assert_eq!(out, "Cannot change cache.writeback: Device attached\n");
+    let got = log.lock().expect("lock").clone();
+    assert_eq!(
+        got,
+        [ReopenRequest {
+            read_only: false,
+            cache: CacheMode::parse("none"),
+            options: vec![
+                ("cache.direct".into(), "on".into()),
+                ("cache.no-flush".into(), "on".into())
+            ],
+        }]
+    );
+}
+
+#[test]
+fn reopen_read_only_without_graph_help_refuses_later_writes() {
+    let mut g = BlockGraph::new();
+    let n = null_node(&mut g);
+    assert_eq!(
+        ours(&n, &["reopen -r", "write -q 0 512", "read -q 0 512"]),
+        "write failed: Operation not permitted\n"
+    );
+}

@@ -45,3 +45,51 @@ pub trait DebugOps: Send {
     /// Returns once a request is suspended at `tag`.
     fn wait_break(&mut self, node: &NodeRef, tag: &str);
 }
+
+/// A cache mode as `-c` names it (none/off, directsync, writeback, unsafe,
+/// writethrough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheMode {
+    /// cache.direct: bypass the host page cache.
+    pub direct: bool,
+    /// cache.no-flush: ignore flush requests.
+    pub no_flush: bool,
+    /// The backend's write cache (off: every write is followed by a flush).
+    pub writeback: bool,
+}
+
+impl CacheMode {
+    /// Parses a `-c` cache mode name.
+    pub fn parse(name: &str) -> Option<CacheMode> {
+        let (direct, no_flush, writeback) = match name {
+            "off" | "none" => (true, false, true),
+            "directsync" => (true, false, false),
+            "writeback" => (false, false, true),
+            "unsafe" => (false, true, true),
+            "writethrough" => (false, false, false),
+            _ => return None,
+        };
+        Some(CacheMode {
+            direct,
+            no_flush,
+            writeback,
+        })
+    }
+}
+
+/// What `reopen` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReopenRequest {
+    /// The node's read-only state after the reopen (`-r`, or unchanged).
+    pub read_only: bool,
+    /// A new cache mode (`-c`).
+    pub cache: Option<CacheMode>,
+    /// Driver options (`-o key=value,...`), in the order given.
+    pub options: Vec<(String, String)>,
+}
+
+/// Reopens a node with changed options (the graph owns how). An error is
+/// the message the monitor shows.
+pub trait ReopenOps: Send {
+    fn reopen(&mut self, node: &NodeRef, req: &ReopenRequest) -> Result<(), String>;
+}

@@ -4,6 +4,7 @@
 use super::args::{cvtnum, Getopt, Opt};
 use super::commands::{CmdResult, Ctx};
 use super::device::strerror;
+use super::hooks::{CacheMode, ReopenRequest};
 use super::QemuIoError;
 use crate::node::lock;
 
@@ -33,32 +34,52 @@ pub const SIGRAISE_HELP: &str = "
 /// Highest signal number plus one (glibc's NSIG).
 const NSIG: i64 = 65;
 
-fn valid_cache_mode(mode: &str) -> bool {
-    matches!(
-        mode,
-        "off" | "none" | "directsync" | "writeback" | "unsafe" | "writethrough"
-    )
+/// Splits a `-o` list: "k=v,k2=v2", ",," standing for a comma, a bare key
+/// meaning "on".
+fn parse_option_list(list: &str, into: &mut Vec<(String, String)>) {
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let mut chars = list.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                cur.push(',');
+            } else {
+                items.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    items.push(cur);
+    for item in items.into_iter().filter(|s| !s.is_empty()) {
+        let (k, v) = match item.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (item, "on".to_string()),
+        };
+        // Later settings of a key replace earlier ones, as merged option lists do.
+        into.retain(|(old, _)| *old != k);
+        into.push((k, v));
+    }
 }
 
 pub fn reopen_f(ctx: &mut Ctx) -> CmdResult {
     let mut read_only = false;
-    let mut option_keys: Vec<String> = Vec::new();
+    let mut cache = None;
+    let mut options: Vec<(String, String)> = Vec::new();
     let argv = ctx.argv;
     let mut g = Getopt::new(argv, "c:o:r");
     for opt in g.by_ref() {
         match opt {
-            Opt::Flag('c', Some(mode)) => {
-                if !valid_cache_mode(&mode) {
+            Opt::Flag('c', Some(mode)) => match CacheMode::parse(&mode) {
+                Some(m) => cache = Some(m),
+                None => {
                     ctx.print(&format!("Invalid cache option: {}\n", mode));
                     return Ok(());
                 }
-            }
-            Opt::Flag('o', Some(list)) => {
-                for item in list.split(',').filter(|s| !s.is_empty()) {
-                    let key = item.split('=').next().unwrap_or(item);
-                    option_keys.push(key.to_string());
-                }
-            }
+            },
+            Opt::Flag('o', Some(list)) => parse_option_list(&list, &mut options),
             Opt::Flag('r', _) => read_only = true,
             Opt::Bad(m) => {
                 ctx.print(&m);
@@ -73,8 +94,19 @@ pub fn reopen_f(ctx: &mut Ctx) -> CmdResult {
     let Ok(node) = ctx.dev.node() else {
         return Ok(());
     };
-    // Driver options cannot be changed on an open node here.
-    if let Some(k) = option_keys.first() {
+    let req = ReopenRequest {
+        read_only: read_only || lock(node).is_read_only(),
+        cache,
+        options,
+    };
+    if let Some(r) = ctx.io.reopen.as_mut() {
+        if let Err(m) = r.reopen(node, &req) {
+            ctx.print(&format!("{}\n", m));
+        }
+        return Ok(());
+    }
+    // Without the graph's help only the read-only switch can be applied.
+    if let Some((k, _)) = req.options.first() {
         ctx.print(&format!("Cannot change the option '{}'\n", k));
         return Ok(());
     }
@@ -195,6 +227,21 @@ pub fn wait_break_f(ctx: &mut Ctx) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_lists_split_on_single_commas() {
+        let mut v = Vec::new();
+        parse_option_list("cache.direct=on,a,,b=1,flag", &mut v);
+        parse_option_list("cache.direct=off", &mut v);
+        assert_eq!(
+            v,
+            vec![
+                ("a,b".to_string(), "1".to_string()),
+                ("flag".to_string(), "on".to_string()),
+                ("cache.direct".to_string(), "off".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn sleep_argument_follows_c_integer_syntax() {

@@ -22,7 +22,9 @@ use std::fmt;
 use crate::node::NodeRef;
 
 pub use args::{breakline, cvtnum, parse_pattern, NumError};
-pub use hooks::{Accounting, AcctEvent, AcctKind, AcctResult, DebugOps};
+pub use hooks::{
+    Accounting, AcctEvent, AcctKind, AcctResult, CacheMode, DebugOps, ReopenOps, ReopenRequest,
+};
 pub use report::cvtstr;
 
 use commands::{find_command, Ctx};
@@ -83,12 +85,13 @@ impl fmt::Display for QemuIoError {
 
 impl std::error::Error for QemuIoError {}
 
-/// Per-device qemu-io state: the hooks to the backend's accounting and to
-/// blkdebug. Requests never stay pending between commands.
+/// Per-device qemu-io state: the hooks to the backend's accounting, to
+/// blkdebug and to the graph's reopen. Requests never stay pending between commands.
 #[derive(Default)]
 pub struct QemuIo {
     acct: Option<Box<dyn Accounting>>,
     debug: Option<Box<dyn DebugOps>>,
+    reopen: Option<Box<dyn ReopenOps>>,
 }
 
 impl QemuIo {
@@ -104,6 +107,11 @@ impl QemuIo {
     /// Where break/remove_break/resume/wait_break go.
     pub fn set_debug_ops(&mut self, debug: Box<dyn DebugOps>) {
         self.debug = Some(debug);
+    }
+
+    /// What `reopen` calls to change a node's options.
+    pub fn set_reopen_ops(&mut self, reopen: Box<dyn ReopenOps>) {
+        self.reopen = Some(reopen);
     }
 
     /// Runs one command line against `node` (None: a drive without medium),
