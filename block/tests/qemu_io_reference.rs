@@ -562,3 +562,57 @@ fn reopen_read_only_without_graph_help_refuses_later_writes() {
         "write failed: Operation not permitted\n"
     );
 }
+
+#[test]
+fn aio_requests_wait_in_a_submitter_until_aio_flush_drains_them() {
+    use block::qemu_io::{AioRequest, AioSubmit};
+    use std::sync::{Arc, Mutex};
+    struct Queue {
+        pending: Vec<(block::NodeRef, AioRequest)>,
+        accounted: Arc<Mutex<usize>>,
+    }
+    impl AioSubmit for Queue {
+        fn submit(&mut self, node: &block::NodeRef, req: AioRequest) {
+            self.pending.push((node.clone(), req));
+        }
+        fn drain(&mut self, out: &mut String) {
+            for (node, req) in self.pending.drain(..) {
+                let done = req.run(Some(&node));
+                out.push_str(&done.text);
+                if done.acct.is_some() {
+                    *self.accounted.lock().expect("lock") += 1;
+                }
+            }
+        }
+    }
+    let mut g = BlockGraph::new();
+    let n = null_node(&mut g);
+    let accounted = Arc::new(Mutex::new(0));
+    let mut io = QemuIo::new();
+    io.set_aio_submit(Box::new(Queue {
+        pending: Vec::new(),
+        accounted: accounted.clone(),
+    }));
+    let mut before = String::new();
+    for c in [
+        "aio_write -P 5 0 1k",
+        "aio_read -P 5 0 512 512",
+        "aio_read 2M 512",
+    ] {
+        io.run(Some(&n), c, &mut before).expect("runs");
+    }
+    assert_eq!(before, "");
+    let mut after = String::new();
+    io.run(Some(&n), "aio_flush", &mut after).expect("runs");
+    let after = normalize(&after);
+    assert_eq!(
+        after,
+        "wrote 1024/1024 bytes at offset 0\n\
+         1 KiB, X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)\n\
+         Pattern verification failed at offset 0, 1024 bytes\n\
+         read 1024/1024 bytes at offset 0\n\
+         1 KiB, X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)\n\
+         readv failed: Input/output error\n"
+    );
+    assert_eq!(*accounted.lock().expect("lock"), 3);
+}

@@ -2,7 +2,7 @@
 //! state one command runs with, and the `help` command itself.
 
 use super::device::Device;
-use super::{io_cmds, misc_cmds, query_cmds, QemuIo, QemuIoError};
+use super::{aio_cmds, io_cmds, misc_cmds, query_cmds, QemuIo, QemuIoError};
 
 pub type CmdResult = Result<(), QemuIoError>;
 
@@ -89,7 +89,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         "completes all outstanding aio requests",
         None,
-        io_cmds::aio_flush_f,
+        aio_cmds::aio_flush_f,
     ),
     cmd(
         "aio_read",
@@ -99,7 +99,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         Some("[-Ciqv] [-P pattern] off len [len..]"),
         "asynchronously reads a number of bytes",
         Some(io_cmds::AIO_READ_HELP),
-        io_cmds::aio_read_f,
+        aio_cmds::aio_read_f,
     ),
     cmd(
         "aio_write",
@@ -109,7 +109,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         Some("[-Cfiquz] [-P pattern] off len [len..]"),
         "asynchronously writes a number of bytes",
         Some(io_cmds::AIO_WRITE_HELP),
-        io_cmds::aio_write_f,
+        aio_cmds::aio_write_f,
     ),
     cmd(
         "alloc",

@@ -134,14 +134,14 @@ pub const DISCARD_HELP: &str = "
 const REQUEST_MAX_SECTORS: u64 = INT_MAX >> 9;
 
 /// What an option handler decided.
-enum Parsed<T> {
+pub(super) enum Parsed<T> {
     Go(T),
     /// The command already printed why it stops.
     Stop,
 }
 
 /// Parses a number argument, printing qemu-io's message when it is bad.
-fn num(ctx: &mut Ctx, arg: &str) -> Option<u64> {
+pub(super) fn num(ctx: &mut Ctx, arg: &str) -> Option<u64> {
     match cvtnum(arg) {
         Ok(v) => Some(v as u64),
         Err(e) => {
@@ -151,7 +151,7 @@ fn num(ctx: &mut Ctx, arg: &str) -> Option<u64> {
     }
 }
 
-fn pattern(ctx: &mut Ctx, arg: &str) -> Option<u8> {
+pub(super) fn pattern(ctx: &mut Ctx, arg: &str) -> Option<u8> {
     match parse_pattern(arg) {
         Ok(p) => Some(p),
         Err(m) => {
@@ -162,7 +162,7 @@ fn pattern(ctx: &mut Ctx, arg: &str) -> Option<u8> {
 }
 
 /// A buffer of `len` bytes set to `fill`, or None when memory runs out.
-fn alloc_buf(len: u64, fill: u8) -> Option<Vec<u8>> {
+pub(super) fn alloc_buf(len: u64, fill: u8) -> Option<Vec<u8>> {
     let len = usize::try_from(len).ok()?;
     let mut v = Vec::new();
     v.try_reserve_exact(len).ok()?;
@@ -173,7 +173,7 @@ fn alloc_buf(len: u64, fill: u8) -> Option<Vec<u8>> {
 /// Time since `t1`, at least a microsecond: the reference's requests never
 /// completed within one gettimeofday tick, and a zero time would print
 /// "-nan" and "inf" rates that iotests' filter does not recognise.
-fn elapsed_since(t1: Instant) -> Elapsed {
+pub(super) fn elapsed_since(t1: Instant) -> Elapsed {
     let t = Elapsed::from(t1.elapsed());
     if t.sec == 0 && t.usec == 0 {
         return Elapsed { sec: 0, usec: 1 };
@@ -182,7 +182,7 @@ fn elapsed_since(t1: Instant) -> Elapsed {
 }
 
 /// Parses the lengths of a vectored request; None after printing an error.
-fn iovec_total(ctx: &mut Ctx, lens: &[String]) -> Option<u64> {
+pub(super) fn iovec_total(ctx: &mut Ctx, lens: &[String]) -> Option<u64> {
     let mut total = 0u64;
     for a in lens {
         total = total.saturating_add(num(ctx, a)?);
@@ -190,7 +190,7 @@ fn iovec_total(ctx: &mut Ctx, lens: &[String]) -> Option<u64> {
     Some(total)
 }
 
-fn fails_pattern(buf: &[u8], pattern: u8) -> bool {
+pub(super) fn fails_pattern(buf: &[u8], pattern: u8) -> bool {
     buf.iter().any(|&b| b != pattern)
 }
 
@@ -339,14 +339,17 @@ pub fn read_f(ctx: &mut Ctx) -> CmdResult {
 }
 
 /// Options shared by readv and aio_read.
-struct VecReadOpts {
-    machine: bool,
-    quiet: bool,
-    verbose: bool,
-    pattern: Option<u8>,
+pub(super) struct VecReadOpts {
+    pub(super) machine: bool,
+    pub(super) quiet: bool,
+    pub(super) verbose: bool,
+    pub(super) pattern: Option<u8>,
 }
 
-fn vec_read_opts(ctx: &mut Ctx, optstring: &'static str) -> Parsed<(VecReadOpts, Vec<String>)> {
+pub(super) fn vec_read_opts(
+    ctx: &mut Ctx,
+    optstring: &'static str,
+) -> Parsed<(VecReadOpts, Vec<String>)> {
     let mut o = VecReadOpts {
         machine: false,
         quiet: false,
@@ -383,7 +386,7 @@ fn vec_read_opts(ctx: &mut Ctx, optstring: &'static str) -> Parsed<(VecReadOpts,
     Parsed::Go((o, g.operands()))
 }
 
-fn invalid(kind: AcctKind) -> AcctEvent {
+pub(super) fn invalid(kind: AcctKind) -> AcctEvent {
     AcctEvent {
         kind,
         bytes: 0,
@@ -413,7 +416,7 @@ fn vec_read(ctx: &mut Ctx, offset: u64, size: u64) -> (Result<(), Errno>, Vec<u8
 }
 
 /// The end of a vectored read: verification, dump and report.
-fn finish_vec_read(ctx: &mut Ctx, o: &VecReadOpts, buf: &[u8], offset: u64, t: Elapsed) {
+pub(super) fn finish_vec_read(ctx: &mut Ctx, o: &VecReadOpts, buf: &[u8], offset: u64, t: Elapsed) {
     let size = buf.len() as i64;
     if let Some(p) = o.pattern {
         if fails_pattern(buf, p) {
@@ -464,60 +467,22 @@ pub fn readv_f(ctx: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
-pub fn aio_read_f(ctx: &mut Ctx) -> CmdResult {
-    let Parsed::Go((o, ops)) = vec_read_opts(ctx, "CP:iqv") else {
-        return Ok(());
-    };
-    if ops.len() < 2 {
-        return ctx.usage();
-    }
-    let Some(offset) = num(ctx, &ops[0]) else {
-        return Ok(());
-    };
-    let Some(size) = iovec_total(ctx, &ops[1..]) else {
-        ctx.io.account(invalid(AcctKind::Read));
-        return Ok(());
-    };
-    let (res, buf, t) = vec_read(ctx, offset, size);
-    let mut ev = AcctEvent {
-        kind: AcctKind::Read,
-        bytes: size,
-        latency_ns: t.sec * 1_000_000_000 + t.usec * 1000,
-        result: AcctResult::Done,
-    };
-    if let Err(e) = res {
-        ctx.print(&format!("readv failed: {}\n", strerror(e)));
-        ev.result = AcctResult::Failed;
-        ctx.io.account(ev);
-        return Ok(());
-    }
-    if let Some(p) = o.pattern {
-        if fails_pattern(&buf, p) {
-            ctx.print(&format!(
-                "Pattern verification failed at offset {}, {} bytes\n",
-                offset, size
-            ));
-        }
-    }
-    ctx.io.account(ev);
-    let quiet_opts = VecReadOpts { pattern: None, ..o };
-    finish_vec_read(ctx, &quiet_opts, &buf, offset, t);
-    Ok(())
-}
-
 #[derive(Default)]
-struct WriteOpts {
-    vmstate: bool,
-    compressed: bool,
-    machine: bool,
-    fua: bool,
-    pattern: Option<u8>,
-    quiet: bool,
-    unmap: bool,
-    zero: bool,
+pub(super) struct WriteOpts {
+    pub(super) vmstate: bool,
+    pub(super) compressed: bool,
+    pub(super) machine: bool,
+    pub(super) fua: bool,
+    pub(super) pattern: Option<u8>,
+    pub(super) quiet: bool,
+    pub(super) unmap: bool,
+    pub(super) zero: bool,
 }
 
-fn write_opts(ctx: &mut Ctx, optstring: &'static str) -> Parsed<(WriteOpts, Vec<String>)> {
+pub(super) fn write_opts(
+    ctx: &mut Ctx,
+    optstring: &'static str,
+) -> Parsed<(WriteOpts, Vec<String>)> {
     let mut o = WriteOpts::default();
     let argv = ctx.argv;
     let mut g = Getopt::new(argv, optstring);
@@ -706,116 +671,12 @@ pub fn writev_f(ctx: &mut Ctx) -> CmdResult {
 
 /// Time since the epoch: the reference's `aio_write -z` measured its
 /// request from a start time it never set.
-fn since_epoch() -> Elapsed {
+pub(super) fn since_epoch() -> Elapsed {
     Elapsed::from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default(),
     )
-}
-
-pub fn aio_write_f(ctx: &mut Ctx) -> CmdResult {
-    let Parsed::Go((o, ops)) = write_opts(ctx, "CfiqP:uz") else {
-        return Ok(());
-    };
-    if ops.len() < 2 {
-        return ctx.usage();
-    }
-    if o.zero && ops.len() != 2 {
-        ctx.print("-z supports only a single length parameter\n");
-        return Ok(());
-    }
-    if o.unmap && !o.zero {
-        ctx.print("-u requires -z to be specified\n");
-        return Ok(());
-    }
-    let Some(offset) = num(ctx, &ops[0]) else {
-        return Ok(());
-    };
-    if o.zero {
-        let Some(count) = num(ctx, &ops[1]) else {
-            return Ok(());
-        };
-        let res = ctx.dev.write_zeroes(offset, count, o.unmap, o.fua);
-        // The reference accounted this request through a cookie it never
-        // started: a zero-byte read measured from time zero.
-        let t = since_epoch();
-        let ev = AcctEvent {
-            kind: AcctKind::Read,
-            bytes: 0,
-            latency_ns: t.sec * 1_000_000_000 + t.usec * 1000,
-            result: if res.is_ok() {
-                AcctResult::Done
-            } else {
-                AcctResult::Failed
-            },
-        };
-        if let Err(e) = res {
-            ctx.print(&format!("aio_write failed: {}\n", strerror(e)));
-            ctx.io.account(ev);
-            return Ok(());
-        }
-        ctx.io.account(ev);
-        if !o.quiet {
-            let c = count as i64;
-            print_report(
-                ctx.out,
-                &Report {
-                    op: "wrote",
-                    offset: offset as i64,
-                    count: c,
-                    total: c,
-                    machine: o.machine,
-                },
-                t,
-            );
-        }
-        return Ok(());
-    }
-    let Some(size) = iovec_total(ctx, &ops[1..]) else {
-        ctx.io.account(invalid(AcctKind::Write));
-        return Ok(());
-    };
-    let (res, t) = vec_write(ctx, offset, size, o.pattern.unwrap_or(0xcd), o.fua);
-    let mut ev = AcctEvent {
-        kind: AcctKind::Write,
-        bytes: size,
-        latency_ns: t.sec * 1_000_000_000 + t.usec * 1000,
-        result: AcctResult::Done,
-    };
-    if let Err(e) = res {
-        ctx.print(&format!("aio_write failed: {}\n", strerror(e)));
-        ev.result = AcctResult::Failed;
-        ctx.io.account(ev);
-        return Ok(());
-    }
-    ctx.io.account(ev);
-    if !o.quiet {
-        let s = size as i64;
-        print_report(
-            ctx.out,
-            &Report {
-                op: "wrote",
-                offset: offset as i64,
-                count: s,
-                total: s,
-                machine: o.machine,
-            },
-            t,
-        );
-    }
-    Ok(())
-}
-
-pub fn aio_flush_f(ctx: &mut Ctx) -> CmdResult {
-    // Every request completed before its command returned: nothing to drain.
-    ctx.io.account(AcctEvent {
-        kind: AcctKind::Flush,
-        bytes: 0,
-        latency_ns: 0,
-        result: AcctResult::Done,
-    });
-    Ok(())
 }
 
 pub fn flush_f(ctx: &mut Ctx) -> CmdResult {

@@ -4,9 +4,12 @@
 //! timings, in the shape iotests' filters expect).
 //!
 //! Requests run synchronously; the aio commands print their completion
-//! report before returning, and `aio_flush` has nothing left to wait for.
+//! report before returning unless an `AioSubmit` takes them (then they
+//! complete when it runs them, and `aio_flush` drains it).
 //! This module never touches the graph: the caller resolves the device.
 
+mod aio;
+mod aio_cmds;
 mod args;
 mod commands;
 mod device;
@@ -21,6 +24,7 @@ use std::fmt;
 
 use crate::node::NodeRef;
 
+pub use aio::{AioDone, AioOp, AioRequest, AioSubmit};
 pub use args::{breakline, cvtnum, parse_pattern, NumError};
 pub use hooks::{
     Accounting, AcctEvent, AcctKind, AcctResult, CacheMode, DebugOps, ReopenOps, ReopenRequest,
@@ -92,6 +96,7 @@ pub struct QemuIo {
     acct: Option<Box<dyn Accounting>>,
     debug: Option<Box<dyn DebugOps>>,
     reopen: Option<Box<dyn ReopenOps>>,
+    aio: Option<Box<dyn AioSubmit>>,
 }
 
 impl QemuIo {
@@ -112,6 +117,12 @@ impl QemuIo {
     /// What `reopen` calls to change a node's options.
     pub fn set_reopen_ops(&mut self, reopen: Box<dyn ReopenOps>) {
         self.reopen = Some(reopen);
+    }
+
+    /// Where aio_read/aio_write send their requests instead of running
+    /// them at once (and what aio_flush drains).
+    pub fn set_aio_submit(&mut self, aio: Box<dyn AioSubmit>) {
+        self.aio = Some(aio);
     }
 
     /// Runs one command line against `node` (None: a drive without medium),
