@@ -206,3 +206,20 @@ fn data_we_write_reads_back_in_real_qemu_io() {
         .expect("qemu-img check");
     assert!(ck.status.success(), "{:?}", ck);
 }
+
+#[test]
+fn help_texts_unchanged_since_the_reference_match_qemu_io() {
+    compare(
+        "raw",
+        &[],
+        &[
+            "help readv",
+            "help writev",
+            "help discard",
+            "help flush",
+            "help length",
+            "help aio_flush",
+            "help ?",
+        ],
+    );
+}

@@ -2,7 +2,7 @@
 //! state one command runs with, and the `help` command itself.
 
 use super::device::Device;
-use super::{aio_cmds, io_cmds, misc_cmds, query_cmds, QemuIo, QemuIoError};
+use super::{aio_cmds, help_text, io_cmds, misc_cmds, query_cmds, QemuIo, QemuIoError};
 
 pub type CmdResult = Result<(), QemuIoError>;
 
@@ -98,7 +98,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-Ciqv] [-P pattern] off len [len..]"),
         "asynchronously reads a number of bytes",
-        Some(io_cmds::AIO_READ_HELP),
+        Some(help_text::AIO_READ_HELP),
         aio_cmds::aio_read_f,
     ),
     cmd(
@@ -108,7 +108,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-Cfiquz] [-P pattern] off len [len..]"),
         "asynchronously writes a number of bytes",
-        Some(io_cmds::AIO_WRITE_HELP),
+        Some(help_text::AIO_WRITE_HELP),
         aio_cmds::aio_write_f,
     ),
     cmd(
@@ -138,7 +138,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-Cq] off len"),
         "discards a number of bytes at a specified offset",
-        Some(io_cmds::DISCARD_HELP),
+        Some(help_text::DISCARD_HELP),
         io_cmds::discard_f,
     ),
     cmd(
@@ -198,7 +198,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-abCqv] [-P pattern [-s off] [-l len]] off len"),
         "reads a number of bytes at a specified offset",
-        Some(io_cmds::READ_HELP),
+        Some(help_text::READ_HELP),
         io_cmds::read_f,
     ),
     cmd(
@@ -208,7 +208,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-Cqv] [-P pattern] off len [len..]"),
         "reads a number of bytes at a specified offset",
-        Some(io_cmds::READV_HELP),
+        Some(help_text::READV_HELP),
         io_cmds::readv_f,
     ),
     cmd(
@@ -228,7 +228,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-r] [-c cache] [-o options]"),
         "reopens an image with new options",
-        Some(misc_cmds::REOPEN_HELP),
+        Some(help_text::REOPEN_HELP),
         misc_cmds::reopen_f,
     ),
     cmd(
@@ -248,7 +248,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         Some(1),
         Some("signal"),
         "raises a signal",
-        Some(misc_cmds::SIGRAISE_HELP),
+        Some(help_text::SIGRAISE_HELP),
         misc_cmds::sigraise_f,
     ),
     cmd(
@@ -288,7 +288,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-bcCfquz] [-P pattern] off len"),
         "writes a number of bytes at a specified offset",
-        Some(io_cmds::WRITE_HELP),
+        Some(help_text::WRITE_HELP),
         io_cmds::write_f,
     ),
     cmd(
@@ -298,7 +298,7 @@ pub static COMMANDS: &[CmdInfo] = &[
         None,
         Some("[-Cfq] [-P pattern] off len [len..]"),
         "writes a number of bytes at a specified offset",
-        Some(io_cmds::WRITEV_HELP),
+        Some(help_text::WRITEV_HELP),
         io_cmds::writev_f,
     ),
 ];

@@ -8,29 +8,6 @@ use super::hooks::{CacheMode, ReopenRequest};
 use super::QemuIoError;
 use crate::node::lock;
 
-pub const REOPEN_HELP: &str = "
- Changes the open options of an already opened image
-
- Example:
- 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image
-
- -r, -- Reopen the image read-only
- -c, -- Change the cache mode to the given value
- -o, -- Changes block driver options (cf. 'open' command)
-
-";
-
-pub const SIGRAISE_HELP: &str = "
- raises the given signal
-
- Example:
- 'sigraise 15' - raises SIGTERM
-
- Invokes raise(signal), where \"signal\" is the mandatory integer argument
- given to sigraise.
-
-";
-
 /// Highest signal number plus one (glibc's NSIG).
 const NSIG: i64 = 65;
 

@@ -13,6 +13,7 @@ mod aio_cmds;
 mod args;
 mod commands;
 mod device;
+mod help_text;
 mod hooks;
 mod io_cmds;
 mod misc_cmds;
