@@ -223,3 +223,52 @@ fn help_texts_unchanged_since_the_reference_match_qemu_io() {
         ],
     );
 }
+
+#[test]
+fn reads_through_a_backing_chain_match_qemu_io() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tmpdir("chain");
+    let mk = |name: &str| {
+        let base = create(&dir, &format!("{}-base.qcow2", name), "qcow2", "1M", &[]);
+        let _ = theirs("qcow2", &base, &["write -P 0x0b 0 512k"]);
+        let top = dir
+            .join(format!("{}-top.qcow2", name))
+            .to_string_lossy()
+            .into_owned();
+        let st = std::process::Command::new("qemu-img")
+            .args([
+                "create", "-q", "-f", "qcow2", "-b", &base, "-F", "qcow2", &top,
+            ])
+            .status()
+            .expect("qemu-img");
+        assert!(st.success());
+        top
+    };
+    let a = mk("ours");
+    let b = mk("theirs");
+    let cmds = [
+        "read -P 0x0b 0 512k",
+        "read -P 0 512k 512k",
+        "write -P 0x0c 64k 4k",
+        "read -P 0x0b 0 64k",
+        "read -P 0x0c 64k 4k",
+        "read -P 0x0b 68k 60k",
+        "write -z 128k 64k",
+        "read -P 0 128k 64k",
+        "discard 64k 64k",
+        "read -v 65536 16",
+    ];
+    let mut g = BlockGraph::new();
+    let opts = serde_json::json!({"driver": "qcow2", "discard": "unmap",
+        "file": {"driver": "file", "filename": a}});
+    let serde_json::Value::Object(m) = opts else {
+        unreachable!()
+    };
+    let node = g.open(&m).expect("open chain");
+    let mine = normalize(&ours(&node, &cmds));
+    g.close_all();
+    let real = normalize(&theirs("qcow2", &b, &cmds));
+    assert_eq!(mine, real);
+}
