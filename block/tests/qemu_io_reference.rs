@@ -616,3 +616,23 @@ fn aio_requests_wait_in_a_submitter_until_aio_flush_drains_them() {
     );
     assert_eq!(*accounted.lock().expect("lock"), 3);
 }
+
+#[test]
+fn hmp_device_argument_resolves_backends_then_node_names() {
+    use block::qemu_io::resolve_device;
+    let mut g = BlockGraph::new();
+    let opts = serde_json::json!({"driver": "null-co", "node-name": "nullnode"});
+    let serde_json::Value::Object(m) = opts else {
+        unreachable!()
+    };
+    let n = g.open(&m).expect("null-co");
+    g.add_backend("drive0", Some(n.clone())).expect("backend");
+    g.add_backend("empty", None).expect("backend");
+    assert!(resolve_device(&g, "drive0").expect("found").is_some());
+    assert!(resolve_device(&g, "nullnode").expect("found").is_some());
+    assert!(resolve_device(&g, "empty").expect("found").is_none());
+    assert_eq!(
+        resolve_device(&g, "nope").err(),
+        Some("Cannot find device= nor node_name=nope".to_string())
+    );
+}

@@ -6,7 +6,7 @@
 //! Requests run synchronously; the aio commands print their completion
 //! report before returning unless an `AioSubmit` takes them (then they
 //! complete when it runs them, and `aio_flush` drains it).
-//! This module never touches the graph: the caller resolves the device.
+//! The graph is only read, to resolve HMP's device argument (`resolve_device`).
 
 mod aio;
 mod aio_cmds;
@@ -23,6 +23,7 @@ mod spec_dump;
 
 use std::fmt;
 
+use crate::graph::BlockGraph;
 use crate::node::NodeRef;
 
 pub use aio::{AioDone, AioOp, AioRequest, AioSubmit};
@@ -165,6 +166,19 @@ impl QemuIo {
             a.account(ev);
         }
     }
+}
+
+/// What HMP `qemu-io <device>` works on: a backend's medium (None when the
+/// drive is empty), else the node with that node-name. The error is the
+/// monitor's message when neither exists.
+pub fn resolve_device(graph: &BlockGraph, device: &str) -> Result<Option<NodeRef>, String> {
+    if let Some(b) = graph.backend(device) {
+        return Ok(b.root());
+    }
+    graph
+        .find_node(device)
+        .map(Some)
+        .ok_or_else(|| format!("Cannot find device= nor node_name={}", device))
 }
 
 /// Runs one command line against `node` with no accounting or blkdebug hooks.
