@@ -15,6 +15,7 @@ pub mod node;
 pub mod options;
 pub mod probe;
 pub mod qcow2;
+pub mod qemu_io;
 
 pub use backend::Backend;
 pub use create::{create_image, CreateOptions, Preallocation};
