@@ -1,1 +1,3 @@
 //! Block layer.
+
+pub mod nbd;
