@@ -66,8 +66,6 @@ pub(crate) struct Client {
     phase: Phase,
     neg: Negotiation,
     session: Option<Session>,
-    /// The last advance stopped for lack of input.
-    waiting_input: bool,
 }
 
 /// The events a client wants to be woken for.
@@ -88,7 +86,6 @@ impl Client {
             phase: Phase::ClientFlags,
             neg: Negotiation::default(),
             session: None,
-            waiting_input: true,
         }
     }
 
@@ -103,11 +100,30 @@ impl Client {
 
     pub(crate) fn interest(&self) -> Interest {
         let closing = matches!(self.phase, Phase::Closing);
+        let starved = self.needs_input();
         Interest {
-            readable: !closing && self.waiting_input && self.out.pending() < HIGH_WATER,
+            readable: starved && self.out.pending() < HIGH_WATER,
             // Writable also stands for "has work without input": the socket
             // is nearly always writable, so the loop calls back at once.
-            writable: self.out.pending() > 0 || closing || !self.waiting_input,
+            writable: self.out.pending() > 0 || closing || !starved,
+        }
+    }
+
+    /// Whether the current phase can only go on after more input arrives.
+    /// Derived from the state itself, never cached, so that buffered but
+    /// unparsed input can never be forgotten while the socket is quiet.
+    fn needs_input(&self) -> bool {
+        let have = self.inbuf.len();
+        match &self.phase {
+            Phase::ClientFlags => have < 4,
+            Phase::OptionHeader => have < options::OPTION_HEADER_LEN,
+            Phase::OptionData { len, .. } => have < *len,
+            Phase::SkipOption { remaining, .. } | Phase::SkipPayload { remaining, .. } => {
+                have == 0 && *remaining > 0
+            }
+            Phase::RequestHeader => have < commands::REQUEST_LEN,
+            Phase::WritePayload(req) => have < req.len as usize,
+            Phase::Reading(_) | Phase::Closing => false,
         }
     }
 
@@ -128,20 +144,15 @@ impl Client {
                 return false;
             }
             if self.out.pending() >= HIGH_WATER {
-                self.waiting_input = false;
                 if !progressed {
                     break;
                 }
                 continue;
             }
             match self.advance(exports, resolver) {
-                Advance::Progressed => {
-                    self.waiting_input = false;
-                    progressed = true;
-                }
-                Advance::Stalled => self.waiting_input = false,
+                Advance::Progressed => progressed = true,
+                Advance::Stalled => {}
                 Advance::NeedInput(limit) => {
-                    self.waiting_input = true;
                     match self.inbuf.fill_from(&mut self.stream, limit) {
                         Ok(Transfer::Moved(_)) => progressed = true,
                         Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
@@ -416,5 +427,122 @@ impl Client {
         let take = (self.inbuf.len() as u64).min(n);
         self.inbuf.consume(take as usize);
         take
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::nbd::error::NbdIoError;
+    use crate::nbd::export::NbdExportBackend;
+
+    struct Memory(Vec<u8>);
+
+    impl NbdExportBackend for Memory {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
+            let o = offset as usize;
+            buf.copy_from_slice(&self.0[o..o + buf.len()]);
+            Ok(())
+        }
+        fn write(&mut self, offset: u64, data: &[u8], _fua: bool) -> Result<(), NbdIoError> {
+            let o = offset as usize;
+            self.0[o..o + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+        fn write_zeroes(
+            &mut self,
+            offset: u64,
+            len: u64,
+            _: bool,
+            _: bool,
+        ) -> Result<(), NbdIoError> {
+            self.0[offset as usize..(offset + len) as usize].fill(0);
+            Ok(())
+        }
+        fn trim(&mut self, _: u64, _: u64) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn block_status(&mut self, _: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
+            Ok(vec![(len, 0)])
+        }
+    }
+
+    impl ExportResolver for Memory {
+        fn with_backend(&mut self, _: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            f(self);
+            true
+        }
+    }
+
+    fn exports() -> BTreeMap<String, NbdExport> {
+        let e = NbdExport {
+            name: "m".into(),
+            backend: "m".into(),
+            description: String::new(),
+            writable: true,
+        };
+        BTreeMap::from([("m".to_string(), e)])
+    }
+
+    fn flush_request(cookie: u64) -> Vec<u8> {
+        let mut r = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
+        r.extend_from_slice(&[0, 0]);
+        r.extend_from_slice(&proto::CMD_FLUSH.to_be_bytes());
+        r.extend_from_slice(&cookie.to_be_bytes());
+        r.extend_from_slice(&[0u8; 12]);
+        r
+    }
+
+    #[test]
+    fn buffered_requests_keep_the_client_asking_to_be_called() {
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let mut client = Client::new(Stream::Unix(ours));
+        let mut mem = Memory(vec![0; 4096]);
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&1u32.to_be_bytes());
+        msg.push(b'm');
+        for cookie in 0..1000 {
+            msg.extend(flush_request(cookie));
+        }
+        peer.write_all(&msg).expect("send");
+
+        // Call only when the reported interest says so, as a poller would,
+        // and drain replies as they come.
+        let mut replies = Vec::new();
+        let mut calls = 0;
+        let expected = handshake::GREETING_LEN + 10 + 1000 * 16;
+        peer.set_nonblocking(true).expect("nonblocking");
+        while replies.len() < expected && calls < 10_000 {
+            let int = client.interest();
+            assert!(int.writable || int.readable, "client asks for nothing");
+            if client.inbuf.len() > 0 {
+                assert!(int.writable, "unparsed input but not asking to be called");
+            }
+            assert!(client.ready(&exports(), &mut mem));
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = peer.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                replies.extend_from_slice(&buf[..n]);
+            }
+            calls += 1;
+        }
+
+        assert_eq!(replies.len(), expected);
+        let last = &replies[expected - 16..];
+        assert_eq!(&last[8..16], &999u64.to_be_bytes());
     }
 }
