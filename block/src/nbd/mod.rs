@@ -13,6 +13,8 @@ mod error;
 mod export;
 mod handshake;
 mod iobuf;
+#[cfg(test)]
+mod memory_backend;
 mod options;
 pub mod proto;
 mod server;

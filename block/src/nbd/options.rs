@@ -420,3 +420,149 @@ fn meta_context(
     }
     reply(out, opt, proto::REP_ACK, &[]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nbd::memory_backend::Memory;
+
+    fn table() -> BTreeMap<String, NbdExport> {
+        let e = NbdExport {
+            name: "d".into(),
+            backend: "d".into(),
+            description: "desc".into(),
+            writable: false,
+        };
+        BTreeMap::from([("d".to_string(), e)])
+    }
+
+    /// Run one option; returns its outcome and the replies as (type, data).
+    fn run(opt: u32, data: &[u8], neg: &mut Negotiation) -> (OptionOutcome, Vec<(u32, Vec<u8>)>) {
+        let mut out = OutputBuffer::default();
+        let outcome = handle_option(
+            opt,
+            data,
+            &table(),
+            &mut Memory(vec![0; 8192]),
+            neg,
+            &mut out,
+        );
+        let mut wire = Vec::new();
+        let _ = out.write_to(&mut wire);
+        let mut replies = Vec::new();
+        let mut rest = &wire[..];
+        while rest.len() >= 20 {
+            let typ = u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]);
+            let len = u32::from_be_bytes([rest[16], rest[17], rest[18], rest[19]]) as usize;
+            replies.push((typ, rest[20..20 + len].to_vec()));
+            rest = &rest[20 + len..];
+        }
+        (outcome, replies)
+    }
+
+    fn go_request(name: &str, items: &[u16]) -> Vec<u8> {
+        let mut d = (name.len() as u32).to_be_bytes().to_vec();
+        d.extend_from_slice(name.as_bytes());
+        d.extend_from_slice(&(items.len() as u16).to_be_bytes());
+        for i in items {
+            d.extend_from_slice(&i.to_be_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn go_replies_with_requested_info_then_enters_transmission() {
+        let mut neg = Negotiation::default();
+        let req = go_request(
+            "d",
+            &[
+                proto::INFO_NAME,
+                proto::INFO_DESCRIPTION,
+                proto::INFO_BLOCK_SIZE,
+            ],
+        );
+
+        let (outcome, replies) = run(proto::OPT_GO, &req, &mut neg);
+
+        let types: Vec<u16> = replies[..4]
+            .iter()
+            .map(|(_, d)| u16::from_be_bytes([d[0], d[1]]))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                proto::INFO_NAME,
+                proto::INFO_DESCRIPTION,
+                proto::INFO_BLOCK_SIZE,
+                proto::INFO_EXPORT
+            ]
+        );
+        assert_eq!(&replies[1].1[2..], b"desc");
+        assert_eq!(&replies[2].1[2..], &[0, 0, 0, 1, 0, 0, 16, 0, 2, 0, 0, 0]);
+        assert_eq!(&replies[3].1[2..10], &8192u64.to_be_bytes());
+        assert_eq!(replies[4], (proto::REP_ACK, vec![]));
+        let OptionOutcome::Transmission(sel) = outcome else {
+            panic!("not in transmission")
+        };
+        assert_eq!(
+            (sel.size, sel.writable, sel.meta_context),
+            (8192, false, None)
+        );
+        assert_eq!(sel.flags & proto::FLAG_READ_ONLY, proto::FLAG_READ_ONLY);
+    }
+
+    #[test]
+    fn info_with_a_name_longer_than_the_data_is_invalid() {
+        let mut neg = Negotiation::default();
+
+        let (outcome, replies) = run(proto::OPT_INFO, &[0, 0, 0, 9, b'd', 0, 0], &mut neg);
+
+        assert_eq!(outcome, OptionOutcome::Continue);
+        assert_eq!(replies[0].0, proto::REP_ERR_INVALID);
+    }
+
+    #[test]
+    fn set_meta_context_selects_base_allocation_for_that_export_only() {
+        let mut neg = Negotiation {
+            structured: true,
+            ..Default::default()
+        };
+        let mut req = 1u32.to_be_bytes().to_vec();
+        req.push(b'd');
+        req.extend_from_slice(&2u32.to_be_bytes());
+        for q in ["base:allocation", "qemu:dirty-bitmap:x"] {
+            req.extend_from_slice(&(q.len() as u32).to_be_bytes());
+            req.extend_from_slice(q.as_bytes());
+        }
+
+        let (_, replies) = run(proto::OPT_SET_META_CONTEXT, &req, &mut neg);
+
+        assert_eq!(replies.len(), 2);
+        assert_eq!(replies[0].0, proto::REP_META_CONTEXT);
+        assert_eq!(&replies[0].1[4..], b"base:allocation");
+        assert_eq!(neg.meta_export.as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn set_meta_context_with_trailing_bytes_clears_the_selection() {
+        let mut neg = Negotiation {
+            structured: true,
+            meta_export: Some("d".into()),
+            ..Default::default()
+        };
+        let req = [0, 0, 0, 1, b'd', 0, 0, 0, 0, 0xff];
+
+        let (_, replies) = run(proto::OPT_SET_META_CONTEXT, &req, &mut neg);
+
+        assert_eq!(replies[0].0, proto::REP_ERR_INVALID);
+        assert_eq!(neg.meta_export, None);
+    }
+
+    #[test]
+    fn unknown_option_is_unsupported() {
+        let (outcome, replies) = run(77, &[], &mut Negotiation::default());
+
+        assert_eq!(outcome, OptionOutcome::Continue);
+        assert_eq!(replies[0].0, proto::REP_ERR_UNSUP);
+    }
+}

@@ -195,3 +195,113 @@ impl Drop for NbdServer {
         let _ = self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::nbd::memory_backend::Memory;
+
+    fn export(name: &str) -> NbdExport {
+        NbdExport {
+            name: name.into(),
+            backend: name.into(),
+            description: String::new(),
+            writable: true,
+        }
+    }
+
+    /// Accept and run every client a few times (data is already queued in
+    /// the kernel, so this needs no poll).
+    fn pump(srv: &mut NbdServer, mem: &mut Memory) {
+        for _ in 0..20 {
+            while let Ok(Some(_)) = srv.accept() {}
+            for id in srv.client_ids() {
+                let _ = srv.client_ready(id, mem);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn client_on(port: u16, name: &str) -> TcpStream {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        msg.extend_from_slice(name.as_bytes());
+        c.write_all(&msg).expect("send");
+        c
+    }
+
+    fn addr() -> NbdAddr {
+        NbdAddr::Inet {
+            host: "127.0.0.1".into(),
+            port: "0".into(),
+        }
+    }
+
+    #[test]
+    fn removing_an_export_disconnects_only_its_clients() {
+        let mut srv = NbdServer::listen(&addr()).expect("listen");
+        let port = srv.local_port().expect("port");
+        let (a, b) = (srv.add_export(export("a")), srv.add_export(export("b")));
+        let mut mem = Memory(vec![0; 4096]);
+        let mut ca = client_on(port, "a");
+        let mut cb = client_on(port, "b");
+        pump(&mut srv, &mut mem);
+        let mut hello = [0u8; 28];
+        ca.read_exact(&mut hello).expect("a in transmission");
+        cb.read_exact(&mut hello).expect("b in transmission");
+
+        let closed = srv.remove_export("a").expect("remove");
+
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(closed.len(), 1);
+        assert_eq!(ca.read(&mut hello).ok(), Some(0), "a sees end of stream");
+        assert_eq!(srv.client_ids().len(), 1);
+        assert!(srv.export("a").is_none() && srv.export("b").is_some());
+    }
+
+    #[test]
+    fn duplicate_and_missing_exports_are_errors() {
+        let mut srv = NbdServer::listen(&addr()).expect("listen");
+        let _ = srv.add_export(export("a"));
+
+        let dup = srv.add_export(export("a"));
+        let missing = srv.remove_export("zz");
+
+        assert_eq!(
+            dup.err().map(|e| e.to_string()).as_deref(),
+            Some("NBD server already exporting device 'a'")
+        );
+        assert!(matches!(missing, Err(NbdError::NoSuchExport(_))));
+    }
+
+    #[test]
+    fn shutdown_closes_everything_and_frees_the_unix_path() {
+        let path = std::env::temp_dir().join(format!("nbd-shutdown-{}", std::process::id()));
+        let path_s = path.to_string_lossy().into_owned();
+        let mut srv = NbdServer::listen(&NbdAddr::Unix {
+            path: path_s.clone(),
+        })
+        .expect("listen");
+        let _ = srv.add_export(export("a"));
+        let _c = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        let mut mem = Memory(vec![0; 512]);
+        pump(&mut srv, &mut mem);
+
+        let done = srv.shutdown();
+
+        assert!(done.listener.is_some());
+        assert_eq!(done.clients.len(), 1);
+        assert!(!path.exists());
+        assert_eq!(srv.listener_fd(), None);
+        assert_eq!(srv.exports().count(), 0);
+    }
+}
