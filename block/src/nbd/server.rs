@@ -60,6 +60,17 @@ impl NbdServer {
         })
     }
 
+    /// Serve on a socket the caller already bound and put in listening
+    /// state (QMP's `fd` SocketAddress, looked up in the monitor's fds).
+    pub fn from_listener_fd(fd: OwnedFd) -> Result<Self, NbdError> {
+        Ok(NbdServer {
+            listener: Some(Listener::from_fd(fd)?),
+            exports: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            next_id: 1,
+        })
+    }
+
     /// The listening socket; poll it for readability and call `accept`.
     /// None after `shutdown`.
     pub fn listener_fd(&self) -> Option<RawFd> {

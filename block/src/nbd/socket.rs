@@ -8,7 +8,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use super::error::NbdError;
 
-/// Where the server listens: QMP's SocketAddress, minus the `fd` variant.
+/// Where the server listens: QMP's SocketAddress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NbdAddr {
     /// `host` may be a name or a literal; `port` is a decimal string (QAPI
@@ -20,13 +20,69 @@ pub enum NbdAddr {
     Unix {
         path: String,
     },
+    /// A listening socket passed to the monitor under this name. Only the
+    /// caller can look the name up: it does, then calls
+    /// `NbdServer::from_listener_fd`; `NbdServer::listen` refuses this variant.
+    Fd {
+        name: String,
+    },
+}
+
+impl NbdAddr {
+    /// Parse the HMP form of an address: `unix:PATH`, `fd:NAME`, `HOST:PORT`,
+    /// `:PORT` or `[IPV6]:PORT`, with QEMU's error wording. Trailing
+    /// `,option`s after the port are accepted and ignored.
+    pub fn parse(s: &str) -> Result<NbdAddr, NbdError> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(NbdError::InvalidAddress(
+                    "invalid Unix socket address".into(),
+                ));
+            }
+            return Ok(NbdAddr::Unix {
+                path: path.to_string(),
+            });
+        }
+        if let Some(name) = s.strip_prefix("fd:") {
+            if name.is_empty() {
+                return Err(NbdError::InvalidAddress(
+                    "invalid file descriptor address".into(),
+                ));
+            }
+            return Ok(NbdAddr::Fd {
+                name: name.to_string(),
+            });
+        }
+        let port_of = |rest: &str| rest.split(',').next().unwrap_or("").to_string();
+        let bad = |what: &str| NbdError::InvalidAddress(format!("error parsing {what} '{s}'"));
+        let (host, port) = if let Some(rest) = s.strip_prefix(':') {
+            (String::new(), port_of(rest))
+        } else if let Some(rest) = s.strip_prefix('[') {
+            let (host, rest) = rest.split_once("]:").ok_or_else(|| bad("IPv6 address"))?;
+            (host.to_string(), port_of(rest))
+        } else {
+            match s.split_once(':') {
+                Some((host, rest)) if !host.is_empty() => (host.to_string(), port_of(rest)),
+                _ => return Err(bad("address")),
+            }
+        };
+        if port.is_empty() {
+            return Err(if s.starts_with(':') {
+                bad("port in address")
+            } else {
+                bad("address")
+            });
+        }
+        Ok(NbdAddr::Inet { host, port })
+    }
 }
 
 pub(crate) enum Listener {
     Tcp(TcpListener),
+    /// `path` is the socket file we created (None for an inherited fd).
     Unix {
         listener: UnixListener,
-        path: String,
+        path: Option<String>,
     },
 }
 
@@ -84,10 +140,54 @@ impl Listener {
                     .map_err(|e| listen_err("Failed to listen on socket", e))?;
                 Ok(Listener::Unix {
                     listener,
-                    path: path.clone(),
+                    path: Some(path.clone()),
                 })
             }
+            NbdAddr::Fd { name } => Err(NbdError::InvalidAddress(format!(
+                "socket address 'fd:{name}' must be resolved by the caller"
+            ))),
         }
+    }
+
+    /// Adopt a socket that is already bound and listening (TCP or Unix).
+    pub(crate) fn from_fd(fd: OwnedFd) -> Result<Self, NbdError> {
+        let mut domain: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `domain`, a local
+        // c_int whose size `len` gives; the fd stays open (owned by `fd`).
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DOMAIN,
+                (&mut domain as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(listen_err(
+                "File descriptor is not a socket",
+                io::Error::last_os_error(),
+            ));
+        }
+        let listener = match domain {
+            libc::AF_UNIX => Listener::Unix {
+                listener: UnixListener::from(fd),
+                path: None,
+            },
+            libc::AF_INET | libc::AF_INET6 => Listener::Tcp(TcpListener::from(fd)),
+            _ => {
+                return Err(NbdError::InvalidAddress(
+                    "socket family not supported".into(),
+                ))
+            }
+        };
+        let nb = match &listener {
+            Listener::Tcp(l) => l.set_nonblocking(true),
+            Listener::Unix { listener, .. } => listener.set_nonblocking(true),
+        };
+        nb.map_err(|e| listen_err("Failed to listen on socket", e))?;
+        Ok(listener)
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -103,7 +203,9 @@ impl Listener {
         match self {
             Listener::Tcp(l) => OwnedFd::from(l),
             Listener::Unix { listener, path } => {
-                let _ = std::fs::remove_file(&path);
+                if let Some(path) = path {
+                    let _ = std::fs::remove_file(path);
+                }
                 OwnedFd::from(listener)
             }
         }
@@ -211,11 +313,23 @@ impl Read for Stream {
 }
 
 impl Write for Stream {
+    /// send(2) with MSG_NOSIGNAL: a client that vanished must give us EPIPE,
+    /// never a SIGPIPE that would kill the process if it is not ignored.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+        // SAFETY: `buf` is a valid readable slice for its whole length and the
+        // fd is a connected socket owned by `self` for the duration of the call.
+        let n = unsafe {
+            libc::send(
+                self.fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(n as usize)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -238,6 +352,51 @@ mod tests {
             parse_port("70000").err().map(|e| e.to_string()).as_deref(),
             Some("port 70000 out of range")
         );
+    }
+
+    fn parsed(s: &str) -> Result<NbdAddr, String> {
+        NbdAddr::parse(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hmp_addresses_parse_like_qemu() {
+        let inet = |h: &str, p: &str| {
+            Ok(NbdAddr::Inet {
+                host: h.into(),
+                port: p.into(),
+            })
+        };
+        assert_eq!(parsed("localhost:10809"), inet("localhost", "10809"));
+        assert_eq!(parsed(":10809"), inet("", "10809"));
+        assert_eq!(parsed("[::1]:10809,ipv6"), inet("::1", "10809"));
+        assert_eq!(
+            parsed("unix:/tmp/s"),
+            Ok(NbdAddr::Unix {
+                path: "/tmp/s".into()
+            })
+        );
+        assert_eq!(parsed("fd:srv"), Ok(NbdAddr::Fd { name: "srv".into() }));
+        assert_eq!(parsed("unix:"), Err("invalid Unix socket address".into()));
+        assert_eq!(
+            parsed("localhost"),
+            Err("error parsing address 'localhost'".into())
+        );
+        assert_eq!(
+            parsed("[::1"),
+            Err("error parsing IPv6 address '[::1'".into())
+        );
+        assert_eq!(parsed(":"), Err("error parsing port in address ':'".into()));
+    }
+
+    #[test]
+    fn an_inherited_listening_socket_is_adopted() {
+        let std_listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = std_listener.local_addr().expect("addr").port();
+
+        let l = Listener::from_fd(OwnedFd::from(std_listener));
+
+        let got = l.ok().and_then(|l| l.local_addr()).map(|a| a.port());
+        assert_eq!(got, Some(port));
     }
 
     #[test]

@@ -92,6 +92,10 @@ impl Session {
         if r.typ == proto::CMD_BLOCK_STATUS && s.meta_context.is_none() {
             return Err(fail(proto::EINVAL, "no metadata context negotiated"));
         }
+        // There is no extent of length zero to describe.
+        if r.typ == proto::CMD_BLOCK_STATUS && r.len == 0 {
+            return Err(fail(proto::EINVAL, "block status of zero bytes"));
+        }
         if r.typ != proto::CMD_FLUSH && (r.offset > s.size || u64::from(r.len) > s.size - r.offset)
         {
             let error = if matches!(r.typ, proto::CMD_WRITE | proto::CMD_WRITE_ZEROES) {
@@ -136,6 +140,12 @@ impl Session {
         let (off, len) = (r.offset, u64::from(r.len));
         if r.typ == proto::CMD_BLOCK_STATUS {
             return self.block_status(r, resolver, out);
+        }
+        // An empty write, trim or zeroing changes nothing; the backend
+        // need not handle that case.
+        if len == 0 && r.typ != proto::CMD_FLUSH {
+            self.reply_ok(out, r.cookie);
+            return true;
         }
         let result = with_backend(resolver, &self.sel.backend, |b| -> Result<(), Failure> {
             match r.typ {
@@ -198,8 +208,9 @@ impl Session {
         let max = if req_one { 1 } else { MAX_EXTENTS };
         let mut list = clip_extents(&extents, len, max);
         if list.is_empty() {
-            // Status 0 is always truthful ("allocated, contents unknown").
-            list.push((len.max(1) as u32, 0));
+            // Status 0 is always truthful ("allocated, contents unknown");
+            // len >= 1 was checked by validate().
+            list.push((len as u32, 0));
         }
         let ctx = self
             .sel
