@@ -15,10 +15,10 @@ use super::socket::Stream;
 use super::transmission::{Failure, ReadJob, ReadStep, Session};
 
 /// Queued output above which we stop taking new work until the client reads.
-const HIGH_WATER: usize = 4 * 1024 * 1024;
+const HIGH_WATER: usize = 2 * 1024 * 1024;
 /// Unparsed input we read ahead of the message being assembled, so that
 /// pipelined small requests cost one read() for several.
-const READ_AHEAD: usize = 256 * 1024;
+const READ_AHEAD: usize = 64 * 1024;
 /// Steps (socket transfers or messages) per `ready()` call: the bound that
 /// keeps one busy client from starving the main loop.
 const STEPS_PER_CALL: usize = 64;

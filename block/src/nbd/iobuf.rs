@@ -79,44 +79,66 @@ impl InputBuffer {
     }
 }
 
+/// Output kept allocated between replies: a reply in progress never holds
+/// more than the client's high-water mark plus one read piece, and reusing
+/// the memory spares a fresh allocation (and its page faults) per batch.
+const KEEP_OUTPUT: usize = 8 * 1024 * 1024;
+
+/// Queued output in `data[pos..end]`. `data` beyond `end` is initialised
+/// but stale; it is reused for the next bytes without being zeroed again.
 #[derive(Default)]
 pub(crate) struct OutputBuffer {
     data: Vec<u8>,
     pos: usize,
+    end: usize,
 }
 
 impl OutputBuffer {
     pub(crate) fn pending(&self) -> usize {
-        self.data.len() - self.pos
+        self.end - self.pos
     }
 
-    /// Length of everything ever queued and not yet dropped; a mark for
-    /// `truncate` (only valid until the next `write_to`).
+    /// Position after everything queued; a mark for `truncate` and `patch`
+    /// (only valid until the next `write_to`).
     pub(crate) fn mark(&self) -> usize {
-        self.data.len()
+        self.end
     }
 
     /// Drop everything queued after `mark`.
     pub(crate) fn truncate(&mut self, mark: usize) {
-        self.data.truncate(mark.max(self.pos));
+        self.end = self.end.min(mark.max(self.pos));
+    }
+
+    /// Make room for `n` more bytes and return them (contents unspecified).
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        let at = self.end;
+        if self.data.len() < at + n {
+            self.data.resize(at + n, 0);
+        }
+        self.end = at + n;
+        &mut self.data[at..at + n]
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
+        self.grow(bytes.len()).copy_from_slice(bytes);
     }
 
-    /// Append `n` zero bytes and return them to be filled in place, so data
-    /// read from the backend goes to the socket without another copy.
-    pub(crate) fn extend_zeroed(&mut self, n: usize) -> &mut [u8] {
-        let at = self.data.len();
-        self.data.resize(at + n, 0);
-        &mut self.data[at..]
+    /// Append `n` bytes and return them to be filled in place, so data read
+    /// from the backend goes to the socket without another copy. The caller
+    /// must overwrite all of them (or `truncate` them away).
+    pub(crate) fn extend_for_fill(&mut self, n: usize) -> &mut [u8] {
+        self.grow(n)
+    }
+
+    /// Append `n` zero bytes.
+    pub(crate) fn push_zeroes(&mut self, n: usize) {
+        self.grow(n).fill(0);
     }
 
     /// Overwrite already queued bytes at absolute position `at` (a mark).
     pub(crate) fn patch(&mut self, at: usize, bytes: &[u8]) {
-        if let Some(dst) = self.data.get_mut(at..at + bytes.len()) {
-            dst.copy_from_slice(bytes);
+        if at + bytes.len() <= self.end {
+            self.data[at..at + bytes.len()].copy_from_slice(bytes);
         }
     }
 
@@ -126,19 +148,20 @@ impl OutputBuffer {
             return Ok(Transfer::Idle);
         }
         loop {
-            match w.write(&self.data[self.pos..]) {
+            match w.write(&self.data[self.pos..self.end]) {
                 Ok(0) => return Ok(Transfer::Eof),
                 Ok(n) => {
                     self.pos += n;
-                    if self.pos == self.data.len() {
-                        self.data.clear();
+                    if self.pos == self.end {
                         self.pos = 0;
-                        if self.data.capacity() > KEEP_CAPACITY {
+                        self.end = 0;
+                        if self.data.len() > KEEP_OUTPUT {
                             self.data = Vec::new();
                         }
-                    } else if self.pos > 64 * 1024 && self.pos > self.data.len() / 2 {
+                    } else if self.pos > 64 * 1024 && self.pos > self.end / 2 {
                         // Marks are only valid until here, so moving data is safe.
-                        self.data.drain(..self.pos);
+                        self.data.copy_within(self.pos..self.end, 0);
+                        self.end -= self.pos;
                         self.pos = 0;
                     }
                     return Ok(Transfer::Moved(n));
@@ -174,11 +197,23 @@ mod tests {
     }
 
     #[test]
+    fn output_space_is_reused_without_leaking_old_bytes_into_pushes() {
+        let mut out = OutputBuffer::default();
+        out.push(b"first");
+        let mut sink = Vec::new();
+        let _ = out.write_to(&mut sink);
+        out.push(b"ab");
+        out.push_zeroes(2);
+        let _ = out.write_to(&mut sink);
+        assert_eq!(sink, b"firstab\0\0");
+    }
+
+    #[test]
     fn output_truncate_rolls_back_to_a_mark() {
         let mut out = OutputBuffer::default();
         out.push(b"abc");
         let mark = out.mark();
-        out.extend_zeroed(5);
+        out.extend_for_fill(5);
         out.truncate(mark);
         let mut sink = Vec::new();
         assert_eq!(out.write_to(&mut sink).ok(), Some(Transfer::Moved(3)));

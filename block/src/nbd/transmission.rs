@@ -352,7 +352,7 @@ impl ReadJob {
         let piece_mark = out.mark();
         let result = with_backend(resolver, &session.sel.backend, |b| match mode {
             ReadMode::Sparse => sparse_piece(b, out, cookie, off, piece, last),
-            _ => b.read(off, out.extend_zeroed(piece as usize)),
+            _ => b.read(off, out.extend_for_fill(piece as usize)),
         });
         let failure = match result {
             Some(Ok(())) => {
@@ -390,7 +390,7 @@ impl ReadJob {
             ReadMode::OneChunk => {
                 // The chunk header promised the full length: pad it out.
                 out.truncate(piece_mark);
-                let _ = out.extend_zeroed(self.remaining as usize);
+                out.push_zeroes(self.remaining as usize);
                 commands::error_chunk(out, cookie, failure.error, &failure.msg);
                 end
             }
@@ -455,7 +455,7 @@ fn sparse_piece(
         } else {
             commands::chunk_header(out, 0, proto::REPLY_TYPE_OFFSET_DATA, cookie, l as u32 + 8);
             out.push(&pos.to_be_bytes());
-            if let Err(e) = b.read(pos, out.extend_zeroed(l as usize)) {
+            if let Err(e) = b.read(pos, out.extend_for_fill(l as usize)) {
                 out.truncate(mark);
                 return Err(e);
             }
