@@ -268,3 +268,42 @@ fn nbdcopy_copies_in_and_out() {
     assert!(ok_out, "{t_out}");
     assert_eq!(std::fs::read(&src).ok(), std::fs::read(&back).ok());
 }
+
+#[test]
+fn many_qemu_io_clients_at_once_each_see_their_own_writes() {
+    if !have("qemu-io") {
+        return;
+    }
+    let dir = scratch_dir("many");
+    let img = make_image(&dir, "disk.img", 16 * MIB);
+    let srv = serve(dir, vec![(export("disk", true, ""), img.clone())]);
+
+    let children: Vec<_> = (0..12u64)
+        .map(|i| {
+            let (w, r) = (
+                format!("write -P {} {}M 1M", i + 1, i),
+                format!("read -P {} {}M 1M", i + 1, i),
+            );
+            std::process::Command::new("qemu-io")
+                .args(["-f", "raw", &srv.tcp_uri("disk"), "-c", &w, "-c", &r])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn qemu-io")
+        })
+        .collect();
+
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().expect("qemu-io ran");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !text.contains("fail"),
+            "client {i}: {text}"
+        );
+    }
+    let data = std::fs::read(&img).expect("image");
+    for i in 0..12usize {
+        assert!(data[i * MIB as usize..(i + 1) * MIB as usize]
+            .iter()
+            .all(|&b| b as usize == i + 1));
+    }
+}

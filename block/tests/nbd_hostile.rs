@@ -347,3 +347,41 @@ fn structured_reads_send_holes_and_block_status_reports_extents() {
         (1, 0x8001, 22)
     );
 }
+
+#[test]
+fn zero_length_requests_and_do_not_fragment_reads_are_answered() {
+    let (srv, rw) = setup("zerolen");
+    std::fs::write(&rw, vec![0x5au8; 4 * MIB as usize]).expect("fill");
+    let mut s = srv.connect();
+    greet(&mut s);
+    option(&mut s, 8, &[]);
+    assert_eq!(option_reply(&mut s).1, 1);
+    option(&mut s, 10, &meta_data("rw", &["base:allocation"]));
+    while option_reply(&mut s).1 != 1 {}
+    let _ = go(&mut s, "rw");
+
+    request(&mut s, 0, 0, 1, 4 * MIB, 0, &[]);
+    let empty_read = chunk(&mut s);
+    request(&mut s, 0, 7, 2, 0, 0, &[]);
+    let empty_status = chunk(&mut s);
+    request(&mut s, 0, 1, 3, 0, 0, &[]);
+    let empty_write = simple_reply(&mut s);
+    request(&mut s, 4, 0, 4, 1, 3 * MIB as u32, &[]);
+    let df = chunk(&mut s);
+
+    assert_eq!((empty_read.0, empty_read.1, empty_read.2), (1, 0, 1));
+    assert_eq!(
+        (empty_status.0, empty_status.1, be32(&empty_status.3)),
+        (1, 0x8001, 22)
+    );
+    assert_eq!(empty_write, (0, 3));
+    assert_eq!((df.1, df.2, be64(&df.3[0..8])), (1, 4, 1));
+    assert_eq!(df.3.len(), 8 + 3 * MIB as usize);
+    assert!(df.3[8..].iter().all(|&b| b == 0x5a));
+    let end = chunk(&mut s);
+    assert_eq!(
+        (end.0, end.1, end.2),
+        (1, 0, 4),
+        "DF read longer than a piece ends with NONE"
+    );
+}
