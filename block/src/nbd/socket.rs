@@ -254,17 +254,15 @@ fn listen_err(what: &str, source: io::Error) -> NbdError {
     }
 }
 
-/// accept() failures that only mean "nothing usable right now": the
-/// connection was reset before we took it, or we are out of descriptors
-/// for a moment. The server keeps listening.
+/// accept() failures that only concern the one connection (reset before
+/// we took it) or mean "nothing now". Running out of descriptors is not
+/// among them: the connection stays queued and the listener stays readable,
+/// so the caller must hear of it and back off instead of spinning.
 fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-    ) || matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::EPROTO)
-    )
+    ) || e.raw_os_error() == Some(libc::EPROTO)
 }
 
 /// One client connection.
