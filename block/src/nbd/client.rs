@@ -418,7 +418,7 @@ impl Client {
 
     /// Drop the connection now, discarding queued output too.
     fn hang_up(&mut self) -> (Phase, Advance) {
-        self.out.truncate(0);
+        self.out.clear();
         (Phase::Closing, Advance::Progressed)
     }
 

@@ -1,7 +1,7 @@
 //! Transmission-phase codecs: the request header, simple replies and
 //! structured reply chunks.
 
-use super::iobuf::OutputBuffer;
+use super::iobuf::{Mark, OutputBuffer};
 use super::proto;
 
 pub(crate) const REQUEST_LEN: usize = 28;
@@ -56,8 +56,8 @@ pub(crate) fn chunk_header(out: &mut OutputBuffer, flags: u16, typ: u16, cookie:
 }
 
 /// Mark the chunk whose header starts at `mark` as the final one.
-pub(crate) fn set_done(out: &mut OutputBuffer, mark: usize) {
-    out.patch(mark + 4, &proto::REPLY_FLAG_DONE.to_be_bytes());
+pub(crate) fn set_done(out: &mut OutputBuffer, mark: Mark) {
+    out.patch(mark.bytes + 4, &proto::REPLY_FLAG_DONE.to_be_bytes());
 }
 
 /// NBD_REPLY_TYPE_NONE, final.

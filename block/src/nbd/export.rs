@@ -7,6 +7,8 @@
 //! all I/O passes through it (throttling, dirty bitmaps, statistics, write
 //! thresholds apply to NBD clients like to any other writer).
 
+use std::os::fd::BorrowedFd;
+
 use super::error::NbdIoError;
 
 /// The I/O an export needs. Offsets and lengths are in bytes and already
@@ -37,6 +39,20 @@ pub trait NbdExportBackend {
     /// The extents may cover less than `len` (at least one byte) or more;
     /// the server clips them.
     fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError>;
+
+    /// Where the `len` bytes at `offset` lie as they are in a host file, if
+    /// they do: that file and the offset in it. The server then sends them
+    /// with sendfile(2), which spares a copy through memory; it duplicates
+    /// the fd at once and reads when the socket takes the data, possibly
+    /// after later requests ran. So answer only where the mapping can never
+    /// point at other data (a raw file: yes; a qcow2 cluster, which discard
+    /// and reallocation may hand to another guest offset: no), and account
+    /// the bytes as read (statistics, throttling) when answering.
+    /// The default, None, makes the server call `read`.
+    fn read_source(&mut self, offset: u64, len: u64) -> Option<(BorrowedFd<'_>, u64)> {
+        let _ = (offset, len);
+        None
+    }
 }
 
 /// Lends backends to the server for the duration of one call. `backend` is

@@ -3,7 +3,9 @@
 //! have not sent yet. Both are bounded by their callers: input by the size of
 //! the message being assembled, output by the client's high-water mark.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Buffers larger than this are given back once empty, so an idle client
 /// that once sent a 32 MiB write does not keep 32 MiB.
@@ -84,29 +86,68 @@ impl InputBuffer {
 /// the memory spares a fresh allocation (and its page faults) per batch.
 const KEEP_OUTPUT: usize = 8 * 1024 * 1024;
 
-/// Queued output in `data[pos..end]`. `data` beyond `end` is initialised
-/// but stale; it is reused for the next bytes without being zeroed again.
+/// Where queued output goes: a socket, which can also take bytes straight
+/// from a file (sendfile), sparing the copy through our memory.
+pub(crate) trait Sink: Write {
+    /// Send up to `len` bytes of `fd` starting at `offset`; Ok(0) when the
+    /// file has no more bytes there.
+    fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize>;
+}
+
+/// File bytes queued to go out after `data[..at]`.
+struct FileSpan {
+    at: usize,
+    fd: OwnedFd,
+    offset: u64,
+    len: usize,
+}
+
+/// A point in the queued output, for `truncate` and `patch`. Only valid
+/// until the next `write_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    /// Byte position in the byte queue.
+    pub bytes: usize,
+    spans: usize,
+}
+
+/// Queued output: bytes in `data[pos..end]`, with file spans interleaved.
+/// `data` beyond `end` is initialised but stale; it is reused for the next
+/// bytes without being zeroed again.
 #[derive(Default)]
 pub(crate) struct OutputBuffer {
     data: Vec<u8>,
     pos: usize,
     end: usize,
+    spans: VecDeque<FileSpan>,
+    span_bytes: usize,
 }
 
 impl OutputBuffer {
     pub(crate) fn pending(&self) -> usize {
-        self.end - self.pos
+        self.end - self.pos + self.span_bytes
     }
 
-    /// Position after everything queued; a mark for `truncate` and `patch`
-    /// (only valid until the next `write_to`).
-    pub(crate) fn mark(&self) -> usize {
-        self.end
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            bytes: self.end,
+            spans: self.spans.len(),
+        }
     }
 
     /// Drop everything queued after `mark`.
-    pub(crate) fn truncate(&mut self, mark: usize) {
-        self.end = self.end.min(mark.max(self.pos));
+    pub(crate) fn truncate(&mut self, mark: Mark) {
+        self.end = self.end.min(mark.bytes.max(self.pos));
+        while self.spans.len() > mark.spans {
+            if let Some(s) = self.spans.pop_back() {
+                self.span_bytes -= s.len;
+            }
+        }
+    }
+
+    /// Drop everything not yet sent.
+    pub(crate) fn clear(&mut self) {
+        self.truncate(Mark { bytes: 0, spans: 0 });
     }
 
     /// Make room for `n` more bytes and return them (contents unspecified).
@@ -135,35 +176,53 @@ impl OutputBuffer {
         self.grow(n).fill(0);
     }
 
-    /// Overwrite already queued bytes at absolute position `at` (a mark).
+    /// Append `len` bytes of the file `fd` from `offset`, read when sent.
+    pub(crate) fn push_file(&mut self, fd: OwnedFd, offset: u64, len: usize) {
+        if len > 0 {
+            self.spans.push_back(FileSpan {
+                at: self.end,
+                fd,
+                offset,
+                len,
+            });
+            self.span_bytes += len;
+        }
+    }
+
+    /// Overwrite already queued bytes at byte position `at` (from a mark).
     pub(crate) fn patch(&mut self, at: usize, bytes: &[u8]) {
-        if at + bytes.len() <= self.end {
+        if at >= self.pos && at + bytes.len() <= self.end {
             self.data[at..at + bytes.len()].copy_from_slice(bytes);
         }
     }
 
-    /// One write() of queued bytes.
-    pub(crate) fn write_to(&mut self, w: &mut impl Write) -> io::Result<Transfer> {
+    /// One write() (or sendfile()) of queued output.
+    pub(crate) fn write_to(&mut self, w: &mut impl Sink) -> io::Result<Transfer> {
         if self.pending() == 0 {
             return Ok(Transfer::Idle);
         }
         loop {
-            match w.write(&self.data[self.pos..self.end]) {
+            let (res, from_file) = match self.spans.front() {
+                Some(s) if s.at == self.pos => (w.send_file(s.fd.as_fd(), s.offset, s.len), true),
+                Some(s) => (w.write(&self.data[self.pos..s.at]), false),
+                None => (w.write(&self.data[self.pos..self.end]), false),
+            };
+            match res {
+                // A file that ends early cannot complete the promised reply.
+                Ok(0) if from_file => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "export file shrank",
+                    ))
+                }
                 Ok(0) => return Ok(Transfer::Eof),
                 Ok(n) => {
-                    self.pos += n;
-                    if self.pos == self.end {
-                        self.pos = 0;
-                        self.end = 0;
-                        if self.data.len() > KEEP_OUTPUT {
-                            self.data = Vec::new();
-                        }
-                    } else if self.pos > 64 * 1024 && self.pos > self.end / 2 {
-                        // Marks are only valid until here, so moving data is safe.
-                        self.data.copy_within(self.pos..self.end, 0);
-                        self.end -= self.pos;
-                        self.pos = 0;
+                    if from_file {
+                        self.advance_span(n);
+                    } else {
+                        self.pos += n;
                     }
+                    self.settle();
                     return Ok(Transfer::Moved(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -171,6 +230,53 @@ impl OutputBuffer {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn advance_span(&mut self, n: usize) {
+        if let Some(s) = self.spans.front_mut() {
+            let n = n.min(s.len);
+            s.offset += n as u64;
+            s.len -= n;
+            self.span_bytes -= n;
+            if s.len == 0 {
+                self.spans.pop_front();
+            }
+        }
+    }
+
+    /// Reclaim sent space. Marks are only valid until here, so moving data
+    /// is safe.
+    fn settle(&mut self) {
+        if self.pos == self.end {
+            for s in self.spans.iter_mut() {
+                s.at = 0;
+            }
+            self.pos = 0;
+            self.end = 0;
+            if self.data.len() > KEEP_OUTPUT && self.spans.is_empty() {
+                self.data = Vec::new();
+            }
+        } else if self.pos > 64 * 1024 && self.pos > self.end / 2 {
+            self.data.copy_within(self.pos..self.end, 0);
+            for s in self.spans.iter_mut() {
+                s.at -= self.pos;
+            }
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+    }
+}
+
+/// Test sinks: bytes collect in a Vec, file spans are read with pread.
+#[cfg(test)]
+impl Sink for Vec<u8> {
+    fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd.try_clone_to_owned()?);
+        let mut buf = vec![0u8; len];
+        let n = file.read_at(&mut buf, offset)?;
+        self.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -206,6 +312,34 @@ mod tests {
         out.push_zeroes(2);
         let _ = out.write_to(&mut sink);
         assert_eq!(sink, b"firstab\0\0");
+    }
+
+    #[test]
+    fn file_spans_go_out_between_the_bytes_around_them() {
+        let path = std::env::temp_dir().join(format!("nbd-iobuf-span-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").expect("write file");
+        let file = std::fs::File::open(&path).expect("open file");
+        let _ = std::fs::remove_file(&path);
+        let mut out = OutputBuffer::default();
+        out.push(b"<");
+        out.push_file(OwnedFd::from(file), 2, 5);
+        out.push(b">");
+        let mut sink = Vec::new();
+        while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {}
+        assert_eq!(sink, b"<23456>");
+        assert_eq!(out.pending(), 0);
+    }
+
+    #[test]
+    fn truncate_drops_file_spans_after_the_mark() {
+        let file = std::fs::File::open("/dev/zero").expect("open");
+        let mut out = OutputBuffer::default();
+        out.push(b"a");
+        let mark = out.mark();
+        out.push_file(OwnedFd::from(file), 0, 100);
+        out.push(b"b");
+        out.truncate(mark);
+        assert_eq!(out.pending(), 1);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use super::error::NbdError;
+use super::iobuf::Sink;
 
 /// Where the server listens: QMP's SocketAddress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +308,20 @@ impl Read for Stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
         }
+    }
+}
+
+impl Sink for Stream {
+    fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize> {
+        let mut off =
+            i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: both fds are open for the call (`fd` is borrowed, the socket
+        // is owned by `self`); `off` is a local the kernel may update.
+        let n = unsafe { libc::sendfile(self.fd(), fd.as_raw_fd(), &mut off, len) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 }
 

@@ -352,7 +352,7 @@ impl ReadJob {
         let piece_mark = out.mark();
         let result = with_backend(resolver, &session.sel.backend, |b| match mode {
             ReadMode::Sparse => sparse_piece(b, out, cookie, off, piece, last),
-            _ => b.read(off, out.extend_for_fill(piece as usize)),
+            _ => read_into(b, out, off, piece),
         });
         let failure = match result {
             Some(Ok(())) => {
@@ -409,6 +409,27 @@ impl ReadJob {
     }
 }
 
+/// Queue the `len` bytes at `off`: as a file span when the backend can name
+/// a file holding them, else read into the buffer.
+fn read_into(
+    b: &mut dyn NbdExportBackend,
+    out: &mut OutputBuffer,
+    off: u64,
+    len: u64,
+) -> Result<(), NbdIoError> {
+    let source = b
+        .read_source(off, len)
+        .map(|(fd, at)| (fd.try_clone_to_owned(), at));
+    match source {
+        Some((Ok(fd), at)) => {
+            out.push_file(fd, at, len as usize);
+            Ok(())
+        }
+        // Out of descriptors for the duplicate: copying works without one.
+        _ => b.read(off, out.extend_for_fill(len as usize)),
+    }
+}
+
 /// Queue `len` bytes at `off` as data and hole chunks, using the backend's
 /// block status to skip reading zeroes. A failed read leaves the chunks
 /// before it queued and nothing of the failed one.
@@ -455,7 +476,7 @@ fn sparse_piece(
         } else {
             commands::chunk_header(out, 0, proto::REPLY_TYPE_OFFSET_DATA, cookie, l as u32 + 8);
             out.push(&pos.to_be_bytes());
-            if let Err(e) = b.read(pos, out.extend_for_fill(l as usize)) {
+            if let Err(e) = read_into(b, out, pos, l) {
                 out.truncate(mark);
                 return Err(e);
             }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +25,8 @@ use block::nbd::{
 pub struct FileBackend {
     file: File,
     size: u64,
+    /// Offer reads as file spans (sendfile) instead of copies.
+    pub zero_copy: bool,
 }
 
 impl FileBackend {
@@ -35,7 +37,11 @@ impl FileBackend {
             .open(path)
             .expect("open test image");
         let size = file.metadata().expect("stat test image").len();
-        FileBackend { file, size }
+        FileBackend {
+            file,
+            size,
+            zero_copy: true,
+        }
     }
 
     fn punch(&self, offset: u64, len: u64) -> Result<(), NbdIoError> {
@@ -102,6 +108,11 @@ impl NbdExportBackend for FileBackend {
 
     fn flush(&mut self) -> Result<(), NbdIoError> {
         Ok(self.file.sync_data()?)
+    }
+
+    fn read_source(&mut self, offset: u64, _len: u64) -> Option<(BorrowedFd<'_>, u64)> {
+        // A raw file: export offsets are file offsets, always.
+        self.zero_copy.then(|| (self.file.as_fd(), offset))
     }
 
     fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
@@ -206,6 +217,11 @@ pub fn make_image(dir: &Path, name: &str, size: u64) -> PathBuf {
 /// Serve `exports` (export, image path) on 127.0.0.1:<free port> and on
 /// `dir/nbd.sock` until the returned handle is dropped.
 pub fn serve(dir: PathBuf, exports: Vec<(NbdExport, PathBuf)>) -> Running {
+    serve_with(dir, exports, true)
+}
+
+/// As `serve`; `zero_copy` false makes every read go through `read`.
+pub fn serve_with(dir: PathBuf, exports: Vec<(NbdExport, PathBuf)>, zero_copy: bool) -> Running {
     let socket = dir.join("nbd.sock");
     let mut tcp = NbdServer::listen(&NbdAddr::Inet {
         host: "127.0.0.1".into(),
@@ -218,7 +234,9 @@ pub fn serve(dir: PathBuf, exports: Vec<(NbdExport, PathBuf)>) -> Running {
     .expect("listen unix");
     let mut backends = HashMap::new();
     for (e, path) in exports {
-        backends.insert(e.backend.clone(), FileBackend::open(&path));
+        let mut b = FileBackend::open(&path);
+        b.zero_copy = zero_copy;
+        backends.insert(e.backend.clone(), b);
         tcp.add_export(e.clone()).expect("add export");
         unix.add_export(e).expect("add export");
     }
