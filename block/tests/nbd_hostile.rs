@@ -385,3 +385,45 @@ fn zero_length_requests_and_do_not_fragment_reads_are_answered() {
         "DF read longer than a piece ends with NONE"
     );
 }
+
+/// Deterministic pseudo-random bytes (xorshift64).
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn random_bytes_in_every_phase_never_bring_the_server_down() {
+    let (srv, _) = setup("noise");
+    for seed in 1..=60u64 {
+        let len = 1 + (seed as usize * 7919) % 5000;
+        let mut s = srv.connect();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let _ = recv(&mut s, 18);
+        match seed % 3 {
+            0 => {}
+            1 => send(&mut s, &3u32.to_be_bytes()),
+            _ => {
+                send(&mut s, &3u32.to_be_bytes());
+                let _ = go(&mut s, "rw");
+            }
+        }
+        // Plausible headers with random fields as well as raw noise.
+        let mut junk = noise(seed, len);
+        if seed % 2 == 0 && junk.len() >= 28 {
+            junk[0..4].copy_from_slice(&0x2560_9513u32.to_be_bytes());
+        }
+        let _ = s.write_all(&junk);
+        drop(s);
+    }
+
+    still_serves(&srv);
+}
