@@ -493,6 +493,154 @@ fn sparse_piece(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nbd::memory_backend::Memory;
+
+    /// A memory export whose reads fail from `bad` on.
+    struct FailingFrom {
+        mem: Memory,
+        bad: u64,
+    }
+
+    impl ExportResolver for FailingFrom {
+        fn with_backend(&mut self, _: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            f(self);
+            true
+        }
+    }
+
+    impl NbdExportBackend for FailingFrom {
+        fn size(&self) -> u64 {
+            self.mem.size()
+        }
+        fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
+            if offset + buf.len() as u64 > self.bad {
+                return Err(NbdIoError::new(libc::EIO));
+            }
+            self.mem.read(offset, buf)
+        }
+        fn write(&mut self, o: u64, d: &[u8], fua: bool) -> Result<(), NbdIoError> {
+            self.mem.write(o, d, fua)
+        }
+        fn write_zeroes(&mut self, o: u64, l: u64, t: bool, f: bool) -> Result<(), NbdIoError> {
+            self.mem.write_zeroes(o, l, t, f)
+        }
+        fn trim(&mut self, o: u64, l: u64) -> Result<(), NbdIoError> {
+            self.mem.trim(o, l)
+        }
+        fn flush(&mut self) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn block_status(&mut self, o: u64, l: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
+            self.mem.block_status(o, l)
+        }
+    }
+
+    fn session(structured: bool, size: u64) -> Session {
+        Session {
+            sel: Selected {
+                export: "e".into(),
+                backend: "e".into(),
+                size,
+                writable: true,
+                flags: 0,
+                structured,
+                meta_context: None,
+            },
+        }
+    }
+
+    fn read_req(flags: u16, offset: u64, len: u32) -> Request {
+        Request {
+            flags,
+            typ: proto::CMD_READ,
+            cookie: 9,
+            offset,
+            len,
+        }
+    }
+
+    /// Run a read to its end; returns the last step and the wire bytes.
+    fn run_read(s: &Session, r: &Request, backend: &mut FailingFrom) -> (ReadStep, Vec<u8>) {
+        let mut job = ReadJob::new(s, r);
+        let mut out = OutputBuffer::default();
+        let mut step = job.step(s, backend, &mut out);
+        while step == ReadStep::More {
+            step = job.step(s, backend, &mut out);
+        }
+        let mut wire = Vec::new();
+        while let Ok(crate::nbd::iobuf::Transfer::Moved(_)) = out.write_to(&mut wire) {}
+        (step, wire)
+    }
+
+    fn backend(bad: u64) -> FailingFrom {
+        FailingFrom {
+            mem: Memory(vec![7u8; 8 << 20]),
+            bad,
+        }
+    }
+
+    #[test]
+    fn simple_read_failing_at_once_gets_an_error_reply() {
+        let (step, wire) = run_read(
+            &session(false, 8 << 20),
+            &read_req(0, 0, 4096),
+            &mut backend(0),
+        );
+
+        assert_eq!(step, ReadStep::Finished);
+        assert_eq!(wire.len(), 16);
+        assert_eq!(&wire[4..8], &proto::EIO.to_be_bytes());
+    }
+
+    #[test]
+    fn simple_read_failing_after_the_first_piece_hangs_up() {
+        let r = read_req(0, 0, 3 * READ_PIECE as u32);
+
+        let (step, wire) = run_read(&session(false, 8 << 20), &r, &mut backend(READ_PIECE));
+
+        assert_eq!(step, ReadStep::Fatal);
+        assert_eq!(wire.len(), 16 + READ_PIECE as usize);
+    }
+
+    #[test]
+    fn structured_read_failing_midway_ends_with_an_error_chunk() {
+        let r = read_req(0, 0, 3 * READ_PIECE as u32);
+
+        let (step, wire) = run_read(&session(true, 8 << 20), &r, &mut backend(READ_PIECE));
+
+        assert_eq!(step, ReadStep::Finished);
+        let data_chunk = commands::CHUNK_HEADER_LEN + 8 + READ_PIECE as usize;
+        let err = &wire[data_chunk..];
+        assert_eq!(&err[4..8], &[0, 1, 0x80, 1], "final NBD_REPLY_TYPE_ERROR");
+        assert_eq!(&err[20..24], &proto::EIO.to_be_bytes());
+    }
+
+    #[test]
+    fn do_not_fragment_read_failing_midway_pads_its_one_chunk() {
+        let r = read_req(proto::CMD_FLAG_DF, 0, 3 * READ_PIECE as u32);
+
+        let (step, wire) = run_read(&session(true, 8 << 20), &r, &mut backend(READ_PIECE));
+
+        assert_eq!(step, ReadStep::Finished);
+        let chunk = commands::CHUNK_HEADER_LEN + 8 + 3 * READ_PIECE as usize;
+        assert_eq!(&wire[16..20], &((3 * READ_PIECE + 8) as u32).to_be_bytes());
+        assert_eq!(wire[chunk - 1], 0, "padding");
+        assert_eq!(&wire[chunk + 6..chunk + 8], &[0x80, 1]);
+    }
+
+    #[test]
+    fn structured_read_of_zeroes_is_one_final_hole_chunk() {
+        let mut b = FailingFrom {
+            mem: Memory(vec![0u8; 1 << 20]),
+            bad: u64::MAX,
+        };
+
+        let (_, wire) = run_read(&session(true, 1 << 20), &read_req(0, 0, 65536), &mut b);
+
+        assert_eq!(wire.len(), commands::CHUNK_HEADER_LEN + 12);
+        assert_eq!(&wire[4..8], &[0, 1, 0, 2], "DONE, OFFSET_HOLE");
+        assert_eq!(&wire[28..32], &65536u32.to_be_bytes());
+    }
 
     #[test]
     fn extents_are_clipped_merged_and_limited() {
