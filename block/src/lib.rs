@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod graph;
 pub mod info;
+pub mod nbd;
 pub mod node;
 pub mod options;
 pub mod probe;
