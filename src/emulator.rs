@@ -77,6 +77,10 @@ pub struct Emulator {
     /// Chardev ids of the serial ports, COM1 first.
     pub serial_chardevs: Vec<String>,
     pub dump: crate::qmp_cmds::dump::DumpState,
+    /// The block graph: every node and backend.
+    pub block: block::BlockGraph,
+    /// What the monitor keeps about backends (legacy drives, trays).
+    pub blockdevs: crate::blockdev::BlockDevs,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -107,6 +111,8 @@ impl Emulator {
             pidfile: cfg.pidfile.clone(),
             serial_chardevs: Vec::new(),
             dump: Default::default(),
+            block: block::BlockGraph::new(),
+            blockdevs: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -496,6 +502,7 @@ impl Emulator {
         }
         self.run_bottom_halves();
         self.run_expired_timers();
+        crate::blockdev::flush_events(self);
         self.handle_requests();
     }
 
@@ -522,6 +529,7 @@ impl Emulator {
             }
         }
         self.machine.shutdown();
+        self.blockdevs.cleanup(&mut self.block);
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
         }

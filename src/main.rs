@@ -3,6 +3,7 @@
 //! emulator from it, run the main loop, clean up.
 
 mod base64;
+mod blockdev;
 mod chardev;
 mod devices;
 mod dump;
@@ -193,6 +194,8 @@ fn run(cfg: Config) -> ExitCode {
         match name.as_str() {
             "bios" => bios = Some(arg.clone()),
             "rtc" => {}
+            // Opened in startup::build, once fd sets exist.
+            "drive" | "blockdev" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
                 Ok(None) => {

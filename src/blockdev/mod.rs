@@ -1,0 +1,511 @@
+//! The process side of block backends (QEMU's blockdev.c): what the monitor
+//! knows about each backend beyond the block graph — the legacy `-drive`
+//! record, the guest device model attached (tray, lock), error policies,
+//! write-cache mode — plus which nodes the monitor owns, and the rules the
+//! QMP/HMP block commands share (lookup, deletion, medium changes).
+//!
+//! The graph itself (`block::BlockGraph`) lives in `Emulator::block`; this
+//! module never does I/O except through it.
+
+pub mod drive;
+pub mod medium;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use block::{lock, BlockGraph, DetectZeroes, NodeRef};
+use qmp::error::{ErrorClass, QmpError};
+
+/// QEMU's BlockInterfaceType, in QEMU's numbering (HMP prints the number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfType {
+    None = 0,
+    Ide,
+    Scsi,
+    Floppy,
+    Pflash,
+    Mtd,
+    Sd,
+    Virtio,
+    Xen,
+}
+
+impl IfType {
+    pub const ALL: [IfType; 9] = [
+        IfType::None,
+        IfType::Ide,
+        IfType::Scsi,
+        IfType::Floppy,
+        IfType::Pflash,
+        IfType::Mtd,
+        IfType::Sd,
+        IfType::Virtio,
+        IfType::Xen,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IfType::None => "none",
+            IfType::Ide => "ide",
+            IfType::Scsi => "scsi",
+            IfType::Floppy => "floppy",
+            IfType::Pflash => "pflash",
+            IfType::Mtd => "mtd",
+            IfType::Sd => "sd",
+            IfType::Virtio => "virtio",
+            IfType::Xen => "xen",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<IfType> {
+        IfType::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// Units per bus (0: no bus numbering).
+    pub fn max_devs(self) -> u32 {
+        match self {
+            IfType::Ide => 2,
+            IfType::Scsi => 7,
+            _ => 0,
+        }
+    }
+}
+
+/// What `-drive` recorded beyond the backend (QEMU's DriveInfo). Guest
+/// device models read media, serial and address when they attach.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+pub struct LegacyDrive {
+    pub if_type: IfType,
+    pub bus: u32,
+    pub unit: u32,
+    pub media_cd: bool,
+    pub serial: Option<String>,
+    pub devaddr: Option<String>,
+    /// The file= value, for the orphaned-drive warning.
+    pub file: String,
+}
+
+/// rerror/werror policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    Report,
+    Ignore,
+    Enospc,
+    Stop,
+}
+
+impl OnError {
+    pub fn parse(s: &str, is_read: bool) -> Result<OnError, String> {
+        match s {
+            "ignore" => Ok(OnError::Ignore),
+            "enospc" if !is_read => Ok(OnError::Enospc),
+            "stop" => Ok(OnError::Stop),
+            "report" => Ok(OnError::Report),
+            _ => Err(format!(
+                "'{s}' invalid {} error action",
+                if is_read { "read" } else { "write" }
+            )),
+        }
+    }
+}
+
+/// A guest device model's view of its medium, for the removable-medium
+/// commands. Devices register one when they attach to a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceModel {
+    /// qdev id or path, for "in use by" messages.
+    pub id: String,
+    /// The device has removable media (CD-ROM, floppy).
+    pub removable: bool,
+    /// Tray state; None for devices without a tray.
+    pub tray: Option<Tray>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Tray {
+    pub open: bool,
+    pub locked: bool,
+}
+
+/// Flags a backend remembers for media inserted later (QEMU's root state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RootState {
+    pub read_only: bool,
+    pub detect_zeroes: DetectZeroes,
+}
+
+/// Monitor-side state of one named backend.
+#[derive(Clone, Debug)]
+pub struct BackendFront {
+    pub name: String,
+    pub legacy: Option<LegacyDrive>,
+    pub device: Option<DeviceModel>,
+    pub on_read_error: OnError,
+    pub on_write_error: OnError,
+    /// cache.writeback (false = writethrough).
+    pub writeback: bool,
+    pub root_state: RootState,
+    /// Extra users besides the monitor (NBD exports, jobs): while > 0 the
+    /// backend is "in use".
+    pub users: u32,
+    /// io-status is reported once a device enables it.
+    pub iostatus: Option<&'static str>,
+}
+
+impl BackendFront {
+    pub fn new(name: &str) -> BackendFront {
+        BackendFront {
+            name: name.to_string(),
+            legacy: None,
+            device: None,
+            on_read_error: OnError::Report,
+            on_write_error: OnError::Enospc,
+            writeback: true,
+            root_state: RootState::default(),
+            users: 0,
+            iostatus: None,
+        }
+    }
+
+    /// blk_dev_has_removable_media: true without a device.
+    pub fn has_removable_media(&self) -> bool {
+        self.device.as_ref().is_none_or(|d| d.removable)
+    }
+
+    pub fn tray(&self) -> Option<Tray> {
+        self.device.as_ref().and_then(|d| d.tray)
+    }
+
+    pub fn is_tray_open(&self) -> bool {
+        self.tray().is_some_and(|t| t.open)
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.tray().is_some_and(|t| t.locked)
+    }
+
+    fn set_tray_open(&mut self, open: bool) {
+        if let Some(Some(t)) = self.device.as_mut().map(|d| d.tray.as_mut()) {
+            t.open = open;
+        }
+    }
+}
+
+/// A temporary overlay made for `snapshot=on`, deleted with its node.
+struct TempFile {
+    node: NodeRef,
+    path: String,
+}
+
+/// Everything the monitor keeps about backends and nodes.
+#[derive(Default)]
+pub struct BlockDevs {
+    pub fronts: Vec<BackendFront>,
+    /// Nodes created by blockdev-add without an id (or `drive_add -n`):
+    /// the monitor holds a reference and x-blockdev-del may delete them.
+    monitor_nodes: Vec<NodeRef>,
+    temp_files: Vec<TempFile>,
+    /// Events raised by medium changes, sent after the command.
+    events: Vec<(&'static str, Value)>,
+}
+
+pub fn not_found(device: &str) -> QmpError {
+    QmpError::new(
+        ErrorClass::DeviceNotFound,
+        format!("Device '{device}' not found"),
+    )
+}
+
+/// Turns a block-layer error into a QMP error (class decided by the block crate).
+pub fn qerr(e: block::BlockError) -> QmpError {
+    let class = match e.qmp_class() {
+        "DeviceNotFound" => ErrorClass::DeviceNotFound,
+        _ => ErrorClass::GenericError,
+    };
+    QmpError::new(class, e.to_string())
+}
+
+impl BlockDevs {
+    pub fn front(&self, name: &str) -> Option<&BackendFront> {
+        self.fronts.iter().find(|f| f.name == name)
+    }
+
+    pub fn front_mut(&mut self, name: &str) -> Option<&mut BackendFront> {
+        self.fronts.iter_mut().find(|f| f.name == name)
+    }
+
+    pub fn push_event(&mut self, name: &'static str, data: Value) {
+        self.events.push((name, data));
+    }
+
+    pub fn take_events(&mut self) -> Vec<(&'static str, Value)> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Registers a backend the graph already holds.
+    pub fn add_front(&mut self, front: BackendFront) {
+        self.fronts.push(front);
+    }
+
+    pub fn own_node(&mut self, node: NodeRef) {
+        self.monitor_nodes.push(node);
+    }
+
+    pub fn is_monitor_owned(&self, node: &NodeRef) -> bool {
+        self.monitor_nodes.iter().any(|n| Arc::ptr_eq(n, node))
+    }
+
+    pub fn add_temp_file(&mut self, node: NodeRef, path: String) {
+        self.temp_files.push(TempFile { node, path });
+    }
+
+    /// Attaches a guest device model to a backend (devices call this).
+    #[allow(dead_code)]
+    pub fn attach_device(&mut self, backend: &str, dev: DeviceModel) -> Result<(), String> {
+        let f = self
+            .front_mut(backend)
+            .ok_or_else(|| format!("Device '{backend}' not found"))?;
+        if f.device.is_some() {
+            return Err(format!(
+                "Drive '{backend}' is already in use by another device"
+            ));
+        }
+        f.device = Some(dev);
+        Ok(())
+    }
+
+    /// Drops a node and, below it, every node nothing else uses and the
+    /// monitor does not own.
+    pub fn drop_tree(&mut self, graph: &mut BlockGraph, node: &NodeRef) {
+        if graph.is_in_use(node) || self.is_monitor_owned(node) {
+            return;
+        }
+        let (name, children) = {
+            let g = lock(node);
+            let c = g.children();
+            let kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            (g.name().to_string(), kids)
+        };
+        if graph.find_node(&name).is_some() {
+            let _ = graph.remove_node(&name);
+        }
+        self.forget_temp(node);
+        for c in children {
+            if graph.nodes().iter().any(|n| Arc::ptr_eq(n, &c)) {
+                self.drop_tree(graph, &c);
+            }
+        }
+    }
+
+    fn forget_temp(&mut self, node: &NodeRef) {
+        self.temp_files.retain(|t| {
+            if Arc::ptr_eq(&t.node, node) {
+                let _ = std::fs::remove_file(&t.path);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Removes a backend and the nodes only it used.
+    pub fn delete_backend(&mut self, graph: &mut BlockGraph, name: &str) {
+        let root = graph.backend(name).and_then(|b| b.root());
+        let _ = graph.remove_backend(name);
+        self.fronts.retain(|f| f.name != name);
+        if let Some(r) = root {
+            self.drop_tree(graph, &r);
+        }
+    }
+
+    /// Removes a monitor-owned node (x-blockdev-del node-name=).
+    pub fn delete_monitor_node(&mut self, graph: &mut BlockGraph, node: &NodeRef) {
+        self.monitor_nodes.retain(|n| !Arc::ptr_eq(n, node));
+        self.drop_tree(graph, node);
+    }
+
+    /// Temporary overlays are deleted at exit, as QEMU deletes them on close.
+    pub fn cleanup(&mut self, graph: &mut BlockGraph) {
+        graph.close_all();
+        for t in self.temp_files.drain(..) {
+            let _ = std::fs::remove_file(&t.path);
+        }
+    }
+
+    /// The name of the backend whose medium is `node`, or "".
+    pub fn device_name_of(&self, graph: &BlockGraph, node: &NodeRef) -> String {
+        graph
+            .backends()
+            .iter()
+            .find(|b| b.root().is_some_and(|r| Arc::ptr_eq(&r, node)))
+            .map(|b| b.name().to_string())
+            .unwrap_or_default()
+    }
+
+    /// bdrv_get_device_or_node_name.
+    pub fn device_or_node_name(&self, graph: &BlockGraph, node: &NodeRef) -> String {
+        let d = self.device_name_of(graph, node);
+        if d.is_empty() {
+            lock(node).name().to_string()
+        } else {
+            d
+        }
+    }
+}
+
+/// bdrv_lookup_bs(device, node_name): a backend's medium first, then a node.
+pub fn lookup_bs(
+    graph: &BlockGraph,
+    device: Option<&str>,
+    node_name: Option<&str>,
+) -> Result<NodeRef, QmpError> {
+    if let Some(d) = device {
+        if let Some(b) = graph.backend(d) {
+            return b
+                .root()
+                .ok_or_else(|| QmpError::generic(format!("Device '{d}' has no medium")));
+        }
+    }
+    if let Some(n) = node_name {
+        if let Some(node) = graph.find_node(n) {
+            return Ok(node);
+        }
+    }
+    Err(QmpError::generic(format!(
+        "Cannot find device={} nor node_name={}",
+        device.unwrap_or(""),
+        node_name.unwrap_or("")
+    )))
+}
+
+/// True when a node is the root of a backend or has no parent node
+/// (bdrv_is_root_node: no parent that is a node).
+pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
+    !graph.nodes().iter().any(|p| {
+        if Arc::ptr_eq(p, node) {
+            return false;
+        }
+        let g = lock(p);
+        let c = g.children();
+        c.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, node))
+            || c.backing.as_ref().is_some_and(|b| Arc::ptr_eq(b, node))
+    })
+}
+
+/// qmp_get_root_bs: a device or node name that must be a root with a medium.
+pub fn get_root_bs(graph: &BlockGraph, name: &str) -> Result<NodeRef, QmpError> {
+    if let Some(b) = graph.backend(name) {
+        return b
+            .root()
+            .ok_or_else(|| QmpError::generic("Device has no medium"));
+    }
+    let node = lookup_bs(graph, Some(name), Some(name))?;
+    if !is_root_node(graph, &node) {
+        return Err(QmpError::generic("Need a root block node"));
+    }
+    Ok(node)
+}
+
+/// Sends pending block events (corruption reports, tray moves) to the monitors.
+pub fn flush_events(emu: &mut crate::emulator::Emulator) {
+    for ev in emu.block.take_events() {
+        match ev {
+            block::BlockEvent::ImageCorrupted(c) => {
+                let node = emu.block.find_node(&c.node_name);
+                let device = node
+                    .map(|n| emu.blockdevs.device_name_of(&emu.block, &n))
+                    .unwrap_or_default();
+                let mut data = json!({
+                    "device": device,
+                    "node-name": c.node_name,
+                    "msg": c.msg,
+                });
+                if let Some(o) = c.offset {
+                    data["offset"] = json!(o);
+                }
+                if let Some(s) = c.size {
+                    data["size"] = json!(s);
+                }
+                data["fatal"] = json!(c.fatal);
+                emu.emit_event("BLOCK_IMAGE_CORRUPTED", Some(data));
+            }
+        }
+    }
+    for (name, data) in emu.blockdevs.take_events() {
+        emu.emit_event(name, Some(data));
+    }
+}
+
+/// Runs `f` with `/dev/fdset/N` names resolvable through the emulator's fd
+/// sets (the graph cannot borrow them, so they are lent for the call).
+pub fn with_fdsets<T>(
+    emu: &mut crate::emulator::Emulator,
+    f: impl FnOnce(&mut BlockGraph, &mut BlockDevs) -> T,
+) -> T {
+    use std::sync::Mutex;
+    let sets = Arc::new(Mutex::new(std::mem::take(&mut emu.fdsets)));
+    let s2 = sets.clone();
+    emu.block
+        .set_fdset_opener(Box::new(move |name: &str, flags: i32| {
+            let id = crate::fdsets::fdset_id_of_path(name).ok_or_else(|| {
+                block::BlockError::errno(format!("Could not open '{name}'"), libc::ENOENT)
+            })?;
+            let mut g = match s2.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.dup_for_open(id, flags)
+                .map_err(|e| block::BlockError::io(format!("Could not open '{name}'"), &e))
+        }));
+    let r = f(&mut emu.block, &mut emu.blockdevs);
+    emu.block.set_fdset_opener(Box::new(|name: &str, _| {
+        Err(block::BlockError::errno(
+            format!("Could not open '{name}'"),
+            libc::ENOENT,
+        ))
+    }));
+    // The opener installed above dropped its clone, so this is the last one.
+    match Arc::try_unwrap(sets) {
+        Ok(m) => {
+            emu.fdsets = match m.into_inner() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            }
+        }
+        Err(arc) => {
+            let mut g = match arc.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            emu.fdsets = std::mem::take(&mut *g);
+        }
+    }
+    r
+}
+
+/// Opens `-drive` and `-blockdev` options in command-line order, then warns
+/// about drives no device uses, as QEMU's start-up does.
+pub fn open_cmdline_drives(
+    emu: &mut crate::emulator::Emulator,
+    cfg: &crate::vl::Config,
+) -> Result<(), String> {
+    let default_if = if emu.machine.pc.is_some() {
+        IfType::Ide
+    } else {
+        IfType::None
+    };
+    for (name, arg) in &cfg.machine_args {
+        let r = match name.as_str() {
+            "drive" => with_fdsets(emu, |g, d| {
+                drive::drive_new(g, d, arg, default_if).map(|_| ())
+            }),
+            "blockdev" => with_fdsets(emu, |g, d| drive::blockdev_from_arg(g, d, arg)),
+            _ => continue,
+        };
+        r.map_err(|e| format!("-{name} {arg}: {e}"))?;
+    }
+    drive::warn_orphaned(&emu.block, &emu.blockdevs);
+    Ok(())
+}
