@@ -352,3 +352,33 @@ mod tests {
         assert_eq!(e.desc, "Node 'zz' not found");
     }
 }
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    #[test]
+    fn dropping_a_monitor_node_drops_its_file_child() {
+        let dir = std::env::temp_dir().join(format!("bq-drop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.img");
+        std::fs::write(&p, vec![0u8; 65536]).unwrap();
+        let mut g = BlockGraph::new();
+        let mut d = BlockDevs::default();
+        let o: block::options::Options = serde_json::from_value(serde_json::json!({
+            "driver": "raw", "node-name": "rn",
+            "file": {"driver": "file", "filename": p.to_str().unwrap()}
+        }))
+        .unwrap();
+        let n = g.open(&o).unwrap();
+        d.own_node(n.clone());
+        assert_eq!(g.nodes().len(), 2);
+        d.delete_monitor_node(&mut g, &n);
+        let names: Vec<String> = g
+            .nodes()
+            .iter()
+            .map(|n| lock(n).name().to_string())
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+}

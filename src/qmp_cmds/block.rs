@@ -30,21 +30,52 @@ fn backing_depth(node: &NodeRef) -> i64 {
     depth
 }
 
+/// QEMU records an attached backing node's file name and format as the
+/// image's backing file (bdrv_set_backing_hd), so query-block shows those
+/// rather than the name stored in the header.
+fn attached_backing_names(image: &mut Value, node: &NodeRef) {
+    let mut img = image;
+    let mut cur = node.clone();
+    for _ in 0..10_000 {
+        let Some(b) = lock(&cur).backing() else {
+            return;
+        };
+        let (file, fmt) = {
+            let g = lock(&b);
+            (g.filename().to_string(), g.driver_name().to_string())
+        };
+        let full = block::graph::resolve_backing_name(lock(&cur).filename(), &file);
+        let Some(m) = img.as_object_mut() else {
+            return;
+        };
+        m.insert("backing-filename".into(), json!(file));
+        m.insert("full-backing-filename".into(), json!(full));
+        m.insert("backing-filename-format".into(), json!(fmt));
+        let Some(next) = m.get_mut("backing-image") else {
+            return;
+        };
+        img = next;
+        cur = b;
+    }
+}
+
 /// BlockDeviceInfo of a node; `front` is the backend it is the medium of.
 pub fn block_device_info(node: &NodeRef, front: Option<&BackendFront>) -> Value {
     let depth = backing_depth(node);
     let mut g = lock(node);
     let image = g.image_info().to_json();
     let opts = g.options();
+    let mut image = image;
+    drop(g);
+    attached_backing_names(&mut image, node);
+    let mut g = lock(node);
     let mut m = Map::new();
     m.insert("file".into(), json!(g.filename()));
     m.insert("node-name".into(), json!(g.name()));
     m.insert("ro".into(), json!(g.is_read_only()));
     m.insert("drv".into(), json!(g.driver_name()));
-    if let Some((b, _)) = g.backing_file() {
-        if !b.is_empty() {
-            m.insert("backing_file".into(), json!(b));
-        }
+    if let Some(b) = image.get("backing-filename") {
+        m.insert("backing_file".into(), b.clone());
     }
     m.insert("backing_file_depth".into(), json!(depth));
     m.insert("encrypted".into(), json!(false));
