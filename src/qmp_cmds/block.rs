@@ -68,7 +68,7 @@ pub fn block_device_info(node: &NodeRef, front: Option<&BackendFront>) -> Value 
     let mut image = image;
     drop(g);
     attached_backing_names(&mut image, node);
-    let mut g = lock(node);
+    let g = lock(node);
     let mut m = Map::new();
     m.insert("file".into(), json!(g.filename()));
     m.insert("node-name".into(), json!(g.name()));

@@ -5,9 +5,12 @@
 
 pub mod block;
 pub mod block_snapshot;
+pub mod chardev;
+pub mod cpus;
 pub mod dump;
 pub mod fd;
 pub mod misc;
+pub mod pci;
 pub mod qom;
 pub mod run;
 
@@ -63,6 +66,8 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    cmd("query-cpus", cpus::query_cpus),
+    cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
     cmd(
@@ -70,6 +75,12 @@ pub static COMMANDS: &[CommandEntry] = &[
         dump::query_dump_guest_memory_capability,
     ),
     // chardev commands (chardev.rs)
+    cmd("chardev-add", chardev::chardev_add),
+    cmd("chardev-remove", chardev::chardev_remove),
+    cmd("query-chardev", chardev::query_chardev),
+    cmd("query-chardev-backends", chardev::query_chardev_backends),
+    cmd("ringbuf-write", chardev::ringbuf_write),
+    cmd("ringbuf-read", chardev::ringbuf_read),
     // QOM and object commands (qom.rs)
     cmd("query-iothreads", qom::query_iothreads),
     cmd("object-add", qom::object_add),

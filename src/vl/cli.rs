@@ -554,7 +554,16 @@ fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
             format!("could not connect serial device to character backend '{spec}'"),
         )
     })?;
+    // `mon:` shares the port with a human monitor, as QEMU does.
+    let muxed = opts.get("mux") == Some("on");
     cfg.chardevs.push(opts);
+    if muxed {
+        cfg.monitors.push(MonitorConfig {
+            chardev: label.clone(),
+            mode: MonitorMode::Readline,
+            pretty: false,
+        });
+    }
     cfg.serials.push(label);
     Ok(())
 }
