@@ -195,7 +195,7 @@ fn run(cfg: Config) -> ExitCode {
             "bios" => bios = Some(arg.clone()),
             "rtc" => {}
             // Opened in startup::build, once fd sets exist.
-            "drive" | "blockdev" => {}
+            "drive" | "blockdev" | "snapshot" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
                 Ok(None) => {

@@ -496,10 +496,18 @@ pub fn open_cmdline_drives(
     } else {
         IfType::None
     };
+    // -snapshot turns snapshot=on for every -drive that does not say.
+    let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {
         let r = match name.as_str() {
             "drive" => with_fdsets(emu, |g, d| {
-                drive::drive_new(g, d, arg, default_if).map(|_| ())
+                let has = arg.split(',').any(|kv| kv.starts_with("snapshot"));
+                let opts = if all_snapshot && !has {
+                    format!("{arg},snapshot=on")
+                } else {
+                    arg.clone()
+                };
+                drive::drive_new(g, d, &opts, default_if).map(|_| ())
             }),
             "blockdev" => with_fdsets(emu, |g, d| drive::blockdev_from_arg(g, d, arg)),
             _ => continue,
@@ -508,4 +516,181 @@ pub fn open_cmdline_drives(
     }
     drive::warn_orphaned(&emu.block, &emu.blockdevs);
     Ok(())
+}
+
+/// x-blockdev-del: deletes a backend added with blockdev-add, or a node the
+/// monitor owns, refusing as QEMU does while anything else uses it.
+pub fn x_blockdev_del(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    id: Option<&str>,
+    node_name: Option<&str>,
+) -> Result<(), QmpError> {
+    match (id, node_name) {
+        (Some(_), Some(_)) => Err(QmpError::generic(
+            "Only one of id and node-name must be specified",
+        )),
+        (None, None) => Err(QmpError::generic("No block device specified")),
+        (Some(id), None) => {
+            let Some(b) = graph.backend(id) else {
+                return Err(QmpError::generic(format!("Cannot find block backend {id}")));
+            };
+            let root = b.root();
+            let front = devs.front(id);
+            if front.is_some_and(|f| f.legacy.is_some()) {
+                return Err(QmpError::generic(
+                    "Deleting block backend added with drive-add is not supported",
+                ));
+            }
+            if front.is_some_and(|f| f.device.is_some() || f.users > 0) {
+                return Err(QmpError::generic(format!("Block backend {id} is in use")));
+            }
+            if let Some(r) = &root {
+                if !is_root_node(graph, r) || devs.is_monitor_owned(r) {
+                    return Err(QmpError::generic(format!("Block device {id} is in use")));
+                }
+            }
+            devs.delete_backend(graph, id);
+            Ok(())
+        }
+        (None, Some(name)) => {
+            let Some(node) = graph.find_node(name) else {
+                return Err(QmpError::generic(format!("Cannot find node {name}")));
+            };
+            let user = devs.device_name_of(graph, &node);
+            if !user.is_empty() {
+                return Err(QmpError::generic(format!(
+                    "Node {name} is in use by {user}"
+                )));
+            }
+            if !devs.is_monitor_owned(&node) {
+                return Err(QmpError::generic(format!(
+                    "Node {name} is not owned by the monitor"
+                )));
+            }
+            if !is_root_node(graph, &node) {
+                return Err(QmpError::generic(format!("Block device {name} is in use")));
+            }
+            devs.delete_monitor_node(graph, &node);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use block::options::Options;
+    use serde_json::json;
+
+    fn opts(v: Value) -> Options {
+        match v {
+            Value::Object(m) => m,
+            _ => Options::new(),
+        }
+    }
+
+    fn tmp_image(name: &str, fmt: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("bq-mod-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name).to_string_lossy().into_owned();
+        block::create_image(fmt, &p, Some(1 << 20), &block::CreateOptions::default()).unwrap();
+        p
+    }
+
+    #[test]
+    fn x_blockdev_del_refuses_nodes_in_use_and_not_owned() {
+        let mut g = BlockGraph::new();
+        let mut d = BlockDevs::default();
+        let base = g
+            .open(&opts(json!({"driver": "null-co", "node-name": "base"})))
+            .unwrap();
+        d.own_node(base);
+        let img = tmp_image("top.qcow2", "qcow2");
+        let top = g
+            .open(&opts(
+                json!({"driver": "qcow2", "node-name": "top", "backing": "base",
+                               "file": {"driver": "file", "filename": img}}),
+            ))
+            .unwrap();
+        d.own_node(top);
+        let e = x_blockdev_del(&mut g, &mut d, None, Some("base")).unwrap_err();
+        assert_eq!(e.desc, "Block device base is in use");
+        let file = g
+            .nodes()
+            .iter()
+            .find(|n| lock(n).driver_name() == "file")
+            .cloned()
+            .unwrap();
+        let fname = lock(&file).name().to_string();
+        let e = x_blockdev_del(&mut g, &mut d, None, Some(&fname)).unwrap_err();
+        assert_eq!(e.desc, format!("Node {fname} is not owned by the monitor"));
+        x_blockdev_del(&mut g, &mut d, None, Some("top")).unwrap();
+        x_blockdev_del(&mut g, &mut d, None, Some("base")).unwrap();
+        assert!(g.nodes().is_empty());
+    }
+
+    #[test]
+    fn x_blockdev_del_refuses_legacy_drives_and_busy_backends() {
+        let mut g = BlockGraph::new();
+        let mut d = BlockDevs::default();
+        drive::drive_new(
+            &mut g,
+            &mut d,
+            "driver=null-co,if=none,id=leg",
+            IfType::None,
+        )
+        .unwrap();
+        let e = x_blockdev_del(&mut g, &mut d, Some("leg"), None).unwrap_err();
+        assert_eq!(
+            e.desc,
+            "Deleting block backend added with drive-add is not supported"
+        );
+        let n = g
+            .open(&opts(json!({"driver": "null-co", "node-name": "n0"})))
+            .unwrap();
+        d.own_node(n.clone());
+        g.add_backend("b", Some(n)).unwrap();
+        d.add_front(BackendFront::new("b"));
+        let e = x_blockdev_del(&mut g, &mut d, Some("b"), None).unwrap_err();
+        assert_eq!(e.desc, "Block device b is in use");
+        let e = x_blockdev_del(&mut g, &mut d, None, Some("n0")).unwrap_err();
+        assert_eq!(e.desc, "Node n0 is in use by b");
+        let e = x_blockdev_del(&mut g, &mut d, Some("zz"), None).unwrap_err();
+        assert_eq!(e.desc, "Cannot find block backend zz");
+    }
+
+    #[test]
+    fn snapshot_on_keeps_the_base_image_untouched() {
+        let mut g = BlockGraph::new();
+        let mut d = BlockDevs::default();
+        let img = tmp_image("base.raw", "raw");
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            f.write_all_at(&[0x5a; 512], 0).unwrap();
+        }
+        let id = drive::drive_new(
+            &mut g,
+            &mut d,
+            &format!("file={img},format=raw,if=none,snapshot=on"),
+            IfType::None,
+        )
+        .unwrap();
+        let b = g.backend(&id).unwrap();
+        b.write(4096, &[0xab; 512], false).unwrap();
+        let mut buf = [0u8; 512];
+        b.read(4096, &mut buf).unwrap();
+        assert_eq!(buf, [0xab; 512]);
+        b.read(0, &mut buf).unwrap();
+        assert_eq!(buf, [0x5a; 512], "unwritten ranges read the base image");
+        let on_disk = std::fs::read(&img).unwrap();
+        assert!(on_disk[4096..4608].iter().all(|&x| x == 0));
+        let root = b.root().unwrap();
+        assert_eq!(lock(&root).driver_name(), "qcow2");
+        let overlay = lock(&root).filename().to_string();
+        d.delete_backend(&mut g, &id);
+        assert!(!std::path::Path::new(&overlay).exists());
+        assert!(g.nodes().is_empty());
+    }
 }

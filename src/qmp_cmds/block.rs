@@ -198,62 +198,13 @@ pub fn blockdev_add(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
 }
 
 pub fn x_blockdev_del(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
-    let id = arg_str(args, "id");
-    let node_name = arg_str(args, "node-name");
-    let (graph, devs) = (&mut emu.block, &mut emu.blockdevs);
-    match (id, node_name) {
-        (Some(_), Some(_)) => Err(QmpError::generic(
-            "Only one of id and node-name must be specified",
-        )),
-        (None, None) => Err(QmpError::generic("No block device specified")),
-        (Some(id), None) => {
-            let Some(b) = graph.backend(id) else {
-                return Err(QmpError::generic(format!("Cannot find block backend {id}")));
-            };
-            let root = b.root();
-            let front = devs.front(id);
-            if front.is_some_and(|f| f.legacy.is_some()) {
-                return Err(QmpError::generic(
-                    "Deleting block backend added with drive-add is not supported",
-                ));
-            }
-            if front.is_some_and(|f| f.device.is_some() || f.users > 0) {
-                return Err(QmpError::generic(format!("Block backend {id} is in use")));
-            }
-            if let Some(r) = &root {
-                if has_node_parent(graph, r) || devs.is_monitor_owned(r) {
-                    return Err(QmpError::generic(format!("Block device {id} is in use")));
-                }
-            }
-            devs.delete_backend(graph, id);
-            Ok(empty())
-        }
-        (None, Some(name)) => {
-            let Some(node) = graph.find_node(name) else {
-                return Err(QmpError::generic(format!("Cannot find node {name}")));
-            };
-            let user = devs.device_name_of(graph, &node);
-            if !user.is_empty() {
-                return Err(QmpError::generic(format!(
-                    "Node {name} is in use by {user}"
-                )));
-            }
-            if !devs.is_monitor_owned(&node) {
-                return Err(QmpError::generic(format!(
-                    "Node {name} is not owned by the monitor"
-                )));
-            }
-            if has_node_parent(graph, &node) {
-                return Err(QmpError::generic(format!("Block device {name} is in use")));
-            }
-            devs.delete_monitor_node(graph, &node);
-            Ok(empty())
-        }
-    }
-}
-
-fn has_node_parent(graph: &BlockGraph, node: &NodeRef) -> bool {
-    !blockdev::is_root_node(graph, node)
+    blockdev::x_blockdev_del(
+        &mut emu.block,
+        &mut emu.blockdevs,
+        arg_str(args, "id"),
+        arg_str(args, "node-name"),
+    )?;
+    Ok(empty())
 }
 
 // ---- image changes -----------------------------------------------------
