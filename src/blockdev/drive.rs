@@ -481,6 +481,7 @@ pub fn blockdev_init(
     let has_medium = node_opts.keys().any(|k| k != "read-only");
     let root = if has_medium {
         let n = graph.open(node_opts).map_err(|e| e.to_string())?;
+        super::warn_if_probed_raw(&n);
         let n = if common.snapshot {
             match append_temp_snapshot(graph, devs, &n) {
                 Ok(top) => top,
@@ -567,6 +568,7 @@ pub fn blockdev_node_from_opts(
         return Err("'node-name' needs to be specified".into());
     }
     let n = graph.open(&o).map_err(|e| e.to_string())?;
+    super::warn_if_probed_raw(&n);
     devs.own_node(n.clone());
     Ok(n)
 }
@@ -620,6 +622,7 @@ pub fn blockdev_from_arg(
                 );
             }
             let n = graph.open(&o).map_err(|e| e.to_string())?;
+            super::warn_if_probed_raw(&n);
             devs.own_node(n);
             Ok(())
         }

@@ -254,6 +254,7 @@ pub fn change_medium(
     let medium = graph
         .open_image(filename, format, read_only)
         .map_err(qerr)?;
+    super::warn_if_probed_raw(&medium);
     let r = (|| {
         match do_open_tray(graph, devs, device, false) {
             Ok(()) | Err(TrayError::NoTray(_)) => {}

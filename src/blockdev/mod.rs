@@ -276,6 +276,22 @@ impl BlockDevs {
         Ok(())
     }
 
+    /// Marks a backend used by something besides the monitor (an NBD
+    /// export, a block job): x-blockdev-del refuses it meanwhile.
+    #[allow(dead_code)]
+    pub fn add_user(&mut self, backend: &str) {
+        if let Some(f) = self.front_mut(backend) {
+            f.users += 1;
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn remove_user(&mut self, backend: &str) {
+        if let Some(f) = self.front_mut(backend) {
+            f.users = f.users.saturating_sub(1);
+        }
+    }
+
     /// Drops a node and, below it, every node nothing else uses and the
     /// monitor does not own.
     pub fn drop_tree(&mut self, graph: &mut BlockGraph, node: &NodeRef) {
@@ -352,6 +368,17 @@ impl BlockDevs {
         } else {
             d
         }
+    }
+}
+
+/// QEMU's raw driver warns when the format was guessed for a writable image.
+pub fn warn_if_probed_raw(node: &NodeRef) {
+    let g = lock(node);
+    if g.probed() && !g.is_read_only() {
+        eprintln!(
+            "WARNING: Image format was not specified for '{}' and probing guessed raw.\n         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n         Specify the 'raw' format explicitly to remove the restrictions.",
+            g.filename()
+        );
     }
 }
 

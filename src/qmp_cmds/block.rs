@@ -191,6 +191,7 @@ pub fn blockdev_add(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
                 ));
             }
             let n = blockdev::with_fdsets(emu, |g, _| g.open(&opts)).map_err(qerr)?;
+            blockdev::warn_if_probed_raw(&n);
             emu.blockdevs.own_node(n);
         }
     }
