@@ -512,3 +512,72 @@ pub fn drive_del(
     emu.blockdevs.delete_backend(&mut emu.block, id);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes_round_as_qemu() {
+        assert_eq!(human_size(999), "999");
+        assert_eq!(human_size(1024), "1.0K");
+        assert_eq!(human_size(200704), "196K");
+        assert_eq!(human_size(1 << 20), "1.0M");
+        assert_eq!(human_size(20 << 30), "20G");
+        assert_eq!(human_size(5000 << 40), "5000T");
+    }
+
+    #[test]
+    fn block_info_lines_follow_hmp_layout() {
+        let info = json!({
+            "device": "d0", "removable": true, "locked": false, "type": "unknown",
+            "inserted": {
+                "file": "/x/top.qcow2", "node-name": "top0", "drv": "qcow2", "ro": true,
+                "encrypted": false, "backing_file": "/x/base.qcow2", "backing_file_depth": 1,
+                "detect_zeroes": "unmap", "bps": 0, "bps_rd": 0, "bps_wr": 0, "iops": 0,
+                "iops_rd": 0, "iops_wr": 0,
+                "cache": {"writeback": false, "direct": true, "no-flush": true},
+                "image": {"filename": "/x/top.qcow2", "format": "qcow2",
+                          "virtual-size": 1048576, "cluster-size": 65536,
+                          "format-specific": {"type": "qcow2", "data": {"compat": "1.1",
+                              "lazy-refcounts": false}}}
+            }
+        });
+        let mut out = String::new();
+        print_block_info(&mut out, Some(&info), info.get("inserted"), true);
+        assert_eq!(
+            out,
+            "d0 (top0): /x/top.qcow2 (qcow2, read-only)\n\
+             \x20   Removable device: not locked, tray closed\n\
+             \x20   Cache mode:       writethrough, direct, ignore flushes\n\
+             \x20   Backing file:     /x/base.qcow2 (chain depth: 1)\n\
+             \x20   Detect zeroes:    unmap\n\
+             \n\
+             Images:\n\
+             image: /x/top.qcow2\n\
+             file format: qcow2\n\
+             virtual size: 1.0M (1048576 bytes)\n\
+             disk size: unavailable\n\
+             cluster_size: 65536\n\
+             Format specific information:\n\
+             \x20   compat: 1.1\n\
+             \x20   lazy refcounts: false\n"
+        );
+    }
+
+    #[test]
+    fn snapshot_table_columns_are_fixed_width() {
+        assert_eq!(
+            snapshot_line(None),
+            "ID        TAG                 VM SIZE                DATE       VM CLOCK"
+        );
+        let sn = json!({"id": "1", "name": "s1", "vm-state-size": 0, "date-sec": 0,
+                        "date-nsec": 0, "vm-clock-sec": 3723, "vm-clock-nsec": 5_000_000});
+        let line = snapshot_line(Some(&sn));
+        assert!(
+            line.starts_with("1         s1                        0 "),
+            "{line}"
+        );
+        assert!(line.ends_with("   01:02:03.005"), "{line}");
+    }
+}

@@ -400,3 +400,103 @@ pub fn change(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, 
     )?;
     Ok(empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::qmp_cmds::qom::tests::{emu, run};
+
+    fn check_schema(cmd: &str, ret: &Value) {
+        let s = qmp::schema::schema();
+        let def = s.command(cmd).unwrap();
+        s.check_return_value(def, ret).unwrap();
+    }
+
+    fn image(dir: &std::path::Path, name: &str, fmt: &str) -> String {
+        let p = dir.join(name).to_string_lossy().into_owned();
+        block::create_image(fmt, &p, Some(1 << 20), &block::CreateOptions::default()).unwrap();
+        p
+    }
+
+    #[test]
+    fn query_block_and_named_nodes_match_the_schema() {
+        let dir = std::env::temp_dir().join(format!("bq-qmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = image(&dir, "base.qcow2", "qcow2");
+        let mut e = emu();
+        run(
+            &mut e,
+            "blockdev-add",
+            json!({"options": {"driver": "qcow2", "node-name": "base",
+                   "file": {"driver": "file", "filename": base}}}),
+        )
+        .unwrap();
+        run(
+            &mut e,
+            "blockdev-add",
+            json!({"options": {"driver": "null-co", "id": "d0", "read-only": true}}),
+        )
+        .unwrap();
+        run(
+            &mut e,
+            "blockdev-add",
+            json!({"options": {"driver": "raw", "id": "empty0",
+            "file": {"driver": "null-aio"}}}),
+        )
+        .unwrap();
+        run(
+            &mut e,
+            "x-blockdev-remove-medium",
+            json!({"device": "empty0"}),
+        )
+        .unwrap();
+        let qb = run(&mut e, "query-block", json!({})).unwrap();
+        check_schema("query-block", &qb);
+        assert_eq!(qb[0]["device"], "d0");
+        assert_eq!(qb[0]["inserted"]["ro"], true);
+        assert_eq!(qb[0]["removable"], true);
+        assert_eq!(qb[0]["type"], "unknown");
+        assert!(qb[1].get("inserted").is_none());
+        let nodes = run(&mut e, "query-named-block-nodes", json!({})).unwrap();
+        check_schema("query-named-block-nodes", &nodes);
+        assert!(nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["node-name"] == "base" && n["drv"] == "qcow2"));
+    }
+
+    #[test]
+    fn snapshot_sync_puts_the_overlay_on_top() {
+        let dir = std::env::temp_dir().join(format!("bq-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = image(&dir, "base.qcow2", "qcow2");
+        let ov = dir.join("ov.qcow2").to_string_lossy().into_owned();
+        let mut e = emu();
+        run(
+            &mut e,
+            "blockdev-add",
+            json!({"options": {"driver": "qcow2", "id": "d0",
+            "node-name": "n0", "file": {"driver": "file", "filename": base}}}),
+        )
+        .unwrap();
+        run(
+            &mut e,
+            "blockdev-snapshot-sync",
+            json!({"device": "d0",
+            "snapshot-file": ov, "snapshot-node-name": "ov0"}),
+        )
+        .unwrap();
+        let qb = run(&mut e, "query-block", json!({})).unwrap();
+        let ins = &qb[0]["inserted"];
+        assert_eq!(ins["node-name"], "ov0");
+        assert_eq!(ins["backing_file"], json!(base));
+        assert_eq!(ins["backing_file_depth"], 1);
+        assert_eq!(ins["image"]["backing-image"]["filename"], json!(base));
+        let old = e.block.find_node("n0").unwrap();
+        assert!(block::lock(&old).is_read_only());
+        let err = run(&mut e, "x-blockdev-del", json!({"node-name": "n0"})).unwrap_err();
+        assert_eq!(err.desc, "Node n0 is not owned by the monitor");
+    }
+}
