@@ -92,6 +92,12 @@ pub(crate) trait Sink: Write {
     /// Send up to `len` bytes of `fd` starting at `offset`; Ok(0) when the
     /// file has no more bytes there.
     fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize>;
+
+    /// Like `write`, telling the peer side that more data follows at once
+    /// (a reply header before its file data), so both can share packets.
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
 }
 
 /// File bytes queued to go out after `data[..at]`.
@@ -204,7 +210,7 @@ impl OutputBuffer {
         loop {
             let (res, from_file) = match self.spans.front() {
                 Some(s) if s.at == self.pos => (w.send_file(s.fd.as_fd(), s.offset, s.len), true),
-                Some(s) => (w.write(&self.data[self.pos..s.at]), false),
+                Some(s) => (w.write_more(&self.data[self.pos..s.at]), false),
                 None => (w.write(&self.data[self.pos..self.end]), false),
             };
             match res {
