@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 /// Buffers larger than this are given back once empty, so an idle client
 /// that once sent a 32 MiB write does not keep 32 MiB.
@@ -103,7 +104,8 @@ pub(crate) trait Sink: Write {
 /// File bytes queued to go out after `data[..at]`.
 struct FileSpan {
     at: usize,
-    fd: OwnedFd,
+    /// Shared by the spans of one read piece.
+    fd: Arc<OwnedFd>,
     offset: u64,
     len: usize,
 }
@@ -183,7 +185,7 @@ impl OutputBuffer {
     }
 
     /// Append `len` bytes of the file `fd` from `offset`, read when sent.
-    pub(crate) fn push_file(&mut self, fd: OwnedFd, offset: u64, len: usize) {
+    pub(crate) fn push_file(&mut self, fd: Arc<OwnedFd>, offset: u64, len: usize) {
         if len > 0 {
             self.spans.push_back(FileSpan {
                 at: self.end,
@@ -328,7 +330,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut out = OutputBuffer::default();
         out.push(b"<");
-        out.push_file(OwnedFd::from(file), 2, 5);
+        out.push_file(Arc::new(OwnedFd::from(file)), 2, 5);
         out.push(b">");
         let mut sink = Vec::new();
         while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {}
@@ -342,7 +344,7 @@ mod tests {
         let mut out = OutputBuffer::default();
         out.push(b"a");
         let mark = out.mark();
-        out.push_file(OwnedFd::from(file), 0, 100);
+        out.push_file(Arc::new(OwnedFd::from(file)), 0, 100);
         out.push(b"b");
         out.truncate(mark);
         assert_eq!(out.pending(), 1);
