@@ -67,4 +67,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # Tests interleave our output with other programs': no block buffering.
+    sys.stdout.reconfigure(line_buffering=True)
     sys.exit(main())

@@ -261,6 +261,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # Tests interleave our output with other programs': no block buffering.
+    sys.stdout.reconfigure(line_buffering=True)
     try:
         sys.exit(main())
     except Timeout:
