@@ -5,6 +5,7 @@
 mod aligned;
 pub mod backend;
 pub mod create;
+pub mod dirty_bitmap;
 pub mod driver;
 pub mod drivers;
 pub mod error;
@@ -15,6 +16,9 @@ pub mod node;
 pub mod options;
 pub mod probe;
 pub mod qcow2;
+pub mod stats;
+pub mod tracking;
+pub mod write_threshold;
 
 pub use backend::Backend;
 pub use create::{create_image, CreateOptions, Preallocation};
