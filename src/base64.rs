@@ -56,7 +56,7 @@ pub fn decode(s: &str) -> Vec<u8> {
 /// Strict check used where QEMU rejects bad base64 (ringbuf-write).
 pub fn is_valid(s: &str) -> bool {
     let t = s.trim_end_matches('=');
-    s.len() % 4 == 0 && s.len() - t.len() <= 2 && t.bytes().all(|c| value(c).is_some())
+    s.len().is_multiple_of(4) && s.len() - t.len() <= 2 && t.bytes().all(|c| value(c).is_some())
 }
 
 #[cfg(test)]

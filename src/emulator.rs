@@ -167,34 +167,7 @@ impl Emulator {
 
     /// Creates and registers a chardev from `-chardev`-style options.
     pub fn add_chardev(&mut self, opts: &crate::vl::opts::QemuOpts) -> Result<(), ChardevError> {
-        let Some(id) = opts.id.clone() else {
-            return Err(ChardevError::Msg("chardev: no id specified".into()));
-        };
-        if self.chardev(&id).is_some() {
-            return Err(ChardevError::Msg(format!("Chardev '{id}' already exists")));
-        }
-        let backend = crate::chardev::create_backend(opts)?;
-        let mut dev = Chardev::new(id.clone(), backend);
-        if let Some(path) = opts.get("logfile") {
-            let append = opts.get_bool("logappend", false).unwrap_or(false);
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .append(append)
-                .truncate(!append)
-                .open(path)
-                .map_err(|e| ChardevError::Msg(format!("Unable to open logfile {path}: {e}")))?;
-            dev.log = Some(f);
-        }
-        let mut reg = FdRegistry::new(&mut self.fdwatch);
-        dev.backend.attach(&mut reg)?;
-        let (added, removed) = (reg.added.clone(), reg.removed.clone());
-        dev.note_tokens(&reg);
-        self.set_owners(&id, &added, &removed);
-        self.chardevs.push(dev);
-        let kind = opts.get("backend").unwrap_or("");
-        crate::qom::chardev_added(self, &id, kind);
-        Ok(())
+        self.chardev_add_opts(opts)
     }
 
     pub fn set_owners(&mut self, id: &str, added: &[Token], removed: &[Token]) {
@@ -208,66 +181,22 @@ impl Emulator {
 
     /// Removes a chardev; refused while a frontend uses it.
     pub fn remove_chardev(&mut self, id: &str) -> Result<(), String> {
-        let Some(idx) = self.chardev_index(id) else {
-            return Err(format!("Chardev '{id}' not found"));
-        };
-        if self.chardevs[idx].frontend.is_some() {
-            return Err(format!("Chardev '{id}' is busy"));
-        }
-        let mut dev = self.chardevs.remove(idx);
-        crate::qom::chardev_removed(self, id);
-        let mut reg = FdRegistry::new(&mut self.fdwatch);
-        dev.backend.close(&mut reg);
-        for t in reg.removed.iter().chain(dev.tokens.iter()) {
-            self.owners.remove(t);
-        }
-        for t in dev.tokens.clone() {
-            self.fdwatch.remove(t);
-        }
-        Ok(())
+        self.chardev_remove(id)
     }
 
     /// Connects a frontend; it hears `Opened` at once when the device is
     /// already usable.
     pub fn attach_frontend(&mut self, id: &str, fe: Frontend) -> Result<(), String> {
-        let Some(dev) = self.chardev_mut(id) else {
-            return Err(format!("chardev \"{id}\" not found"));
-        };
-        if dev.frontend.is_some() {
-            return Err(format!("Chardev '{id}' is busy"));
-        }
-        dev.frontend = Some(fe);
-        if dev.backend.is_open() {
-            let id = id.to_string();
-            self.schedule_bh(Box::new(move |emu| emu.deliver(&id, CharEvent::Opened)));
-        }
-        Ok(())
+        self.chardev_attach(id, fe)
     }
 
     /// Writes frontend output to a chardev.
     pub fn chardev_write(&mut self, id: &str, data: &[u8]) {
-        if let Some(idx) = self.chardev_index(id) {
-            self.chardevs[idx].write(&mut self.fdwatch, data);
-        }
+        self.chardev_output(id, data);
     }
 
     fn chardev_ready(&mut self, id: &str, r: Readiness) {
-        let Some(idx) = self.chardev_index(id) else {
-            return;
-        };
-        let dev = &mut self.chardevs[idx];
-        if r.writable && dev.has_pending_output() {
-            dev.flush(&mut self.fdwatch);
-        }
-        let mut reg = FdRegistry::new(&mut self.fdwatch);
-        let events = dev.backend.ready(&mut reg, r.token, r.readable, r.writable);
-        let (added, removed) = (reg.added.clone(), reg.removed.clone());
-        dev.note_tokens(&reg);
-        let id = dev.id.clone();
-        self.set_owners(&id, &added, &removed);
-        for ev in events {
-            self.deliver(&id, ev);
-        }
+        self.chardev_event_ready(id, r);
     }
 
     /// Hands a chardev event to its frontend.
@@ -278,21 +207,32 @@ impl Emulator {
         if ev == CharEvent::Closed {
             dev.discard_output();
         }
-        let Some(fe) = dev.frontend else {
-            return;
-        };
+        if let Some(fe) = dev.frontend {
+            self.dispatch_frontend(id, fe, ev);
+        }
+    }
+
+    /// Calls one frontend's handler (`id` names the chardev it reads).
+    pub fn dispatch_frontend(&mut self, id: &str, fe: Frontend, ev: CharEvent) {
         match fe {
             Frontend::Monitor(i) => crate::monitor::handle_char_event(self, i, ev),
             Frontend::Qtest => crate::qtest::handle_char_event(self, ev),
             Frontend::Serial(i) => self.machine.serial_input(i, ev),
+            Frontend::Mux => self.chardev_mux_base_event(id, ev),
         }
     }
 
     /// Descriptors a unix-socket peer passed, for getfd/add-fd.
     pub fn take_received_fds(&mut self, id: &str) -> Vec<std::os::fd::OwnedFd> {
-        self.chardev_mut(id)
-            .map(|d| d.backend.take_received_fds())
-            .unwrap_or_default()
+        self.chardev_received_fds(id)
+    }
+
+    /// The monitor's current CPU (HMP `cpu N`), 0 by default.
+    pub fn monitor_cpu(&self, mon: usize) -> usize {
+        match self.monitors.get(mon) {
+            Some(Some(m)) => m.cpu,
+            _ => 0,
+        }
     }
 
     // ---- events ---------------------------------------------------------

@@ -219,6 +219,25 @@ impl Machine {
         }
     }
 
+    /// One vCPU's registers and debug registers, for `info registers`.
+    pub fn cpu_registers(
+        &self,
+        cpu: usize,
+    ) -> Option<(hw::kvm::CpuState, hw::kvm_bindings::kvm_debugregs)> {
+        let c = self.control()?;
+        c.run_on(cpu, |v: &mut Vcpu| {
+            let st = v.get_state().ok()?;
+            let dr = v.fd().get_debug_regs().unwrap_or_default();
+            Some((st, dr))
+        })
+        .ok()?
+    }
+
+    /// Host threads of the vCPUs (empty without KVM).
+    pub fn vcpu_infos(&self) -> Vec<hw::kvm::VcpuInfo> {
+        self.control().map(|c| c.info()).unwrap_or_default()
+    }
+
     /// Register state of every vCPU, in index order (empty without KVM).
     pub fn cpu_states(&self) -> Vec<hw::kvm::CpuState> {
         let Some(c) = self.control() else {

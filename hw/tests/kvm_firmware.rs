@@ -193,3 +193,61 @@ fn port_reads_return_device_data_to_the_guest() {
     }
     assert_eq!(echoed[1], 0x5a);
 }
+
+#[test]
+fn injected_nmi_runs_the_guest_nmi_handler() {
+    need_kvm!();
+    let bios = assemble("nmi");
+    let m = start(&bios, 16, 1, false, |_, _| {});
+    assert_eq!(
+        m.next(30),
+        Seen::Out {
+            cpu: 0,
+            port: 0x3f8,
+            data: b"R".to_vec()
+        }
+    );
+    m.control
+        .run_on(0, |v| v.nmi())
+        .expect("run_on")
+        .expect("nmi");
+    assert_eq!(
+        m.next(30),
+        Seen::Out {
+            cpu: 0,
+            port: 0x3f8,
+            data: b"N".to_vec()
+        }
+    );
+}
+
+#[test]
+fn power_button_is_seen_by_polling_firmware_which_powers_off_via_s5() {
+    need_kvm!();
+    let bios = assemble("powerbtn");
+    let m = start(&bios, 16, 1, true, |_, _| {});
+    loop {
+        if let Seen::Out {
+            port: 0x3f8, data, ..
+        } = m.next(30)
+        {
+            assert_eq!(data, b"R");
+            break;
+        }
+    }
+    if let Some(pc) = &m.handler.lock().expect("bql").pc {
+        pc.acpi_pm.lock().expect("pm").press_power_button();
+    }
+    let mut serial = Vec::new();
+    loop {
+        match m.next(30) {
+            Seen::Out {
+                port: 0x3f8, data, ..
+            } => serial.extend(data),
+            Seen::Machine(MachineEvent::PowerOff) => break,
+            Seen::Event { event, .. } => panic!("unexpected {event:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(serial, b"P");
+}

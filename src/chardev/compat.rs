@@ -4,11 +4,48 @@
 
 use crate::vl::opts::{OptsList, QemuOpts};
 
-static ANY_KEYS: OptsList = OptsList {
+/// `-chardev`'s keys with no implied key, for the options after a
+/// legacy `tcp:` spec.
+static KEYS: OptsList = OptsList {
     name: "chardev",
     implied: None,
-    descs: &[],
+    descs: super::CHARDEV_OPTS.descs,
 };
+
+/// The same keys with `path` implied, for `unix:`.
+static UNIX_KEYS: OptsList = OptsList {
+    name: "chardev",
+    implied: Some("path"),
+    descs: super::CHARDEV_OPTS.descs,
+};
+
+/// sscanf's `%7[0-9]` then `sep`: 1 to 7 digits and what follows `sep`.
+fn digits_then<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 || n > 7 {
+        return None;
+    }
+    Some((&s[..n], s[n..].strip_prefix(sep)?))
+}
+
+/// sscanf's trailing `%7[0-9]`.
+fn leading_digits(rest: &str) -> Option<&str> {
+    let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+    (n > 0 && n <= 7).then(|| &rest[..n])
+}
+
+/// `WxH` in pixels or `WCxHC` in characters, as QEMU's sscanf patterns
+/// (anything after the second number is ignored).
+fn vc_geometry(g: &str) -> Option<(bool, &str, &str)> {
+    if let Some((w, rest)) = digits_then(g, "x") {
+        if let Some(h) = leading_digits(rest) {
+            return Some((false, w, h));
+        }
+    }
+    let (w, rest) = digits_then(g, "Cx")?;
+    let h = leading_digits(rest)?;
+    rest[h.len()..].starts_with('C').then_some((true, w, h))
+}
 
 fn set(opts: &mut QemuOpts, k: &str, v: &str) {
     opts.items.push((k.to_string(), v.to_string()));
@@ -53,22 +90,24 @@ pub fn parse_compat(label: &str, spec: &str) -> Option<QemuOpts> {
     if let Some(p) = s.strip_prefix("vc") {
         set(&mut opts, "backend", "vc");
         if let Some(geom) = p.strip_prefix(':') {
-            let (w, h) = geom.split_once('x')?;
-            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-            let (wd, hd) = (w.trim_end_matches('C'), h.trim_end_matches('C'));
-            if !digits(wd) || !digits(hd) {
-                return None;
-            }
-            if let (Some(w), Some(h)) = (w.strip_suffix('C'), h.strip_suffix('C')) {
+            let (chars, w, h) = vc_geometry(geom)?;
+            if chars {
                 set(&mut opts, "cols", w);
                 set(&mut opts, "rows", h);
             } else {
                 set(&mut opts, "width", w);
                 set(&mut opts, "height", h);
             }
-        } else if !p.is_empty() {
-            return None;
         }
+        return Some(opts);
+    }
+    if s == "con:" {
+        set(&mut opts, "backend", "console");
+        return Some(opts);
+    }
+    if s.starts_with("COM") {
+        set(&mut opts, "backend", "serial");
+        set(&mut opts, "path", s);
         return Some(opts);
     }
     if let Some(p) = s.strip_prefix("file:") {
@@ -88,7 +127,7 @@ pub fn parse_compat(label: &str, spec: &str) -> Option<QemuOpts> {
         set(&mut opts, "host", host);
         set(&mut opts, "port", port);
         if let Some(more) = rest.strip_prefix(',') {
-            let extra = ANY_KEYS.parse(more, false).ok()?;
+            let extra = KEYS.parse(more, false).ok()?;
             opts.items.extend(extra.items);
         }
         if telnet {
@@ -110,12 +149,7 @@ pub fn parse_compat(label: &str, spec: &str) -> Option<QemuOpts> {
     }
     if let Some(p) = s.strip_prefix("unix:") {
         set(&mut opts, "backend", "socket");
-        let implied = OptsList {
-            name: "chardev",
-            implied: Some("path"),
-            descs: &[],
-        };
-        let extra = implied.parse(p, true).ok()?;
+        let extra = UNIX_KEYS.parse(p, true).ok()?;
         opts.items.extend(extra.items);
         return Some(opts);
     }
@@ -173,5 +207,22 @@ mod tests {
         assert!(parse_compat("x", "bogus").is_none());
         assert!(parse_compat("x", "tcp:").is_none());
         assert!(parse_compat("x", "vc:80x").is_none());
+        assert!(parse_compat("x", "unix:/p,bogus=1").is_none());
+    }
+
+    #[test]
+    fn vc_geometry_in_pixels_or_characters() {
+        let o = parse_compat("v", "vc:800x600").unwrap();
+        assert_eq!(
+            (o.get("width"), o.get("height")),
+            (Some("800"), Some("600"))
+        );
+        let o = parse_compat("v", "vc:80Cx24C").unwrap();
+        assert_eq!((o.get("cols"), o.get("rows")), (Some("80"), Some("24")));
+        // QEMU accepts `vc` followed by anything but `:`.
+        assert_eq!(
+            parse_compat("v", "vcfoo").unwrap().get("backend"),
+            Some("vc")
+        );
     }
 }

@@ -3,19 +3,33 @@
 //! over its file descriptors; the main loop tells it when one is ready.
 //!
 //! A backend never calls a frontend: it returns [`CharEvent`]s and the
-//! emulator routes them, so backends stay testable on their own.
+//! emulator routes them (`lifecycle`), so backends stay testable on their
+//! own. A backend never blocks the main loop, except `server,wait` sockets
+//! during start-up, as QEMU.
 
 pub mod compat;
+pub mod fd;
+pub mod lifecycle;
+pub mod mux;
 pub mod null;
+pub mod oserror;
+pub mod pty;
+pub mod ringbuf;
+pub mod ringbuf_format;
+pub mod sockaddr;
 pub mod socket;
+pub mod spec;
 pub mod stdio;
+pub mod telnet;
+pub mod testdev;
+pub mod udp;
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use crate::main_loop::{FdWatch, Token};
-use crate::vl::opts::{desc, OptType, OptsList, QemuOpts};
+use crate::vl::opts::{desc, OptType, OptsList};
 
 /// What a backend reports after the main loop woke it.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,11 +44,14 @@ pub enum CharEvent {
 }
 
 /// Registration of a backend's fds with the main loop; the emulator records
-/// which chardev owns each token.
+/// which chardev owns each token. A backend may also ask to be called back
+/// (`CharBackend::timer`) after a delay on the realtime clock.
 pub struct FdRegistry<'a> {
     pub watch: &'a mut FdWatch,
     pub added: Vec<Token>,
     pub removed: Vec<Token>,
+    /// Nanoseconds until the backend wants its `timer` call.
+    pub timer: Option<i64>,
 }
 
 impl<'a> FdRegistry<'a> {
@@ -43,6 +60,7 @@ impl<'a> FdRegistry<'a> {
             watch,
             added: Vec::new(),
             removed: Vec::new(),
+            timer: None,
         }
     }
 
@@ -59,6 +77,12 @@ impl<'a> FdRegistry<'a> {
 
     pub fn set_interest(&mut self, token: Token, read: bool, write: bool) {
         self.watch.set_interest(token, read, write);
+    }
+
+    /// Asks for a `timer` call after `ns` nanoseconds (the earliest
+    /// request of one call wins).
+    pub fn request_timer(&mut self, ns: i64) {
+        self.timer = Some(self.timer.map_or(ns, |t| t.min(ns)));
     }
 }
 
@@ -80,9 +104,19 @@ pub trait CharBackend: Send {
     fn write(&mut self, data: &[u8]) -> io::Result<usize>;
     /// Whether a write would currently reach a peer.
     fn is_open(&self) -> bool;
-    /// The token to watch for writability when output is queued.
-    fn write_token(&self) -> Option<Token> {
+    /// Whether a frontend attaching now hears `Opened` (QEMU's `be_open`).
+    /// Some devices take writes without ever reporting open (null, udp).
+    fn be_open(&self) -> bool {
+        self.is_open()
+    }
+    /// The token to watch for writability when output is queued, and
+    /// whether that token also waits for input.
+    fn write_watch(&self) -> Option<(Token, bool)> {
         None
+    }
+    /// A delay asked for with `FdRegistry::request_timer` passed.
+    fn timer(&mut self, _fds: &mut FdRegistry) -> Vec<CharEvent> {
+        Vec::new()
     }
     /// Unregisters and closes everything.
     fn close(&mut self, fds: &mut FdRegistry);
@@ -101,11 +135,34 @@ pub trait CharBackend: Send {
     fn pty_path(&self) -> Option<String> {
         None
     }
+    /// The ring of a `ringbuf`/`memory` device, for ringbuf-read/-write.
+    fn as_ringbuf(&mut self) -> Option<&mut ringbuf::RingBuf> {
+        None
+    }
+    /// The routing state of a `mux` device.
+    fn as_mux(&mut self) -> Option<&mut mux::MuxState> {
+        None
+    }
+    /// Whether this is a `mux` device (frontends attach through it).
+    fn is_mux(&self) -> bool {
+        false
+    }
+    /// Whether writing to the device asked the process to exit
+    /// (`testdev`'s `q` command); the exit status.
+    fn exit_request(&mut self) -> Option<i32> {
+        None
+    }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChardevError {
     Msg(String),
+}
+
+impl ChardevError {
+    pub fn msg(m: impl Into<String>) -> Self {
+        ChardevError::Msg(m.into())
+    }
 }
 
 impl std::fmt::Display for ChardevError {
@@ -118,7 +175,7 @@ impl std::fmt::Display for ChardevError {
 
 impl From<io::Error> for ChardevError {
     fn from(e: io::Error) -> Self {
-        ChardevError::Msg(e.to_string())
+        ChardevError::Msg(oserror::strerror(&e))
     }
 }
 
@@ -128,10 +185,13 @@ pub enum Frontend {
     Monitor(usize),
     Qtest,
     Serial(usize),
+    /// The chardev is the base of a `mux` device, which routes its input
+    /// to the mux's frontends.
+    Mux,
 }
 
 /// Output a frontend wrote that the device could not take yet. Bounded:
-/// a peer that never reads is disconnected rather than growing memory.
+/// a peer that never reads loses output rather than growing memory.
 const MAX_QUEUED_OUTPUT: usize = 64 << 20;
 
 pub struct Chardev {
@@ -140,8 +200,17 @@ pub struct Chardev {
     pub frontend: Option<Frontend>,
     pub tokens: Vec<Token>,
     outbuf: VecDeque<u8>,
+    /// `logfile=`: a copy of everything frontends write (output only).
     pub log: Option<std::fs::File>,
+    /// Unique over the process's life: timers scheduled for a removed
+    /// chardev never reach a later one with the same id.
+    pub serial: u64,
+    /// Made from `-chardev`-style options (HMP's chardev-add reports an
+    /// id clash with these as a duplicate option id).
+    pub from_opts: bool,
 }
+
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Chardev {
     pub fn new(id: String, backend: Box<dyn CharBackend>) -> Self {
@@ -152,6 +221,8 @@ impl Chardev {
             tokens: Vec::new(),
             outbuf: VecDeque::new(),
             log: None,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            from_opts: false,
         }
     }
 
@@ -166,6 +237,7 @@ impl Chardev {
     pub fn write(&mut self, watch: &mut FdWatch, data: &[u8]) {
         if let Some(log) = self.log.as_mut() {
             use std::io::Write;
+            // Logs are best effort, as QEMU's.
             let _ = log.write_all(data);
         }
         if !self.backend.is_open() {
@@ -185,7 +257,7 @@ impl Chardev {
             match self.backend.write(a) {
                 Ok(0) => break,
                 Ok(n) => {
-                    self.outbuf.drain(..n);
+                    self.outbuf.drain(..n.min(a.len()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -197,8 +269,8 @@ impl Chardev {
         if !self.backend.is_open() {
             self.outbuf.clear();
         }
-        if let Some(t) = self.backend.write_token() {
-            watch.set_interest(t, true, !self.outbuf.is_empty());
+        if let Some((t, read)) = self.backend.write_watch() {
+            watch.set_interest(t, read, !self.outbuf.is_empty());
         }
     }
 
@@ -209,29 +281,20 @@ impl Chardev {
     pub fn discard_output(&mut self) {
         self.outbuf.clear();
     }
-}
 
-/// Builds a backend from `-chardev` options (after `compat` turned legacy
-/// syntax into them).
-pub fn create_backend(opts: &QemuOpts) -> Result<Box<dyn CharBackend>, ChardevError> {
-    let Some(backend) = opts.get("backend") else {
-        return Err(ChardevError::Msg("chardev: \"\" missing backend".into()));
-    };
-    match backend {
-        "null" | "vc" => Ok(Box::new(null::NullChardev::new(backend))),
-        "socket" => Ok(Box::new(socket::SocketChardev::from_opts(opts)?)),
-        "stdio" => Ok(Box::new(stdio::StdioChardev::new(
-            opts.get_bool("signal", true)
-                .map_err(|e| ChardevError::Msg(e.message))?,
-        )?)),
-        other => Err(ChardevError::Msg(format!(
-            "'{other}' is not a valid char driver name"
-        ))),
+    /// QEMU's `frontend-open`: some frontend is attached.
+    pub fn frontend_open(&mut self) -> bool {
+        if self.frontend.is_some() {
+            return true;
+        }
+        self.backend
+            .as_mux()
+            .is_some_and(|m| !m.frontends.is_empty())
     }
 }
 
-/// `-chardev` keys, for query-command-line-options. Parsing itself accepts
-/// any key; each backend checks its own.
+/// `-chardev` keys and their types: QEMU checks every key of `-chardev`,
+/// HMP `chardev-add` and the legacy syntax against this list.
 pub static CHARDEV_OPTS: OptsList = OptsList {
     name: "chardev",
     implied: Some("backend"),

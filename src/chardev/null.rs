@@ -1,5 +1,7 @@
-//! `null` (and `vc`, which has no display here): discards output, never
-//! produces input.
+//! Devices that discard output and never produce input here: `null`;
+//! `vc` (a text console with no display to show it); `msmouse` (a serial
+//! mouse with no pointer events to report). As QEMU, `null` never reports
+//! itself open while the others do.
 
 use std::io;
 
@@ -11,10 +13,8 @@ pub struct NullChardev {
 }
 
 impl NullChardev {
-    pub fn new(kind: &str) -> Self {
-        NullChardev {
-            kind: if kind == "vc" { "vc" } else { "null" },
-        }
+    pub fn new(kind: &'static str) -> Self {
+        NullChardev { kind }
     }
 }
 
@@ -30,6 +30,9 @@ impl CharBackend for NullChardev {
     }
     fn is_open(&self) -> bool {
         true
+    }
+    fn be_open(&self) -> bool {
+        self.kind != "null"
     }
     fn close(&mut self, _fds: &mut FdRegistry) {}
     fn filename(&self) -> String {

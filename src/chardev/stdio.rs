@@ -3,11 +3,15 @@
 //! the process exits.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::{CharBackend, CharEvent, FdRegistry};
 use crate::main_loop::Token;
 use crate::sys::fd::{read_nonblocking, set_nonblocking, write_all_blocking, ReadOutcome};
+
+/// Only one chardev may own the terminal, as in QEMU.
+static STDIO_IN_USE: AtomicBool = AtomicBool::new(false);
 
 /// The terminal settings to put back at exit.
 static SAVED_TERMIOS: Mutex<Option<libc::termios>> = Mutex::new(None);
@@ -62,7 +66,12 @@ pub struct StdioChardev {
 }
 
 impl StdioChardev {
-    pub fn new(keep_signals: bool) -> io::Result<Self> {
+    pub fn new(keep_signals: bool) -> Result<Self, super::ChardevError> {
+        if STDIO_IN_USE.swap(true, Ordering::SeqCst) {
+            return Err(super::ChardevError::msg(
+                "cannot use stdio by multiple character devices",
+            ));
+        }
         enter_raw_mode(keep_signals);
         // Some stdins (e.g. certain special files) refuse O_NONBLOCK; poll
         // still tells us when a read will not block, so go on without it.
@@ -99,7 +108,7 @@ impl CharBackend for StdioChardev {
                 if let Some(t) = self.token.take() {
                     fds.remove(t);
                 }
-                Vec::new()
+                vec![CharEvent::Closed]
             }
         }
     }
@@ -117,6 +126,8 @@ impl CharBackend for StdioChardev {
         if let Some(t) = self.token.take() {
             fds.remove(t);
         }
+        restore_terminal();
+        STDIO_IN_USE.store(false, Ordering::SeqCst);
     }
 
     fn filename(&self) -> String {

@@ -27,7 +27,23 @@ pub static COMMANDS: &[HmpCommand] = &[
         "Display the latest dump status",
         super::dump::info_dump,
     ),
+    hmp("cpus", "", "", "show infos for each CPU", cpus),
+    hmp("pci", "", "", "show PCI info", pci),
+    hmp(
+        "registers",
+        "",
+        "",
+        "show the cpu registers",
+        super::registers::info_registers,
+    ),
     // chardev info (chardev.rs)
+    hmp(
+        "chardev",
+        "",
+        "",
+        "show the character devices",
+        super::chardev::info_chardev,
+    ),
     // QOM info (qom.rs)
     hmp(
         "qom-tree",
@@ -130,6 +146,93 @@ fn kvm(
         });
     } else {
         out.push_str("not compiled\n");
+    }
+    Ok(())
+}
+
+fn cpus(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let v = query(emu, ctx, "query-cpus")?;
+    for c in v.as_array().into_iter().flatten() {
+        let active = if c["current"].as_bool().unwrap_or(false) {
+            '*'
+        } else {
+            ' '
+        };
+        out.push_str(&format!("{active} CPU #{}:", c["CPU"]));
+        out.push_str(&format!(" pc=0x{:016x}", c["pc"].as_i64().unwrap_or(0)));
+        if c["halted"].as_bool().unwrap_or(false) {
+            out.push_str(" (halted)");
+        }
+        out.push_str(&format!(" thread_id={}\n", c["thread_id"]));
+    }
+    Ok(())
+}
+
+fn pci(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let v = query(emu, ctx, "query-pci")?;
+    for bus in v.as_array().into_iter().flatten() {
+        for d in bus["devices"].as_array().into_iter().flatten() {
+            let n = |k: &str| d[k].as_i64().unwrap_or(0);
+            out.push_str(&format!(
+                "  Bus {:2}, device {:3}, function {}:\n",
+                n("bus"),
+                n("slot"),
+                n("function")
+            ));
+            out.push_str("    ");
+            match d["class_info"]["desc"].as_str() {
+                Some(desc) => out.push_str(desc),
+                None => out.push_str(&format!(
+                    "Class {:04}",
+                    d["class_info"]["class"].as_i64().unwrap_or(0)
+                )),
+            }
+            out.push_str(&format!(
+                ": PCI device {:04x}:{:04x}\n",
+                d["id"]["vendor"].as_i64().unwrap_or(0),
+                d["id"]["device"].as_i64().unwrap_or(0)
+            ));
+            if let Some(irq) = d["irq"].as_i64() {
+                out.push_str(&format!("      IRQ {irq}.\n"));
+            }
+            for r in d["regions"].as_array().into_iter().flatten() {
+                let addr = r["address"].as_i64().unwrap_or(0) as u64;
+                let size = r["size"].as_i64().unwrap_or(0) as u64;
+                let last = addr.wrapping_add(size).wrapping_sub(1);
+                out.push_str(&format!("      BAR{}: ", r["bar"].as_i64().unwrap_or(0)));
+                if r["type"] == "io" {
+                    out.push_str(&format!("I/O at 0x{addr:04x} [0x{last:04x}].\n"));
+                } else {
+                    let bits = if r["mem_type_64"].as_bool().unwrap_or(false) {
+                        64
+                    } else {
+                        32
+                    };
+                    let pf = if r["prefetch"].as_bool().unwrap_or(false) {
+                        " prefetchable"
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!(
+                        "{bits} bit{pf} memory at 0x{addr:08x} [0x{last:08x}].\n"
+                    ));
+                }
+            }
+            out.push_str(&format!(
+                "      id \"{}\"\n",
+                d["qdev_id"].as_str().unwrap_or("")
+            ));
+        }
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 //! the QMP handler and format its reply as QEMU's hmp.c does.
 
 pub mod args;
+pub mod chardev;
 pub mod dump;
 pub mod info;
 pub mod qom;
+pub mod registers;
 pub mod run;
 
 use serde_json::{Map, Value};
@@ -77,6 +79,7 @@ pub static COMMANDS: &[HmpCommand] = &[
         "wakeup guest from suspend",
         run::system_wakeup,
     ),
+    hmp("cpu", "index:i", "index", "set the default CPU", run::cpu),
     hmp(
         "getfd",
         "fdname:s",
@@ -99,6 +102,34 @@ pub static COMMANDS: &[HmpCommand] = &[
         dump::dump_guest_memory,
     ),
     // chardev commands (chardev.rs)
+    hmp(
+        "ringbuf_write",
+        "device:s,data:s",
+        "device data",
+        "Write to a ring buffer character device",
+        chardev::ringbuf_write,
+    ),
+    hmp(
+        "ringbuf_read",
+        "device:s,size:i",
+        "device size",
+        "Read from a ring buffer character device",
+        chardev::ringbuf_read,
+    ),
+    hmp(
+        "chardev-add",
+        "args:s",
+        "args",
+        "add chardev",
+        chardev::chardev_add,
+    ),
+    hmp(
+        "chardev-remove",
+        "id:s",
+        "id",
+        "remove chardev",
+        chardev::chardev_remove,
+    ),
     // QOM and object commands (qom.rs)
     hmp(
         "object_add",

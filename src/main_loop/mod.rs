@@ -11,5 +11,5 @@ pub mod run;
 pub mod timers;
 
 pub use clock::{ClockType, Clocks};
-pub use fdwatch::{wait_on, FdWatch, Readiness, Token};
+pub use fdwatch::{FdWatch, Readiness, Token};
 pub use timers::{TimerId, TimerList};

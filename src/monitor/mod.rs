@@ -22,6 +22,8 @@ pub struct Monitor {
     pub kind: MonitorKind,
     /// Descriptors named with `getfd`.
     pub named_fds: Vec<(String, OwnedFd)>,
+    /// The CPU `info registers` and friends look at (HMP `cpu N`).
+    pub cpu: usize,
 }
 
 impl Monitor {
@@ -46,6 +48,7 @@ pub fn add_monitor(
         chardev: chardev.to_string(),
         kind,
         named_fds: Vec::new(),
+        cpu: 0,
     }));
     if let Err(e) = emu.attach_frontend(chardev, crate::chardev::Frontend::Monitor(idx)) {
         emu.monitors.pop();

@@ -3,9 +3,12 @@
 //! that is also the list of implemented commands (query-commands,
 //! query-qmp-schema).
 
+pub mod chardev;
+pub mod cpus;
 pub mod dump;
 pub mod fd;
 pub mod misc;
+pub mod pci;
 pub mod qom;
 pub mod run;
 
@@ -61,6 +64,8 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("add-fd", fd::add_fd),
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
+    cmd("query-cpus", cpus::query_cpus),
+    cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
     cmd(
@@ -68,6 +73,12 @@ pub static COMMANDS: &[CommandEntry] = &[
         dump::query_dump_guest_memory_capability,
     ),
     // chardev commands (chardev.rs)
+    cmd("chardev-add", chardev::chardev_add),
+    cmd("chardev-remove", chardev::chardev_remove),
+    cmd("query-chardev", chardev::query_chardev),
+    cmd("query-chardev-backends", chardev::query_chardev_backends),
+    cmd("ringbuf-write", chardev::ringbuf_write),
+    cmd("ringbuf-read", chardev::ringbuf_read),
     // QOM and object commands (qom.rs)
     cmd("query-iothreads", qom::query_iothreads),
     cmd("object-add", qom::object_add),

@@ -13,6 +13,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     let pid = if info.is_null() {
         0
     } else {
+        // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t.
         unsafe { (*info).si_pid() }
     };
     SENDER_PID.store(pid, Ordering::SeqCst);

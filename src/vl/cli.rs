@@ -404,9 +404,7 @@ fn parse_memory(loc: &str, arg: &str) -> Result<MemoryConfig, CliError> {
     if o.has("maxmem") && maxmem > size && slots == 0 {
         return Err(CliError::at(
             loc,
-            format!(
-                "invalid value of -m option: maxmem was specified, but no hotplug slots were specified"
-            ),
+            "invalid value of -m option: maxmem was specified, but no hotplug slots were specified",
         ));
     }
     Ok(MemoryConfig {
@@ -522,7 +520,7 @@ fn add_monitor(
     } else {
         let label = format!("compat_monitor{}", cfg.monitors.len());
         let mut opts = crate::chardev::compat::parse_compat(&label, spec)
-            .ok_or_else(|| CliError::at(loc, format!("could not connect monitor device")))?;
+            .ok_or_else(|| CliError::at(loc, "could not connect monitor device"))?;
         // A monitor on a legacy spec owns its chardev; mux is decided by
         // the spec itself (`mon:`).
         opts.id = Some(label.clone());
@@ -556,7 +554,16 @@ fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
             format!("could not connect serial device to character backend '{spec}'"),
         )
     })?;
+    // `mon:` shares the port with a human monitor, as QEMU does.
+    let muxed = opts.get("mux") == Some("on");
     cfg.chardevs.push(opts);
+    if muxed {
+        cfg.monitors.push(MonitorConfig {
+            chardev: label.clone(),
+            mode: MonitorMode::Readline,
+            pretty: false,
+        });
+    }
     cfg.serials.push(label);
     Ok(())
 }

@@ -201,12 +201,11 @@ impl OptsList {
             first = false;
             if name == "id" {
                 if !is_valid_id(&value) {
-                    return Err(OptsError::new(format!(
-                        "Parameter 'id' expects an identifier"
-                    )))
-                    .map_err(|mut e| {
-                        e.hint = Some("Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.");
-                        e
+                    return Err(OptsError {
+                        message: "Parameter 'id' expects an identifier".to_string(),
+                        hint: Some(
+                            "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.",
+                        ),
                     });
                 }
                 opts.id = Some(value);
