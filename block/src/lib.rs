@@ -17,6 +17,8 @@ pub mod options;
 pub mod probe;
 pub mod qcow2;
 pub mod stats;
+pub mod throttle;
+pub mod throttle_group;
 pub mod tracking;
 pub mod write_threshold;
 
