@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use crate::graph::BlockGraph;
+use crate::node::{lock, NodeRef};
+
 /// Fixed latency QEMU books for every request under qtest.
 pub const QTEST_LATENCY_NS: i64 = 1_000_000;
 
@@ -359,6 +362,68 @@ pub fn node_stats_json(wr_highest_offset: u64) -> Value {
     s.to_json(wr_highest_offset, 0)
 }
 
+/// One BlockStats entry for a node (and, recursively, its file child as
+/// `parent` and, with `with_backing`, its backing node as `backing`).
+fn node_entry(node: &NodeRef, with_backing: bool, base: Option<Value>) -> Value {
+    let (name, file, backing, highest) = {
+        let g = lock(node);
+        (
+            g.name().to_string(),
+            g.file(),
+            g.backing(),
+            g.tracking().wr_highest_offset,
+        )
+    };
+    let mut stats = base.unwrap_or_else(|| node_stats_json(highest));
+    stats["wr_highest_offset"] = json!(highest);
+    let mut m = Map::new();
+    m.insert("node-name".into(), json!(name));
+    m.insert("stats".into(), stats);
+    if let Some(f) = file {
+        m.insert("parent".into(), node_entry(&f, with_backing, None));
+    }
+    if let (true, Some(b)) = (with_backing, backing) {
+        m.insert("backing".into(), node_entry(&b, with_backing, None));
+    }
+    Value::Object(m)
+}
+
+/// query-blockstats' reply: one entry per backend (its accounting, the root's
+/// `wr_highest_offset`, `parent` and `backing` trees), or with `query_nodes` one
+/// entry per node (zero counters but `wr_highest_offset`, `parent` only).
+pub fn query_blockstats(graph: &BlockGraph, query_nodes: bool, now: i64) -> Value {
+    if query_nodes {
+        return Value::Array(
+            graph
+                .nodes()
+                .iter()
+                .map(|n| node_entry(n, false, None))
+                .collect(),
+        );
+    }
+    let list = graph
+        .backends()
+        .iter()
+        .map(|b| {
+            let stats = b.stats().to_json(0, now);
+            let mut m = Map::new();
+            m.insert("device".into(), json!(b.name()));
+            match b.root() {
+                Some(root) => {
+                    if let Value::Object(e) = node_entry(&root, true, Some(stats)) {
+                        m.extend(e);
+                    }
+                }
+                None => {
+                    m.insert("stats".into(), stats);
+                }
+            }
+            Value::Object(m)
+        })
+        .collect();
+    Value::Array(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,5 +503,37 @@ mod tests {
         assert_eq!(v["wr_highest_offset"], 65536);
         assert_eq!(v["rd_operations"], 0);
         assert!(v.get("idle_time_ns").is_none());
+    }
+
+    #[test]
+    fn query_blockstats_nests_parent_and_reports_backend_counters() {
+        let dir = std::env::temp_dir().join(format!("stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("s.raw").to_string_lossy().into_owned();
+        std::fs::write(&img, vec![0u8; 65536]).unwrap();
+        let mut g = BlockGraph::new();
+        let o = json!({"driver": "raw", "node-name": "fmt",
+                       "file": {"driver": "file", "node-name": "proto", "filename": img}});
+        let n = g.open(o.as_object().unwrap()).unwrap();
+        g.add_backend("drive0", Some(n)).unwrap();
+        g.add_backend("empty", None).unwrap();
+        g.backend("drive0")
+            .unwrap()
+            .write(4096, &[1u8; 512], false)
+            .unwrap();
+        let v = query_blockstats(&g, false, realtime_ns());
+        assert_eq!(v[0]["device"], "drive0");
+        assert_eq!(v[0]["node-name"], "fmt");
+        assert_eq!(v[0]["stats"]["wr_operations"], 1);
+        assert_eq!(v[0]["stats"]["wr_highest_offset"], 4608);
+        assert_eq!(v[0]["parent"]["node-name"], "proto");
+        assert_eq!(v[0]["parent"]["stats"]["wr_highest_offset"], 4608);
+        assert_eq!(v[0]["parent"]["stats"]["wr_operations"], 0);
+        assert!(v[0].get("backing").is_none());
+        assert_eq!(v[1]["device"], "empty");
+        assert!(v[1].get("node-name").is_none());
+        let nodes = query_blockstats(&g, true, 0);
+        assert_eq!(nodes.as_array().unwrap().len(), 2);
+        std::fs::remove_file(&img).unwrap();
     }
 }
