@@ -744,4 +744,48 @@ mod tests {
         );
         std::fs::remove_file(&img).unwrap();
     }
+
+    #[test]
+    fn qcow2_metadata_events_reach_blkdebug() {
+        let path = tmp("meta.qcow2");
+        crate::create_image("qcow2", &path, Some(1 << 20), &Default::default()).unwrap();
+        let mut g = crate::BlockGraph::new();
+        let o = json!({
+            "driver": "qcow2",
+            "file": {
+                "driver": "blkdebug",
+                "image": {"driver": "file", "filename": path},
+                "inject-error": [{"event": "l2_update", "errno": 28, "once": true},
+                                 {"event": "flush_to_disk", "errno": 5, "once": true}]
+            }
+        });
+        let n = g.open(o.as_object().unwrap()).unwrap();
+        let mut node = lock(&n);
+        let errs: Vec<Option<i32>> = (0..3u64)
+            .map(|i| {
+                node.write(i * 65536, &[1u8; 512], false)
+                    .err()
+                    .map(|e| e.errno_value())
+            })
+            .collect();
+        assert_eq!(errs, vec![Some(libc::ENOSPC), None, None]);
+        assert_eq!(node.flush().unwrap_err().errno_value(), libc::EIO);
+        node.flush().unwrap();
+        drop(node);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn flush_to_disk_rule_fails_a_flush_through_a_format_node() {
+        let img = tmp("flush.raw");
+        crate::create_image("raw", &img, Some(65536), &Default::default()).unwrap();
+        let mut g = crate::BlockGraph::new();
+        let o = json!({"driver": "raw", "file": {"driver": "blkdebug",
+                       "inject-error": [{"event": "flush_to_disk", "once": true}],
+                       "image": {"driver": "file", "filename": img}}});
+        let n = g.open(o.as_object().unwrap()).unwrap();
+        assert_eq!(lock(&n).flush().unwrap_err().errno_value(), libc::EIO);
+        lock(&n).flush().unwrap();
+        std::fs::remove_file(&img).unwrap();
+    }
 }

@@ -7,6 +7,7 @@ use std::any::Any;
 
 use super::{lock, Node};
 use crate::drivers::blkdebug::BlkdebugEvent;
+use crate::error::BlockResult;
 use crate::events::BlockEvent;
 use crate::node::NodeRef;
 use crate::tracking::WriteTracking;
@@ -52,6 +53,14 @@ impl Node {
 
     pub fn tracking_mut(&mut self) -> &mut WriteTracking {
         &mut self.tracking
+    }
+
+    /// block-dirty-bitmap-add on this node (granularity defaults from the
+    /// cluster size as QEMU's does).
+    pub fn dirty_bitmap_add(&mut self, name: &str, granularity: Option<u64>) -> BlockResult<()> {
+        let size = self.length()?;
+        let cluster = self.cluster_size();
+        self.tracking.bitmaps.add(name, granularity, cluster, size)
     }
 
     /// The driver as its concrete type (e.g. `QuorumDriver`, `BlkdebugDriver`).

@@ -281,6 +281,7 @@ impl Qcow2 {
     pub(crate) fn write_l1_entry(&mut self, c: &Children, l1i: u64, v: u64) -> BlockResult<()> {
         self.l1[l1i as usize] = v;
         let off = self.hdr.l1_table_offset + l1i * 8;
+        blkdebug::signal(c, BlkdebugEvent::L1Update);
         self.pwrite_meta(c, off, &v.to_be_bytes())
     }
 
