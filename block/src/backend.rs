@@ -14,6 +14,9 @@ pub struct Backend {
     name: String,
     root: Option<NodeRef>,
     stats: std::sync::Mutex<BlockStats>,
+    /// Non-zero while a caller QEMU does not account (qemu-io plain I/O, NBD,
+    /// jobs) runs requests; see `io_unaccounted`.
+    unaccounted: std::sync::atomic::AtomicU32,
 }
 
 impl Backend {
@@ -22,6 +25,7 @@ impl Backend {
             name,
             root,
             stats: Default::default(),
+            unaccounted: Default::default(),
         }
     }
 

@@ -107,5 +107,8 @@ mod tests {
         assert_eq!(s.ops(AcctType::Read), 1);
         assert_eq!(s.invalid_ops(AcctType::Read), 1);
         assert_eq!(s.ops(AcctType::Flush), 1);
+        drop(s);
+        b.io_unaccounted(|| b.write(0, &[0u8; 512], false)).unwrap();
+        assert_eq!(b.stats().ops(AcctType::Write), 1);
     }
 }
