@@ -752,4 +752,52 @@ mod tests {
             libc::ENOSPC
         );
     }
+
+    #[test]
+    fn dotted_children_options_open_and_probe_formats() {
+        let mut g = BlockGraph::new();
+        let (a, b) = (tmp("dot-a.raw"), tmp("dot-b.raw"));
+        std::fs::write(&a, vec![3u8; 4096]).unwrap();
+        std::fs::write(&b, vec![3u8; 4096]).unwrap();
+        let o = json!({"driver": "quorum", "vote-threshold": "2",
+                       "children.0.file.filename": a, "children.1.file.filename": b});
+        let q = g.open(o.as_object().unwrap()).unwrap();
+        let mut buf = [0u8; 4096];
+        lock(&q).read(0, &mut buf).unwrap();
+        assert_eq!(buf, [3u8; 4096]);
+        assert_eq!(lock(&q).length().unwrap(), 4096);
+    }
+
+    #[test]
+    fn blkverify_mismatch_fails_the_read_instead_of_exiting() {
+        let mut g = BlockGraph::new();
+        let (a, b) = (tmp("bv-a.raw"), tmp("bv-b.raw"));
+        std::fs::write(&a, vec![0u8; 4096]).unwrap();
+        std::fs::write(&b, vec![0u8; 4096]).unwrap();
+        corrupt(&b, 1024);
+        let o = json!({"driver": "quorum", "vote-threshold": 2, "blkverify": true,
+                       "children": [{"driver": "raw", "file": {"driver": "file", "filename": a}},
+                                    {"driver": "raw", "file": {"driver": "file", "filename": b}}]});
+        let q = g.open(o.as_object().unwrap()).unwrap();
+        let mut buf = [0u8; 512];
+        lock(&q).read(0, &mut buf).unwrap();
+        let e = lock(&q).read(1024, &mut buf).unwrap_err();
+        assert_eq!(e.errno_value(), libc::EIO);
+    }
+
+    #[test]
+    fn failed_child_write_is_reported_and_tolerated_above_threshold() {
+        let mut g = BlockGraph::new();
+        let (q, _paths) = quorum(&mut g, "wfail", json!({}));
+        let c0 = g.find_node("c0").unwrap();
+        lock(&c0).set_read_only(true).unwrap();
+        lock(&q).write(0, &[1u8; 512], false).unwrap();
+        let ev = g.take_events();
+        assert_eq!(ev.len(), 1);
+        let BlockEvent::QuorumReportBad(r) = &ev[0] else {
+            panic!("unexpected {:?}", ev)
+        };
+        assert_eq!((r.op, r.node_name.as_str()), (QuorumOpType::Write, "c0"));
+        assert_eq!(r.error.as_deref(), Some("Operation not permitted"));
+    }
 }
