@@ -449,4 +449,160 @@ mod tests {
         assert_eq!(t.group_of("d"), Some("other"));
         assert_eq!(t.config_of("d").unwrap().buckets[3].avg, 100.0);
     }
+
+    /// A replay of QEMU's iotest 093 against the group logic: drives in one
+    /// group, qemu-io aio requests, a qtest-style clock that warps from timer
+    /// deadline to timer deadline.
+    struct Sim {
+        t: ThrottleGroups<(usize, bool, u64)>,
+        now: i64,
+        /// Per drive: rd_bytes, rd_ops, wr_bytes, wr_ops.
+        stats: Vec<[u64; 4]>,
+    }
+
+    impl Sim {
+        fn new(n: usize) -> Sim {
+            Sim {
+                t: ThrottleGroups::new(),
+                now: 0,
+                stats: vec![[0; 4]; n],
+            }
+        }
+
+        fn done(&mut self, (d, w, b): (usize, bool, u64)) {
+            let s = &mut self.stats[d];
+            if w {
+                s[2] += b;
+                s[3] += 1;
+            } else {
+                s[0] += b;
+                s[1] += 1;
+            }
+        }
+
+        fn submit(&mut self, d: usize, w: bool, b: u64) {
+            if let Admission::Go(r) =
+                self.t
+                    .submit(&format!("drive{}", d), w, b, (d, w, b), self.now)
+            {
+                self.done(r);
+            }
+        }
+
+        /// qtest's clock_step: warp to each timer deadline in turn, firing it.
+        fn clock_step(&mut self, ns: i64) {
+            let dest = self.now + ns;
+            while let Some(d) = self.t.next_deadline().filter(|&d| d <= dest) {
+                self.now = d.max(self.now);
+                for (_, r) in self.t.run_timers(self.now) {
+                    self.done(r);
+                }
+            }
+            self.now = dest;
+        }
+
+        fn configure(&mut self, n: usize, p: &serde_json::Value) {
+            for d in 0..n {
+                let out = self
+                    .t
+                    .set_limits(
+                        &format!("drive{}", d),
+                        Some("test"),
+                        &cfg(p.clone()),
+                        self.now,
+                    )
+                    .unwrap();
+                for (_, r) in out {
+                    self.done(r);
+                }
+            }
+        }
+
+        fn run(&mut self, n: usize, seconds: i64, p: &serde_json::Value) {
+            let g = |k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            let ns = seconds * 1_000_000_000;
+            self.clock_step(ns);
+            let rd = [
+                g("bps") / 512 / 2,
+                g("bps_rd") / 512,
+                g("iops") / 2,
+                g("iops_rd"),
+            ];
+            let wr = [
+                g("bps") / 512 / 2,
+                g("bps_wr") / 512,
+                g("iops") / 2,
+                g("iops_wr"),
+            ];
+            let rd_nr = rd.iter().max().unwrap() * seconds as u64 * 2 / n as u64;
+            let wr_nr = wr.iter().max().unwrap() * seconds as u64 * 2 / n as u64;
+            for _ in 0..rd_nr {
+                for d in 0..n {
+                    self.submit(d, false, 512);
+                }
+            }
+            for _ in 0..wr_nr {
+                for d in 0..n {
+                    self.submit(d, true, 512);
+                }
+            }
+            let start = self.stats.clone();
+            self.clock_step(ns);
+            for (d, (end, start)) in self.stats.iter().zip(&start).take(n).enumerate() {
+                let diff: Vec<u64> = (0..4).map(|k| end[k] - start[k]).collect();
+                let check = |limit: u64, num: u64| {
+                    let (num, limit, s, n) = (num as f64, limit as f64, seconds as f64, n as f64);
+                    limit == 0.0 || (num < s * limit * 1.1 / n && num > s * limit * 0.9 / n)
+                };
+                let ctx = format!("drive{} of {} with {} : {:?}", d, n, p, diff);
+                assert!(check(g("bps"), diff[0] + diff[2]), "{}", ctx);
+                assert!(check(g("bps_rd"), diff[0]), "{}", ctx);
+                assert!(check(g("bps_wr"), diff[2]), "{}", ctx);
+                assert!(check(g("iops"), diff[1] + diff[3]), "{}", ctx);
+                assert!(check(g("iops_rd"), diff[1]), "{}", ctx);
+                assert!(check(g("iops_wr"), diff[3]), "{}", ctx);
+            }
+        }
+    }
+
+    const PARAMS: [(&str, u64); 6] = [
+        ("bps", 4096),
+        ("bps_rd", 4096),
+        ("bps_wr", 4096),
+        ("iops", 10),
+        ("iops_rd", 10),
+        ("iops_wr", 10),
+    ];
+
+    #[test]
+    fn iotest_093_limits_hold_for_one_to_three_drives() {
+        for n in 1..=3usize {
+            let mut sim = Sim::new(3);
+            for (k, v) in PARAMS {
+                let mut p = json!({});
+                p[k] = json!(v * n as u64);
+                sim.configure(n, &p);
+                sim.run(n, 5, &p);
+            }
+        }
+    }
+
+    #[test]
+    fn iotest_093_bursts_run_at_max_then_at_the_average() {
+        let mut sim = Sim::new(1);
+        for (k, rate) in PARAMS {
+            let burst = rate * 7;
+            let mut s = json!({});
+            s[k] = json!(rate);
+            s[format!("{}_max", k)] = json!(burst);
+            s[format!("{}_max_length", k)] = json!(4);
+            sim.configure(1, &s);
+            sim.clock_step(1_000_000_000 * 4 * burst as i64 / rate as i64);
+            let mut limits = json!({});
+            limits[k] = json!(burst);
+            sim.run(1, 4, &limits);
+            limits[k] = json!(rate);
+            sim.run(1, 5, &limits);
+        }
+    }
 }
