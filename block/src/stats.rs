@@ -12,8 +12,10 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use crate::error::{BlockError, BlockResult};
 use crate::graph::BlockGraph;
 use crate::node::{lock, NodeRef};
+use crate::options::get_bool;
 
 /// Fixed latency QEMU books for every request under qtest.
 pub const QTEST_LATENCY_NS: i64 = 1_000_000;
@@ -198,6 +200,64 @@ impl BlockStats {
             account_invalid,
             account_failed,
         }
+    }
+
+    /// Accounting as -drive sets it up: `stats-account-invalid`,
+    /// `stats-account-failed` (default on) and the `stats-intervals` list
+    /// (an array, an object keyed "0", "1"..., or dotted `stats-intervals.N`).
+    pub fn from_drive_options(opts: &Map<String, Value>, now: i64) -> BlockResult<BlockStats> {
+        let inv = get_bool(opts, "stats-account-invalid")?.unwrap_or(true);
+        let fail = get_bool(opts, "stats-account-failed")?.unwrap_or(true);
+        let mut s = BlockStats::new(inv, fail);
+        let mut items: Vec<(u64, Value)> = Vec::new();
+        match opts.get("stats-intervals") {
+            Some(Value::Array(a)) => {
+                items.extend(a.iter().cloned().enumerate().map(|(i, v)| (i as u64, v)))
+            }
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let i = k.parse::<u64>().map_err(|_| {
+                        BlockError::InvalidArgument(format!("Invalid option stats-intervals.{}", k))
+                    })?;
+                    items.push((i, v.clone()));
+                }
+            }
+            _ => {}
+        }
+        for (k, v) in opts {
+            if let Some(idx) = k.strip_prefix("stats-intervals.") {
+                let i = idx.parse::<u64>().map_err(|_| {
+                    BlockError::InvalidArgument(format!("Invalid option stats-intervals.{}", idx))
+                })?;
+                items.push((i, v.clone()));
+            }
+        }
+        items.sort_by_key(|(i, _)| *i);
+        for (_, v) in items {
+            let len = match &v {
+                Value::String(st) => st
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|l| (1..=u64::from(u32::MAX)).contains(l))
+                    .ok_or_else(|| {
+                        BlockError::InvalidArgument(format!("Invalid interval length: {}", st))
+                    })?,
+                Value::Number(n) => n
+                    .as_i64()
+                    .filter(|l| (1..=i64::from(u32::MAX)).contains(l))
+                    .map(|l| l as u64)
+                    .ok_or_else(|| {
+                        BlockError::InvalidArgument(format!("Invalid interval length: {}", n))
+                    })?,
+                _ => {
+                    return Err(BlockError::InvalidArgument(
+                        "The specification of stats-intervals is invalid".into(),
+                    ))
+                }
+            };
+            s.add_interval(len as u32, now);
+        }
+        Ok(s)
     }
 
     pub fn set_account_invalid(&mut self, on: bool) {
@@ -535,5 +595,19 @@ mod tests {
         let nodes = query_blockstats(&g, true, 0);
         assert_eq!(nodes.as_array().unwrap().len(), 2);
         std::fs::remove_file(&img).unwrap();
+    }
+
+    #[test]
+    fn drive_options_set_flags_and_intervals_in_order() {
+        let o = json!({"stats-account-invalid": "off", "stats-intervals.1": "60", "stats-intervals.0": 10});
+        let mut s = BlockStats::from_drive_options(o.as_object().unwrap(), 0).unwrap();
+        let v = s.to_json(0, 0);
+        assert_eq!(v["account_invalid"], false);
+        assert_eq!(v["account_failed"], true);
+        assert_eq!(v["timed_stats"][0]["interval_length"], 10);
+        assert_eq!(v["timed_stats"][1]["interval_length"], 60);
+        let bad = json!({"stats-intervals": ["0"]});
+        let e = BlockStats::from_drive_options(bad.as_object().unwrap(), 0).unwrap_err();
+        assert_eq!(e.to_string(), "Invalid interval length: 0");
     }
 }
