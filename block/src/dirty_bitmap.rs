@@ -16,6 +16,10 @@ use crate::error::{BlockError, BlockResult};
 /// Smallest granularity QEMU allows.
 pub const MIN_GRANULARITY: u64 = 512;
 
+/// Most granules one bitmap may track (128 MiB of bits): a small granularity on
+/// a huge device is refused instead of exhausting memory.
+pub const MAX_GRANULES: u64 = 1 << 30;
+
 /// A plain bitmap over granules with a summary level.
 #[derive(Debug, Clone, Default)]
 struct Bits {
@@ -165,6 +169,12 @@ impl DirtyBitmap {
     /// A clean bitmap over `size` bytes; `granularity` must be a power of two >= 512.
     pub fn new(name: Option<String>, granularity: u64, size: u64) -> BlockResult<DirtyBitmap> {
         check_granularity(granularity)?;
+        if size.div_ceil(granularity) > MAX_GRANULES {
+            return Err(BlockError::InvalidArgument(format!(
+                "Dirty bitmap of {} bytes with granularity {} is too large",
+                size, granularity
+            )));
+        }
         let shift = granularity.trailing_zeros();
         Ok(DirtyBitmap {
             name,
@@ -279,10 +289,11 @@ impl DirtyBitmap {
         }
     }
 
-    /// Follows a device resize.
+    /// Follows a device resize (growth past `MAX_GRANULES` is not tracked).
     pub fn resize(&mut self, size: u64) {
         self.size = size;
-        self.bits.resize(size.div_ceil(self.granularity));
+        self.bits
+            .resize(size.div_ceil(self.granularity).min(MAX_GRANULES));
         if let Some(s) = &mut self.successor {
             s.resize(size);
         }
@@ -549,11 +560,11 @@ mod tests {
 
     #[test]
     fn iteration_skips_large_clean_regions() {
-        let mut b = DirtyBitmap::new(None, 512, 1 << 40).unwrap();
-        b.mark((1 << 40) - 512, 512);
+        let mut b = DirtyBitmap::new(None, 512, 1 << 36).unwrap();
+        b.mark((1 << 36) - 512, 512);
         b.mark(1 << 20, 512 * 130);
         let r: Vec<_> = b.dirty_ranges(0).collect();
-        assert_eq!(r, vec![(1 << 20, 512 * 130), ((1 << 40) - 512, 512)]);
+        assert_eq!(r, vec![(1 << 20, 512 * 130), ((1 << 36) - 512, 512)]);
         b.reset_range(1 << 20, 512 * 130);
         assert_eq!(b.dirty_granules(), 1);
     }
@@ -664,5 +675,12 @@ mod tests {
         assert_eq!(b.dirty_granules(), 9);
         b.resize(1 << 20);
         assert_eq!(b.dirty_granules(), 9);
+    }
+
+    #[test]
+    fn huge_bitmaps_are_refused_not_allocated() {
+        let mut l = DirtyBitmaps::default();
+        assert!(l.add("big", Some(512), None, 1 << 62).is_err());
+        assert!(l.all().is_empty());
     }
 }
