@@ -133,7 +133,12 @@ pub struct ThrottleConfig {
 fn num(v: &Value, key: &str) -> BlockResult<f64> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| bad_type(key)),
-        Value::String(s) => s.trim().parse::<f64>().map_err(|_| bad_type(key)),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| bad_type(key)),
         _ => Err(bad_type(key)),
     }
 }

@@ -268,7 +268,8 @@ impl BlkdebugDriver {
         let state = get_num(o, "state")?.unwrap_or(0);
         let action = if inject {
             Action::InjectError {
-                errno: get_num(o, "errno")?.unwrap_or(libc::EIO as i64) as i32,
+                errno: i32::try_from(get_num(o, "errno")?.unwrap_or(libc::EIO as i64))
+                    .unwrap_or(libc::EIO),
                 once: get_bool(o, "once")?.unwrap_or(false),
                 immediately: get_bool(o, "immediately")?.unwrap_or(false),
                 sector: get_num(o, "sector")?.unwrap_or(-1),
@@ -374,7 +375,11 @@ impl BlkdebugDriver {
         }
         // An "immediate" failure surfaces as EIO whatever errno says, as the
         // synchronous emulation in QEMU turns a missing AIOCB into -EIO.
-        let errno = if immediately { libc::EIO } else { errno.abs() };
+        let errno = if immediately {
+            libc::EIO
+        } else {
+            errno.checked_abs().unwrap_or(libc::EIO)
+        };
         Err(BlockError::errno("blkdebug injected error", errno))
     }
 
