@@ -27,6 +27,11 @@ pub fn set_qtest_mode(on: bool) {
     QTEST_MODE.store(on, Ordering::Relaxed);
 }
 
+/// True under `-machine accel=qtest` (see `set_qtest_mode`).
+pub fn qtest_mode() -> bool {
+    QTEST_MODE.load(Ordering::Relaxed)
+}
+
 /// Monotonic realtime clock in ns; never 0 so "no access yet" stays distinguishable.
 pub fn realtime_ns() -> i64 {
     static BASE: OnceLock<Instant> = OnceLock::new();

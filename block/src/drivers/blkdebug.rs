@@ -330,6 +330,10 @@ impl BlkdebugDriver {
         }
         for (id, tag) in hit {
             self.rules.retain(|r| r.id != id);
+            // QEMU prints these on its stdout, except under qtest.
+            if !crate::stats::qtest_mode() {
+                println!("blkdebug: Suspended request '{}'", tag);
+            }
             self.suspended.push(tag);
         }
         self.state = new_state;
@@ -415,7 +419,10 @@ impl BlkdebugDriver {
             .iter()
             .position(|t| t == tag)
             .ok_or(libc::ENOENT)?;
-        self.suspended.remove(pos);
+        let tag = self.suspended.remove(pos);
+        if !crate::stats::qtest_mode() {
+            println!("blkdebug: Resuming request '{}'", tag);
+        }
         Ok(())
     }
 
@@ -791,6 +798,40 @@ mod tests {
         let n = g.open(o.as_object().unwrap()).unwrap();
         assert_eq!(lock(&n).flush().unwrap_err().errno_value(), libc::EIO);
         lock(&n).flush().unwrap();
+        std::fs::remove_file(&img).unwrap();
+    }
+
+    /// Same script as `qemu-io -c "write 0 512" -c "write 512 512" -c "read 0 512"
+    /// -c "write 1024 512"` on QEMU: ok, ENOSPC, ENOSPC, ENOSPC.
+    #[test]
+    fn active_rule_keeps_failing_reads_and_writes_like_qemu_io() {
+        let img = tmp("qio.raw");
+        crate::create_image("raw", &img, Some(1 << 20), &Default::default()).unwrap();
+        let mut g = crate::BlockGraph::new();
+        let o = json!({"driver": "raw", "file": {"driver": "blkdebug",
+            "image": {"driver": "file", "filename": img},
+            "inject-error": [{"event": "write_aio", "state": 2, "errno": 28}],
+            "set-state": [{"event": "write_aio", "state": 1, "new_state": 2}]}});
+        let n = g.open(o.as_object().unwrap()).unwrap();
+        let mut node = lock(&n);
+        let mut buf = [0u8; 512];
+        let errs = [
+            node.write(0, &buf, false).err(),
+            node.write(512, &buf, false).err(),
+            node.read(0, &mut buf).err(),
+            node.write(1024, &buf, false).err(),
+        ]
+        .map(|e| e.map(|e| e.errno_value()));
+        assert_eq!(
+            errs,
+            [
+                None,
+                Some(libc::ENOSPC),
+                Some(libc::ENOSPC),
+                Some(libc::ENOSPC)
+            ]
+        );
+        drop(node);
         std::fs::remove_file(&img).unwrap();
     }
 }
