@@ -77,6 +77,9 @@ pub struct Emulator {
     /// Chardev ids of the serial ports, COM1 first.
     pub serial_chardevs: Vec<String>,
     pub dump: crate::qmp_cmds::dump::DumpState,
+    /// The host-clock timer serving the RTC's periodic/alarm/update
+    /// interrupts, with the deadline it was armed for.
+    rtc_timer: Option<(TimerId, i64)>,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -107,6 +110,7 @@ impl Emulator {
             pidfile: cfg.pidfile.clone(),
             serial_chardevs: Vec::new(),
             dump: Default::default(),
+            rtc_timer: None,
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -394,6 +398,40 @@ impl Emulator {
         }
         for (line, level) in self.machine.take_irq_changes() {
             crate::qtest::irq_changed(self, line, level);
+        }
+        self.arm_rtc_timer();
+    }
+
+    /// Keeps one host-clock timer at the RTC's next deadline.
+    fn arm_rtc_timer(&mut self) {
+        let next = self.machine.pc().and_then(|pc| {
+            pc.rtc
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_deadline()
+        });
+        if self.rtc_timer.map(|(_, d)| d) == next {
+            return;
+        }
+        if let Some((id, _)) = self.rtc_timer.take() {
+            self.timers.cancel(id);
+        }
+        if let Some(deadline) = next {
+            let id = self.timers.add(
+                ClockType::Host,
+                deadline,
+                Box::new(|emu: &mut Emulator| {
+                    emu.rtc_timer = None;
+                    if let Some(pc) = emu.machine.pc() {
+                        pc.rtc
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .run_timers(hw::devices::rtc::rtc_clock_ns());
+                    }
+                    emu.flush_machine_output();
+                }),
+            );
+            self.rtc_timer = Some((id, deadline));
         }
     }
 

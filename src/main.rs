@@ -188,10 +188,14 @@ fn run(cfg: Config) -> ExitCode {
         }
     };
     let mut bios = None;
+    let (mut kernel, mut initrd, mut append) = (None, None, None);
     let mut debug_exits = Vec::new();
     for (name, arg) in &cfg.machine_args {
         match name.as_str() {
             "bios" => bios = Some(arg.clone()),
+            "kernel" => kernel = Some(arg.clone()),
+            "initrd" => initrd = Some(arg.clone()),
+            "append" => append = Some(arg.clone()),
             "rtc" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
@@ -207,6 +211,14 @@ fn run(cfg: Config) -> ExitCode {
                     "-{name} {arg}: option not supported yet by this emulator"
                 ))
             }
+        }
+    }
+    if kernel.is_none() {
+        if append.is_some() {
+            return fatal("-append only allowed with -kernel option");
+        }
+        if initrd.is_some() {
+            return fatal("-initrd only allowed with -kernel option");
         }
     }
     if !debug_exits.is_empty() && mtype.name == "none" {
@@ -254,6 +266,9 @@ fn run(cfg: Config) -> ExitCode {
             .and_then(|r| r.get("base"))
             .map(String::from),
         bios,
+        kernel,
+        initrd,
+        append,
         debug_exits,
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {
