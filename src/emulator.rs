@@ -80,6 +80,10 @@ pub struct Emulator {
     /// The host-clock timer serving the RTC's periodic/alarm/update
     /// interrupts, with the deadline it was armed for.
     rtc_timer: Option<(TimerId, i64)>,
+    /// The block graph: every node and backend.
+    pub block: block::BlockGraph,
+    /// What the monitor keeps about backends (legacy drives, trays).
+    pub blockdevs: crate::blockdev::BlockDevs,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -111,6 +115,8 @@ impl Emulator {
             serial_chardevs: Vec::new(),
             dump: Default::default(),
             rtc_timer: None,
+            block: block::BlockGraph::new(),
+            blockdevs: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -474,6 +480,7 @@ impl Emulator {
         }
         self.run_bottom_halves();
         self.run_expired_timers();
+        crate::blockdev::flush_events(self);
         self.handle_requests();
     }
 
@@ -500,6 +507,7 @@ impl Emulator {
             }
         }
         self.machine.shutdown();
+        self.blockdevs.cleanup(&mut self.block);
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
         }

@@ -3,6 +3,7 @@
 //! emulator from it, run the main loop, clean up.
 
 mod base64;
+mod blockdev;
 mod chardev;
 mod devices;
 mod dump;
@@ -197,6 +198,8 @@ fn run(cfg: Config) -> ExitCode {
             "initrd" => initrd = Some(arg.clone()),
             "append" => append = Some(arg.clone()),
             "rtc" => {}
+            // Opened in startup::build, once fd sets exist.
+            "drive" | "blockdev" | "snapshot" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
                 Ok(None) => {

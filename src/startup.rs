@@ -45,6 +45,7 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     for fdopt in &cfg.add_fds {
         crate::qmp_cmds::fd::add_fd_from_cmdline(emu, fdopt)?;
     }
+    crate::blockdev::open_cmdline_drives(emu, cfg)?;
     wait_for_server_sockets(emu)
 }
 

@@ -125,7 +125,7 @@ static OPTIONS: &[OptionDef] = &[
     opt("mtdblock", true, N),
     opt("sd", true, N),
     opt("pflash", true, N),
-    opt("snapshot", false, N),
+    opt("snapshot", false, M),
     opt("hdachs", true, N),
     opt("fsdev", true, N),
     opt("virtfs", true, N),
