@@ -13,7 +13,7 @@ mod hooks;
 pub struct Backend {
     name: String,
     root: Option<NodeRef>,
-    stats: std::sync::Mutex<BlockStats>,
+    stats: std::sync::Arc<std::sync::Mutex<BlockStats>>,
     /// Non-zero while a caller QEMU does not account (qemu-io plain I/O, NBD,
     /// jobs) runs requests; see `io_unaccounted`.
     unaccounted: std::sync::atomic::AtomicU32,

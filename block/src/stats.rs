@@ -7,7 +7,7 @@
 //! as taking exactly 1 ms, as QEMU fakes it, so test output is deterministic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -451,6 +451,31 @@ impl BlockStats {
     }
 }
 
+/// qemu-io's accounting hook fed into a backend's `BlockStats` (aio_read,
+/// aio_write, aio_flush and `-i` book here, as in QEMU 2.8).
+pub struct StatsAccounting(pub Arc<Mutex<BlockStats>>);
+
+impl crate::qemu_io::Accounting for StatsAccounting {
+    fn account(&mut self, ev: crate::qemu_io::AcctEvent) {
+        use crate::qemu_io::{AcctKind, AcctResult};
+        let kind = match ev.kind {
+            AcctKind::Read => AcctType::Read,
+            AcctKind::Write => AcctType::Write,
+            AcctKind::Flush => AcctType::Flush,
+        };
+        let outcome = match ev.result {
+            AcctResult::Done => AcctOutcome::Done,
+            AcctResult::Failed => AcctOutcome::Failed,
+            AcctResult::Invalid => AcctOutcome::Invalid,
+        };
+        let mut g = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.record(kind, ev.bytes, ev.latency_ns, outcome, realtime_ns());
+    }
+}
+
 /// BlockDeviceStats of a node that is not a backend's accounting point: all zero
 /// except `wr_highest_offset`, as QEMU 2.8 reports `parent`/`backing`/query-nodes.
 pub fn node_stats_json(wr_highest_offset: u64) -> Value {
@@ -658,5 +683,33 @@ mod tests {
         assert_eq!(v["wr_total_time_ns"], 50);
         assert_eq!(v["failed_wr_operations"], 1);
         assert_eq!(v["invalid_rd_operations"], 1);
+    }
+
+    #[test]
+    fn qemu_io_aio_commands_feed_backend_stats() {
+        let mut g = BlockGraph::new();
+        let o = json!({"driver": "null-co", "node-name": "nul", "size": 1 << 20});
+        let n = g.open(o.as_object().unwrap()).unwrap();
+        g.add_backend("drive0", Some(n.clone())).unwrap();
+        let handle = g.backend("drive0").unwrap().stats_handle();
+        let mut io = crate::qemu_io::QemuIo::new();
+        io.set_accounting(Box::new(StatsAccounting(handle)));
+        let mut out = String::new();
+        for c in [
+            "aio_write 0 4k",
+            "aio_read 0 512",
+            "aio_read -i 0 1",
+            "aio_flush",
+            "read 0 512",
+        ] {
+            io.run(Some(&n), c, &mut out).unwrap();
+        }
+        let v = query_blockstats(&g, false, realtime_ns());
+        let st = &v[0]["stats"];
+        assert_eq!(st["wr_bytes"], 4096);
+        assert_eq!(st["rd_operations"], 1);
+        assert_eq!(st["invalid_rd_operations"], 1);
+        assert_eq!(st["flush_operations"], 1);
+        assert_eq!(st["wr_highest_offset"], 4096);
     }
 }

@@ -5,7 +5,7 @@
 //! virtio-blk request outside the disk is refused before submission).
 
 use std::sync::atomic::Ordering;
-use std::sync::MutexGuard;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Backend;
 use crate::error::{BlockError, BlockResult};
@@ -18,6 +18,12 @@ impl Backend {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    /// A shared handle on the accounting, for holders that outlive a borrow of
+    /// the graph (a qemu-io session's `StatsAccounting`).
+    pub fn stats_handle(&self) -> Arc<Mutex<BlockStats>> {
+        self.stats.clone()
     }
 
     /// Runs `f` with this backend's automatic accounting off. QEMU 2.8 counts

@@ -477,6 +477,27 @@ pub fn debug_is_suspended(node: &NodeRef, tag: &str) -> bool {
     with_blkdebug(node, |d| Ok(d.is_suspended(tag))).unwrap_or(false)
 }
 
+/// qemu-io's break/remove_break/resume/wait_break on the blkdebug layer below
+/// the node. `wait_break` returns at once: a request that hit the breakpoint
+/// was recorded as suspended while it ran (see the module docs).
+pub struct BlkdebugDebugOps;
+
+impl crate::qemu_io::DebugOps for BlkdebugDebugOps {
+    fn breakpoint(&mut self, node: &NodeRef, event: &str, tag: &str) -> Result<(), i32> {
+        debug_breakpoint(node, event, tag)
+    }
+
+    fn remove_breakpoint(&mut self, node: &NodeRef, tag: &str) -> Result<(), i32> {
+        debug_remove_breakpoint(node, tag)
+    }
+
+    fn resume(&mut self, node: &NodeRef, tag: &str) -> Result<(), i32> {
+        debug_resume(node, tag)
+    }
+
+    fn wait_break(&mut self, _node: &NodeRef, _tag: &str) {}
+}
+
 impl Driver for BlkdebugDriver {
     fn format_name(&self) -> &'static str {
         "blkdebug"
@@ -832,6 +853,31 @@ mod tests {
             ]
         );
         drop(node);
+        std::fs::remove_file(&img).unwrap();
+    }
+
+    #[test]
+    fn qemu_io_break_and_resume_reach_blkdebug() {
+        let img = tmp("qiobp.raw");
+        crate::create_image("raw", &img, Some(65536), &Default::default()).unwrap();
+        let mut g = crate::BlockGraph::new();
+        let o = json!({"driver": "raw", "file": {"driver": "blkdebug", "image": {"driver": "file", "filename": img}}});
+        let n = g.open(o.as_object().unwrap()).unwrap();
+        let mut io = crate::qemu_io::QemuIo::new();
+        io.set_debug_ops(Box::new(BlkdebugDebugOps));
+        let mut out = String::new();
+        for c in ["break write_aio A", "aio_write 0 512", "wait_break A"] {
+            io.run(Some(&n), c, &mut out).unwrap();
+        }
+        assert!(debug_is_suspended(&n, "A"));
+        io.run(Some(&n), "resume A", &mut out).unwrap();
+        assert!(!debug_is_suspended(&n, "A"));
+        io.run(Some(&n), "resume A", &mut out).unwrap();
+        assert!(
+            out.contains("Could not resume request: No such file or directory"),
+            "{}",
+            out
+        );
         std::fs::remove_file(&img).unwrap();
     }
 }
