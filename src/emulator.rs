@@ -23,6 +23,8 @@ use crate::vl::Config;
 pub enum FdOwner {
     Chardev(String),
     Signals,
+    NbdListener,
+    NbdClient(block::nbd::ClientId),
 }
 
 /// Work scheduled to run on the main loop after the current dispatch.
@@ -80,6 +82,8 @@ pub struct Emulator {
     /// The host-clock timer serving the RTC's periodic/alarm/update
     /// interrupts, with the deadline it was armed for.
     rtc_timer: Option<(TimerId, i64)>,
+    /// The NBD server, while one runs.
+    pub nbd: Option<crate::nbd::NbdState>,
     /// The block graph: every node and backend.
     pub block: block::BlockGraph,
     /// What the monitor keeps about backends (legacy drives, trays).
@@ -115,6 +119,7 @@ impl Emulator {
             serial_chardevs: Vec::new(),
             dump: Default::default(),
             rtc_timer: None,
+            nbd: None,
             block: block::BlockGraph::new(),
             blockdevs: Default::default(),
             signal_pipe: None,
@@ -475,6 +480,8 @@ impl Emulator {
             match self.owners.get(&r.token).cloned() {
                 Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
                 Some(FdOwner::Signals) => self.drain_signal_pipe(),
+                Some(FdOwner::NbdListener) => self.nbd_accept(),
+                Some(FdOwner::NbdClient(id)) => self.nbd_client_ready(id),
                 None => {}
             }
         }

@@ -14,6 +14,7 @@ mod machine;
 mod machine_types;
 mod main_loop;
 mod monitor;
+mod nbd;
 mod qmp_cmds;
 mod qom;
 mod qtest;

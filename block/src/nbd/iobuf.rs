@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 /// Buffers larger than this are given back once empty, so an idle client
 /// that once sent a 32 MiB write does not keep 32 MiB.
@@ -92,12 +93,19 @@ pub(crate) trait Sink: Write {
     /// Send up to `len` bytes of `fd` starting at `offset`; Ok(0) when the
     /// file has no more bytes there.
     fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize>;
+
+    /// Like `write`, telling the peer side that more data follows at once
+    /// (a reply header before its file data), so both can share packets.
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
 }
 
 /// File bytes queued to go out after `data[..at]`.
 struct FileSpan {
     at: usize,
-    fd: OwnedFd,
+    /// Shared by the spans of one read piece.
+    fd: Arc<OwnedFd>,
     offset: u64,
     len: usize,
 }
@@ -177,7 +185,7 @@ impl OutputBuffer {
     }
 
     /// Append `len` bytes of the file `fd` from `offset`, read when sent.
-    pub(crate) fn push_file(&mut self, fd: OwnedFd, offset: u64, len: usize) {
+    pub(crate) fn push_file(&mut self, fd: Arc<OwnedFd>, offset: u64, len: usize) {
         if len > 0 {
             self.spans.push_back(FileSpan {
                 at: self.end,
@@ -204,7 +212,7 @@ impl OutputBuffer {
         loop {
             let (res, from_file) = match self.spans.front() {
                 Some(s) if s.at == self.pos => (w.send_file(s.fd.as_fd(), s.offset, s.len), true),
-                Some(s) => (w.write(&self.data[self.pos..s.at]), false),
+                Some(s) => (w.write_more(&self.data[self.pos..s.at]), false),
                 None => (w.write(&self.data[self.pos..self.end]), false),
             };
             match res {
@@ -322,7 +330,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut out = OutputBuffer::default();
         out.push(b"<");
-        out.push_file(OwnedFd::from(file), 2, 5);
+        out.push_file(Arc::new(OwnedFd::from(file)), 2, 5);
         out.push(b">");
         let mut sink = Vec::new();
         while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {}
@@ -336,7 +344,7 @@ mod tests {
         let mut out = OutputBuffer::default();
         out.push(b"a");
         let mark = out.mark();
-        out.push_file(OwnedFd::from(file), 0, 100);
+        out.push_file(Arc::new(OwnedFd::from(file)), 0, 100);
         out.push(b"b");
         out.truncate(mark);
         assert_eq!(out.pending(), 1);

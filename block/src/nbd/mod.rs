@@ -2,6 +2,19 @@
 //! non-blocking state machines for the main loop: no threads, no blocking
 //! calls, bounded work per call and bounded memory per client.
 //!
+//! Protocol (doc/proto.md of the NBD project; QEMU 2.8 had less): fixed
+//! newstyle only; options EXPORT_NAME, ABORT, LIST, INFO, GO (INFO_EXPORT,
+//! NAME, DESCRIPTION, BLOCK_SIZE 1/4096/32 MiB), STRUCTURED_REPLY,
+//! LIST/SET_META_CONTEXT (`base:allocation`); STARTTLS is refused with
+//! ERR_POLICY, other options with ERR_UNSUP. Commands READ (simple, or
+//! structured with data/hole chunks, DF), WRITE, FLUSH, TRIM, CACHE (a
+//! no-op), WRITE_ZEROES (NO_HOLE), BLOCK_STATUS (REQ_ONE), DISC, all taking
+//! FUA. Errors: read-only EPERM; past the end EINVAL, ENOSPC for writes (as
+//! the spec and QEMU say); oversized READ/WRITE EINVAL (EOVERFLOW for
+//! structured reads); unknown commands and flags EINVAL. Requests are
+//! answered in order. Garbage, bad magic or unknown client flags end the
+//! connection, as the spec allows.
+//!
 //! The main loop owns the poller and the backends:
 //!
 //! - `NbdServer::listen(&addr)` (or `from_listener_fd` for an `fd:` address);

@@ -207,6 +207,13 @@ impl Drop for NbdServer {
     }
 }
 
+/// The main loop may keep the server inside state shared with other
+/// threads (behind the big lock), so it must stay `Send`.
+const _: fn() = || {
+    fn check<T: Send>() {}
+    check::<NbdServer>();
+};
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

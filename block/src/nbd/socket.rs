@@ -287,6 +287,25 @@ impl Stream {
         }
     }
 
+    /// send(2) with MSG_NOSIGNAL: a client that vanished must give us EPIPE,
+    /// never a SIGPIPE that would kill the process if it is not ignored.
+    fn send(&self, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+        // SAFETY: `buf` is a valid readable slice for its whole length and the
+        // fd is a connected socket owned by `self` for the duration of the call.
+        let n = unsafe {
+            libc::send(
+                self.fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                flags | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     pub(crate) fn into_fd(self) -> OwnedFd {
         match self {
             Stream::Tcp(s) => OwnedFd::from(s),
@@ -323,26 +342,15 @@ impl Sink for Stream {
         }
         Ok(n as usize)
     }
+
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send(buf, libc::MSG_MORE)
+    }
 }
 
 impl Write for Stream {
-    /// send(2) with MSG_NOSIGNAL: a client that vanished must give us EPIPE,
-    /// never a SIGPIPE that would kill the process if it is not ignored.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is a valid readable slice for its whole length and the
-        // fd is a connected socket owned by `self` for the duration of the call.
-        let n = unsafe {
-            libc::send(
-                self.fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        self.send(buf, 0)
     }
 
     fn flush(&mut self) -> io::Result<()> {

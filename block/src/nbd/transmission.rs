@@ -2,6 +2,9 @@
 //! the negotiated export, running it on the backend, and queueing its reply.
 //! Reads are streamed by `ReadJob` one bounded piece at a time.
 
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
 use super::commands::{self, Request};
 use super::error::NbdIoError;
 use super::export::{with_backend, ExportResolver, NbdExportBackend};
@@ -352,7 +355,10 @@ impl ReadJob {
         let piece_mark = out.mark();
         let result = with_backend(resolver, &session.sel.backend, |b| match mode {
             ReadMode::Sparse => sparse_piece(b, out, cookie, off, piece, last),
-            _ => read_into(b, out, off, piece),
+            _ => {
+                let source = file_source(b, off, piece);
+                read_into(b, out, source.as_ref(), off, off, piece)
+            }
         });
         let failure = match result {
             Some(Ok(())) => {
@@ -409,24 +415,32 @@ impl ReadJob {
     }
 }
 
-/// Queue the `len` bytes at `off`: as a file span when the backend can name
-/// a file holding them, else read into the buffer.
+/// The host file holding the `len` bytes at `off` unchanged, duplicated so
+/// it outlives the backend's borrow, with the file offset of `off`.
+fn file_source(b: &mut dyn NbdExportBackend, off: u64, len: u64) -> Option<(Arc<OwnedFd>, u64)> {
+    let (fd, at) = b.read_source(off, len)?;
+    // Out of descriptors for the duplicate: copying works without one.
+    let fd = fd.try_clone_to_owned().ok()?;
+    Some((Arc::new(fd), at))
+}
+
+/// Queue the `len` bytes at `off`: as a span of `source` (the file holding
+/// them and its offset for `source_base`) when there is one, else read into
+/// the buffer.
 fn read_into(
     b: &mut dyn NbdExportBackend,
     out: &mut OutputBuffer,
+    source: Option<&(Arc<OwnedFd>, u64)>,
+    source_base: u64,
     off: u64,
     len: u64,
 ) -> Result<(), NbdIoError> {
-    let source = b
-        .read_source(off, len)
-        .map(|(fd, at)| (fd.try_clone_to_owned(), at));
     match source {
-        Some((Ok(fd), at)) => {
-            out.push_file(fd, at, len as usize);
+        Some((fd, at)) => {
+            out.push_file(fd.clone(), at + (off - source_base), len as usize);
             Ok(())
         }
-        // Out of descriptors for the duplicate: copying works without one.
-        _ => b.read(off, out.extend_for_fill(len as usize)),
+        None => b.read(off, out.extend_for_fill(len as usize)),
     }
 }
 
@@ -466,6 +480,13 @@ fn sparse_piece(
             _ => segments.push((len - covered, false)),
         }
     }
+    // One file (and one descriptor) for the whole piece, however many
+    // data chunks it splits into.
+    let source = if segments.iter().any(|s| !s.1) {
+        file_source(b, off, len)
+    } else {
+        None
+    };
     let mut pos = off;
     let mut last_mark = None;
     for (l, zero) in segments {
@@ -476,7 +497,7 @@ fn sparse_piece(
         } else {
             commands::chunk_header(out, 0, proto::REPLY_TYPE_OFFSET_DATA, cookie, l as u32 + 8);
             out.push(&pos.to_be_bytes());
-            if let Err(e) = read_into(b, out, pos, l) {
+            if let Err(e) = read_into(b, out, source.as_ref(), off, pos, l) {
                 out.truncate(mark);
                 return Err(e);
             }
