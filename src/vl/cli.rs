@@ -870,6 +870,22 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
     Ok(Action::Run(Box::new(cfg)))
 }
 
+/// The option lists query-command-line-options reports.
+pub fn option_lists() -> Vec<&'static OptsList> {
+    vec![
+        &MACHINE_OPTS,
+        &ACCEL_OPTS,
+        &MEMORY_OPTS,
+        &SMP_OPTS,
+        &NAME_OPTS,
+        &MON_OPTS,
+        &crate::chardev::CHARDEV_OPTS,
+        &FREE_OPTS_QOM_TYPE,
+        &ADD_FD_OPTS,
+        &RTC_OPTS,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -990,20 +1006,4 @@ mod tests {
         assert_eq!(c.monitors[0].chardev, "serial0");
         assert_eq!(c.chardevs[0].get("mux"), Some("on"));
     }
-}
-
-/// The option lists query-command-line-options reports.
-pub fn option_lists() -> Vec<&'static OptsList> {
-    vec![
-        &MACHINE_OPTS,
-        &ACCEL_OPTS,
-        &MEMORY_OPTS,
-        &SMP_OPTS,
-        &NAME_OPTS,
-        &MON_OPTS,
-        &crate::chardev::CHARDEV_OPTS,
-        &FREE_OPTS_QOM_TYPE,
-        &ADD_FD_OPTS,
-        &RTC_OPTS,
-    ]
 }

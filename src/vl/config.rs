@@ -91,7 +91,6 @@ pub struct Config {
     pub qtest: Option<String>,
     pub qtest_log: Option<String>,
     pub incoming: Option<String>,
-    pub bios: Option<String>,
     pub rtc: Option<QemuOpts>,
     /// `-add-fd` descriptors to put into fd sets at start-up.
     pub add_fds: Vec<QemuOpts>,
