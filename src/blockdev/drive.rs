@@ -441,6 +441,7 @@ pub fn append_temp_snapshot(
     graph: &mut BlockGraph,
     devs: &mut BlockDevs,
     base: &NodeRef,
+    read_only: bool,
 ) -> Result<NodeRef, String> {
     let (size, base_name) = {
         let mut g = lock(base);
@@ -454,6 +455,7 @@ pub fn append_temp_snapshot(
     o.insert("file.driver".into(), Value::from("file"));
     o.insert("file.filename".into(), Value::from(path.clone()));
     o.insert("backing".into(), Value::from(base_name));
+    o.insert("read-only".into(), Value::from(read_only));
     match graph.open(&o) {
         Ok(n) => {
             devs.add_temp_file(n.clone(), path);
@@ -480,10 +482,16 @@ pub fn blockdev_init(
     }
     let has_medium = node_opts.keys().any(|k| k != "read-only");
     let root = if has_medium {
-        let n = graph.open(node_opts).map_err(|e| e.to_string())?;
+        // With snapshot=on the image itself is only read (QEMU opens it as
+        // a backing file); the temporary overlay takes the writes.
+        let mut base_opts = node_opts.clone();
+        if common.snapshot {
+            base_opts.insert("read-only".into(), Value::String("on".into()));
+        }
+        let n = graph.open(&base_opts).map_err(|e| e.to_string())?;
         super::warn_if_probed_raw(&n);
         let n = if common.snapshot {
-            match append_temp_snapshot(graph, devs, &n) {
+            match append_temp_snapshot(graph, devs, &n, common.read_only) {
                 Ok(top) => top,
                 Err(e) => {
                     devs.drop_tree(graph, &n);

@@ -715,6 +715,11 @@ mod tests {
         assert!(on_disk[4096..4608].iter().all(|&x| x == 0));
         let root = b.root().unwrap();
         assert_eq!(lock(&root).driver_name(), "qcow2");
+        let base = lock(&root).backing().unwrap();
+        assert!(
+            lock(&base).is_read_only(),
+            "the image under the overlay is read-only"
+        );
         let overlay = lock(&root).filename().to_string();
         d.delete_backend(&mut g, &id);
         assert!(!std::path::Path::new(&overlay).exists());

@@ -138,10 +138,9 @@ pub fn query_named_block_nodes(
         .block
         .nodes()
         .iter()
-        .map(|n| {
-            let dev = emu.blockdevs.device_name_of(&emu.block, n);
-            block_device_info(n, emu.blockdevs.front(&dev))
-        })
+        // QEMU describes nodes here without their backend: writeback is
+        // always reported on.
+        .map(|n| block_device_info(n, None))
         .collect();
     Ok(Value::Array(list))
 }
