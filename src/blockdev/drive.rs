@@ -650,86 +650,6 @@ pub fn blockdev_from_arg(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(s: &str) -> Result<DriveSpec, String> {
-        parse_drive(s, IfType::Ide, &BlockDevs::default())
-    }
-
-    #[test]
-    fn default_ids_follow_interface_bus_and_unit() {
-        assert_eq!(spec("file=x").unwrap().id, "ide0-hd0");
-        assert_eq!(spec("file=x,if=none").unwrap().id, "none0");
-        assert_eq!(spec("file=x,media=cdrom,index=3").unwrap().id, "ide1-cd1");
-        assert_eq!(spec("file=x,if=virtio").unwrap().id, "virtio0");
-        assert_eq!(spec("file=x,if=scsi,unit=2").unwrap().id, "scsi0-hd2");
-    }
-
-    #[test]
-    fn cache_mode_expands_to_specific_options() {
-        let s = spec("file=x,if=none,cache=none").unwrap();
-        assert_eq!(s.node_opts["cache.direct"], "on");
-        assert_eq!(s.node_opts["cache.no-flush"], "off");
-        assert!(!s.common.writethrough);
-        let s = spec("file=x,if=none,cache=writethrough").unwrap();
-        assert!(s.common.writethrough);
-        assert_eq!(
-            spec("file=x,cache=bogus").unwrap_err(),
-            "invalid cache option"
-        );
-    }
-
-    #[test]
-    fn legacy_option_errors_use_qemu_wording() {
-        assert_eq!(spec("if=foo").unwrap_err(), "unsupported bus type 'foo'");
-        assert_eq!(spec("media=tape").unwrap_err(), "'tape' invalid media");
-        assert_eq!(
-            spec("if=none,werror=bogus").unwrap_err(),
-            "'bogus' invalid write error action"
-        );
-        assert_eq!(
-            spec("if=none,rerror=enospc").unwrap_err(),
-            "'enospc' invalid read error action"
-        );
-        assert_eq!(
-            spec("if=floppy,werror=stop").unwrap_err(),
-            "werror is not supported by this bus type"
-        );
-        assert_eq!(spec("unit=2").unwrap_err(), "unit 2 too big (max is 1)");
-        assert_eq!(
-            spec("if=none,format=raw,driver=raw").unwrap_err(),
-            "Cannot specify both 'driver' and 'format'"
-        );
-        assert_eq!(
-            spec("if=none,readonly=on,read-only=on").unwrap_err(),
-            "'read-only' and its alias 'readonly' can't be used at the same time"
-        );
-        assert_eq!(
-            spec("if=none,detect-zeroes=unmap").unwrap_err(),
-            "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap"
-        );
-    }
-
-    #[test]
-    fn throttling_options_are_refused_until_supported() {
-        assert!(spec("if=none,bps=100")
-            .unwrap_err()
-            .contains("throttling.bps-total"));
-    }
-
-    #[test]
-    fn node_options_keep_driver_and_filename() {
-        let s = spec("file=/tmp/a.img,format=qcow2,if=none,node-name=n0,readonly").unwrap();
-        assert_eq!(s.node_opts["driver"], "qcow2");
-        assert_eq!(s.node_opts["filename"], "/tmp/a.img");
-        assert_eq!(s.node_opts["node-name"], "n0");
-        assert_eq!(s.node_opts["read-only"], "on");
-        assert!(s.common.read_only);
-    }
-}
-
 /// Options each driver takes besides the common ones (QEMU 2.8's runtime
 /// options). Drivers not listed are not checked.
 fn driver_keys(driver: &str) -> Option<&'static [&'static str]> {
@@ -822,6 +742,86 @@ fn merge_legacy_filename(opts: &mut Options) {
         if !opts.contains_key("file.driver") {
             opts.insert("file.driver".into(), Value::from("file"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> Result<DriveSpec, String> {
+        parse_drive(s, IfType::Ide, &BlockDevs::default())
+    }
+
+    #[test]
+    fn default_ids_follow_interface_bus_and_unit() {
+        assert_eq!(spec("file=x").unwrap().id, "ide0-hd0");
+        assert_eq!(spec("file=x,if=none").unwrap().id, "none0");
+        assert_eq!(spec("file=x,media=cdrom,index=3").unwrap().id, "ide1-cd1");
+        assert_eq!(spec("file=x,if=virtio").unwrap().id, "virtio0");
+        assert_eq!(spec("file=x,if=scsi,unit=2").unwrap().id, "scsi0-hd2");
+    }
+
+    #[test]
+    fn cache_mode_expands_to_specific_options() {
+        let s = spec("file=x,if=none,cache=none").unwrap();
+        assert_eq!(s.node_opts["cache.direct"], "on");
+        assert_eq!(s.node_opts["cache.no-flush"], "off");
+        assert!(!s.common.writethrough);
+        let s = spec("file=x,if=none,cache=writethrough").unwrap();
+        assert!(s.common.writethrough);
+        assert_eq!(
+            spec("file=x,cache=bogus").unwrap_err(),
+            "invalid cache option"
+        );
+    }
+
+    #[test]
+    fn legacy_option_errors_use_qemu_wording() {
+        assert_eq!(spec("if=foo").unwrap_err(), "unsupported bus type 'foo'");
+        assert_eq!(spec("media=tape").unwrap_err(), "'tape' invalid media");
+        assert_eq!(
+            spec("if=none,werror=bogus").unwrap_err(),
+            "'bogus' invalid write error action"
+        );
+        assert_eq!(
+            spec("if=none,rerror=enospc").unwrap_err(),
+            "'enospc' invalid read error action"
+        );
+        assert_eq!(
+            spec("if=floppy,werror=stop").unwrap_err(),
+            "werror is not supported by this bus type"
+        );
+        assert_eq!(spec("unit=2").unwrap_err(), "unit 2 too big (max is 1)");
+        assert_eq!(
+            spec("if=none,format=raw,driver=raw").unwrap_err(),
+            "Cannot specify both 'driver' and 'format'"
+        );
+        assert_eq!(
+            spec("if=none,readonly=on,read-only=on").unwrap_err(),
+            "'read-only' and its alias 'readonly' can't be used at the same time"
+        );
+        assert_eq!(
+            spec("if=none,detect-zeroes=unmap").unwrap_err(),
+            "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap"
+        );
+    }
+
+    #[test]
+    fn throttling_options_are_refused_until_supported() {
+        assert!(spec("if=none,bps=100")
+            .unwrap_err()
+            .contains("throttling.bps-total"));
+    }
+
+    #[test]
+    fn node_options_keep_driver_and_filename() {
+        let s = spec("file=/tmp/a.img,format=qcow2,if=none,node-name=n0,readonly").unwrap();
+        assert_eq!(s.node_opts["driver"], "qcow2");
+        assert_eq!(s.node_opts["filename"], "/tmp/a.img");
+        assert_eq!(s.node_opts["node-name"], "n0");
+        assert_eq!(s.node_opts["read-only"], "on");
+        assert!(s.common.read_only);
     }
 
     #[test]
