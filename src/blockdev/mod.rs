@@ -423,11 +423,6 @@ pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
 
 /// qmp_get_root_bs: a device or node name that must be a root with a medium.
 pub fn get_root_bs(graph: &BlockGraph, name: &str) -> Result<NodeRef, QmpError> {
-    if let Some(b) = graph.backend(name) {
-        return b
-            .root()
-            .ok_or_else(|| QmpError::generic("Device has no medium"));
-    }
     let node = lookup_bs(graph, Some(name), Some(name))?;
     if !is_root_node(graph, &node) {
         return Err(QmpError::generic("Need a root block node"));
