@@ -14,6 +14,7 @@ mod machine;
 mod machine_types;
 mod main_loop;
 mod monitor;
+mod nbd;
 mod qmp_cmds;
 mod qom;
 mod qtest;
@@ -189,10 +190,14 @@ fn run(cfg: Config) -> ExitCode {
         }
     };
     let mut bios = None;
+    let (mut kernel, mut initrd, mut append) = (None, None, None);
     let mut debug_exits = Vec::new();
     for (name, arg) in &cfg.machine_args {
         match name.as_str() {
             "bios" => bios = Some(arg.clone()),
+            "kernel" => kernel = Some(arg.clone()),
+            "initrd" => initrd = Some(arg.clone()),
+            "append" => append = Some(arg.clone()),
             "rtc" => {}
             // Opened in startup::build, once fd sets exist.
             "drive" | "blockdev" | "snapshot" => {}
@@ -210,6 +215,14 @@ fn run(cfg: Config) -> ExitCode {
                     "-{name} {arg}: option not supported yet by this emulator"
                 ))
             }
+        }
+    }
+    if kernel.is_none() {
+        if append.is_some() {
+            return fatal("-append only allowed with -kernel option");
+        }
+        if initrd.is_some() {
+            return fatal("-initrd only allowed with -kernel option");
         }
     }
     if !debug_exits.is_empty() && mtype.name == "none" {
@@ -257,6 +270,9 @@ fn run(cfg: Config) -> ExitCode {
             .and_then(|r| r.get("base"))
             .map(String::from),
         bios,
+        kernel,
+        initrd,
+        append,
         debug_exits,
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {

@@ -27,7 +27,7 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
             return Err(format!("-serial chardev:{s}: chardev \"{s}\" not found"));
         }
         // Only COM1 is modelled; `-M none` has no serial port at all.
-        if i == 0 && emu.machine.pc.is_some() {
+        if i == 0 && emu.machine.pc().is_some() {
             let busy = emu.chardev(s).is_some_and(|c| c.frontend.is_some());
             if !busy {
                 emu.attach_frontend(s, crate::chardev::Frontend::Serial(0))?;

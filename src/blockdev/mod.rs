@@ -513,7 +513,7 @@ pub fn open_cmdline_drives(
     emu: &mut crate::emulator::Emulator,
     cfg: &crate::vl::Config,
 ) -> Result<(), String> {
-    let default_if = if emu.machine.pc.is_some() {
+    let default_if = if emu.machine.pc().is_some() {
         IfType::Ide
     } else {
         IfType::None

@@ -455,7 +455,7 @@ pub fn drive_add(
         }
         return Ok(());
     }
-    let default_if = if emu.machine.pc.is_some() {
+    let default_if = if emu.machine.pc().is_some() {
         IfType::Ide
     } else {
         IfType::None

@@ -7,6 +7,7 @@ pub mod block;
 pub mod chardev;
 pub mod dump;
 pub mod info;
+pub mod nbd;
 pub mod qom;
 pub mod registers;
 pub mod run;
@@ -160,6 +161,21 @@ pub static COMMANDS: &[HmpCommand] = &[
         "set QOM property",
         qom::qom_set,
     ),
+    hmp(
+        "nbd_server_start",
+        "all:-a,writable:-w,uri:s",
+        "nbd_server_start [-a] [-w] host:port",
+        "serve block devices on the given host and port",
+        nbd::nbd_server_start,
+    ),
+    hmp(
+        "nbd_server_add",
+        "writable:-w,device:B",
+        "nbd_server_add [-w] device",
+        "export a block device via NBD",
+        nbd::nbd_server_add,
+    ),
+    hmp("nbd_server_stop", "", "nbd_server_stop", "stop serving block devices using the NBD protocol", nbd::nbd_server_stop),
     // block commands (block.rs)
     hmp(
         "block_resize",

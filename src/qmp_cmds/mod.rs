@@ -90,6 +90,12 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("qom-set", qom::qom_set),
     cmd("qom-list-types", qom::qom_list_types),
     cmd("device-list-properties", qom::device_list_properties),
+    cmd(
+        "nbd-server-start",
+        crate::nbd::qmp_handlers::nbd_server_start,
+    ),
+    cmd("nbd-server-add", crate::nbd::qmp_handlers::nbd_server_add),
+    cmd("nbd-server-stop", crate::nbd::qmp_handlers::nbd_server_stop),
     // block commands (block.rs)
     cmd("query-block", block::query_block),
     cmd("query-named-block-nodes", block::query_named_block_nodes),

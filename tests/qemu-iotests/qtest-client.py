@@ -6,6 +6,8 @@
 #
 # Usage: qtest-client.py SOCKDIR -- EMULATOR ARGS... < commands
 # At the end the emulator gets SIGTERM and its exit status is printed.
+# A line "!wait-for PATH" pauses (up to 10 s) until PATH exists, so a test
+# can use another monitor of the same emulator meanwhile.
 #
 # Copyright (C) 2026 The rqemu authors. GPL-2.0-or-later.
 
@@ -15,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 TIMEOUT = 10.0
 
@@ -47,6 +50,13 @@ def main():
         line = line.rstrip("\n")
         if line.startswith("#"):
             print(line)
+            continue
+        if line.startswith("!wait-for "):
+            path_wanted = line.split(" ", 1)[1]
+            for _ in range(200):
+                if os.path.exists(path_wanted):
+                    break
+                time.sleep(0.05)
             continue
         shown = line if len(line) < 200 else line[:60] + "...(%d bytes)" % len(line)
         print("> " + shown)
@@ -83,4 +93,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # Tests interleave our output with other programs': no block buffering.
+    sys.stdout.reconfigure(line_buffering=True)
     sys.exit(main())

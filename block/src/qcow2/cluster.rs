@@ -82,13 +82,28 @@ impl Qcow2 {
         if off == 0 {
             return Ok(0);
         }
-        if !off.is_multiple_of(self.cs) || off < self.cs || off >= self.file_len {
+        if !off.is_multiple_of(self.cs) {
+            return Err(self.signal_corruption(
+                c,
+                true,
+                None,
+                None,
+                format!(
+                    "L2 table offset {:#x} unaligned (L1 index: {:#x})",
+                    off, l1i
+                ),
+            ));
+        }
+        if off < self.cs || off >= self.file_len {
             return Err(self.signal_corruption(
                 c,
                 true,
                 Some(off),
                 Some(self.cs),
-                format!("L2 table offset {:#x} invalid (L1 index: {:#x})", off, l1i),
+                format!(
+                    "L2 table offset {:#x} is outside the image file (L1 index: {:#x})",
+                    off, l1i
+                ),
             ));
         }
         if let Some(kind) = self.meta.get(&(off >> self.cb)).copied() {

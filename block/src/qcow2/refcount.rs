@@ -113,11 +113,19 @@ impl Qcow2 {
             _ => return Ok(false),
         };
         let kind = self.meta.get(&(off >> self.cb)).copied();
-        if !off.is_multiple_of(self.cs)
-            || off < self.cs
-            || off >= self.file_len
-            || kind.is_some_and(|k| k != Meta::RefBlock)
-        {
+        if !off.is_multiple_of(self.cs) {
+            return Err(self.signal_corruption(
+                c,
+                true,
+                None,
+                None,
+                format!(
+                    "Refblock offset {:#x} unaligned (reftable index: {:#x})",
+                    off, bi
+                ),
+            ));
+        }
+        if off < self.cs || off >= self.file_len || kind.is_some_and(|k| k != Meta::RefBlock) {
             return Err(self.signal_corruption(
                 c,
                 true,
