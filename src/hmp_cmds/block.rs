@@ -513,6 +513,31 @@ pub fn drive_del(
     Ok(())
 }
 
+/// `qemu-io <device> "<command>"`: one qemu-io command on a backend's medium
+/// or a node. Like the reference, argument errors go to stderr, `abort`
+/// aborts the process and `sigraise` raises the signal in it.
+pub fn qemu_io(
+    emu: &mut Emulator,
+    _: &mut CmdCtx,
+    a: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let device = s(a, "device").unwrap_or("");
+    let command = s(a, "command").unwrap_or("");
+    let node = block::qemu_io::resolve_device(&emu.block, device).map_err(QmpError::generic)?;
+    let r = block::qemu_io::QemuIo::new().run(node.as_ref(), command, out);
+    match r {
+        Ok(()) => {}
+        Err(block::qemu_io::QemuIoError::Abort) => std::process::abort(),
+        Err(block::qemu_io::QemuIoError::Raise(sig)) => {
+            // SAFETY: raise only delivers a signal to this process.
+            unsafe { libc::raise(sig) };
+        }
+        Err(e) => eprintln!("{e}"),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,29 +605,4 @@ mod tests {
         );
         assert!(line.ends_with("   01:02:03.005"), "{line}");
     }
-}
-
-/// `qemu-io <device> "<command>"`: one qemu-io command on a backend's medium
-/// or a node. Like the reference, argument errors go to stderr, `abort`
-/// aborts the process and `sigraise` raises the signal in it.
-pub fn qemu_io(
-    emu: &mut Emulator,
-    _: &mut CmdCtx,
-    a: &HmpArgs,
-    out: &mut String,
-) -> Result<(), QmpError> {
-    let device = s(a, "device").unwrap_or("");
-    let command = s(a, "command").unwrap_or("");
-    let node = block::qemu_io::resolve_device(&emu.block, device).map_err(QmpError::generic)?;
-    let r = block::qemu_io::QemuIo::new().run(node.as_ref(), command, out);
-    match r {
-        Ok(()) => {}
-        Err(block::qemu_io::QemuIoError::Abort) => std::process::abort(),
-        Err(block::qemu_io::QemuIoError::Raise(sig)) => {
-            // SAFETY: raise only delivers a signal to this process.
-            unsafe { libc::raise(sig) };
-        }
-        Err(e) => eprintln!("{e}"),
-    }
-    Ok(())
 }
