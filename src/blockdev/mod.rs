@@ -20,8 +20,8 @@ use qmp::error::{ErrorClass, QmpError};
 /// QEMU's BlockInterfaceType, in QEMU's numbering (HMP prints the number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IfType {
-    None = 0,
-    Ide,
+    Ide = 0,
+    None,
     Scsi,
     Floppy,
     Pflash,
@@ -33,8 +33,8 @@ pub enum IfType {
 
 impl IfType {
     pub const ALL: [IfType; 9] = [
-        IfType::None,
         IfType::Ide,
+        IfType::None,
         IfType::Scsi,
         IfType::Floppy,
         IfType::Pflash,
@@ -513,11 +513,9 @@ pub fn open_cmdline_drives(
     emu: &mut crate::emulator::Emulator,
     cfg: &crate::vl::Config,
 ) -> Result<(), String> {
-    let default_if = if emu.machine.pc().is_some() {
-        IfType::Ide
-    } else {
-        IfType::None
-    };
+    // Every x86 machine, `none` included, defaults to IDE (QEMU's
+    // block_default_type is zero-initialised to IF_IDE).
+    let default_if = IfType::Ide;
     // -snapshot turns snapshot=on for every -drive that does not say.
     let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {

@@ -455,11 +455,7 @@ pub fn drive_add(
         }
         return Ok(());
     }
-    let default_if = if emu.machine.pc().is_some() {
-        IfType::Ide
-    } else {
-        IfType::None
-    };
+    let default_if = IfType::Ide;
     let r = blockdev::with_fdsets(emu, |g, d| drive::drive_new(g, d, opts, default_if));
     let id = match r {
         Ok(id) => id,
