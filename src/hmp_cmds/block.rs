@@ -506,6 +506,7 @@ pub fn drive_del(
     // A device keeps using an anonymous, medium-less backend; we have no
     // device models yet, so the backend goes entirely.
     emu.blockdevs.delete_backend(&mut emu.block, id);
+    emu.nbd_backend_removed(id);
     Ok(())
 }
 

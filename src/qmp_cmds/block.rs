@@ -198,12 +198,12 @@ pub fn blockdev_add(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
 }
 
 pub fn x_blockdev_del(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
-    blockdev::x_blockdev_del(
-        &mut emu.block,
-        &mut emu.blockdevs,
-        arg_str(args, "id"),
-        arg_str(args, "node-name"),
-    )?;
+    let id = arg_str(args, "id");
+    let node = arg_str(args, "node-name");
+    blockdev::x_blockdev_del(&mut emu.block, &mut emu.blockdevs, id, node)?;
+    if let Some(name) = id.or(node) {
+        emu.nbd_backend_removed(name);
+    }
     Ok(empty())
 }
 
@@ -301,6 +301,8 @@ pub fn eject(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, Q
     let device = arg_str(args, "device").unwrap_or("");
     let force = arg_bool(args, "force").unwrap_or(false);
     medium::eject(&mut emu.block, &mut emu.blockdevs, device, force)?;
+    // An NBD export of the medium ends with it, as QEMU's eject notifier does.
+    emu.nbd_backend_removed(device);
     Ok(empty())
 }
 
@@ -332,6 +334,7 @@ pub fn x_blockdev_remove_medium(
 ) -> Result<Value, QmpError> {
     let device = arg_str(args, "device").unwrap_or("");
     medium::remove_medium(&mut emu.block, &mut emu.blockdevs, device)?;
+    emu.nbd_backend_removed(device);
     Ok(empty())
 }
 
@@ -366,7 +369,9 @@ pub fn change_medium(
     let mode = read_only_mode(mode)?;
     blockdev::with_fdsets(emu, |g, d| {
         medium::change_medium(g, d, device, filename, format, mode)
-    })
+    })?;
+    emu.nbd_backend_removed(device);
+    Ok(())
 }
 
 pub fn blockdev_change_medium(
