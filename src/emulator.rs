@@ -279,7 +279,9 @@ impl Emulator {
                 self.runstate.name(),
                 to.name()
             );
-            std::process::abort();
+            // QEMU aborts here; a bug in a transition must not take the
+            // guest down, so the state is left as it was.
+            return;
         }
         self.runstate = to;
     }
@@ -296,8 +298,6 @@ impl Emulator {
             self.clocks.pause_virtual();
             self.set_runstate(state);
             self.emit_event("STOP", None);
-        } else if self.runstate != state {
-            self.set_runstate(state);
         }
     }
 

@@ -10,10 +10,14 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     for o in &cfg.objects {
         crate::qom::objects::add_from_opts(emu, o)?;
     }
-    for c in &cfg.chardevs {
+    for (i, c) in cfg.chardevs.iter().enumerate() {
         emu.add_chardev(c).map_err(|e| {
-            let id = c.id.as_deref().unwrap_or("");
-            format!("-chardev {id}: {e}")
+            let loc = cfg
+                .chardev_locs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("-chardev {}", c.id.as_deref().unwrap_or("")));
+            format!("{loc}: {e}")
         })?;
     }
     for m in &cfg.monitors {

@@ -22,6 +22,7 @@
 mod aligned;
 pub mod backend;
 pub mod create;
+pub mod dirty_bitmap;
 pub mod driver;
 pub mod drivers;
 pub mod error;
@@ -34,6 +35,11 @@ pub mod options;
 pub mod probe;
 pub mod qcow2;
 pub mod qemu_io;
+pub mod stats;
+pub mod throttle;
+pub mod throttle_group;
+pub mod tracking;
+pub mod write_threshold;
 
 pub use backend::Backend;
 pub use create::{create_image, CreateOptions, Preallocation};

@@ -453,6 +453,19 @@ pub fn flush_events(emu: &mut crate::emulator::Emulator) {
                 data["fatal"] = json!(c.fatal);
                 emu.emit_event("BLOCK_IMAGE_CORRUPTED", Some(data));
             }
+            block::BlockEvent::WriteThreshold(e) => {
+                emu.emit_event("BLOCK_WRITE_THRESHOLD", Some(e.to_json()));
+            }
+            block::BlockEvent::QuorumFailure(mut e) => {
+                // QUORUM_FAILURE names the backend when the quorum node has one.
+                if let Some(n) = emu.block.find_node(&e.reference) {
+                    e.reference = emu.blockdevs.device_or_node_name(&emu.block, &n);
+                }
+                emu.emit_event("QUORUM_FAILURE", Some(e.to_json()));
+            }
+            block::BlockEvent::QuorumReportBad(e) => {
+                emu.emit_event("QUORUM_REPORT_BAD", Some(e.to_json()));
+            }
         }
     }
     for (name, data) in emu.blockdevs.take_events() {

@@ -359,9 +359,7 @@ fn info_cmd(
         None => (item, ""),
     };
     let Some(c) = find(info::COMMANDS, sub) else {
-        for c in info::COMMANDS {
-            out.push_str(&help_line("info ", c));
-        }
+        out.push_str(&format!("unknown command: 'info {sub}'\n"));
         return Ok(());
     };
     run_command(emu, ctx, c, rest, out);
