@@ -82,6 +82,8 @@ pub struct CommonOpts {
     pub on_read_error: Option<OnError>,
     pub on_write_error: Option<OnError>,
     pub detect_zeroes: DetectZeroes,
+    /// stats-account-invalid, stats-account-failed, stats-intervals.N.
+    pub stats_opts: Options,
 }
 
 /// A parsed `-drive`: where it goes and what to open.
@@ -346,6 +348,9 @@ pub fn parse_drive(
     for (k, v) in items {
         if k == "stats-account-invalid" || k == "stats-account-failed" {
             parse_bool(&k, &v).map_err(|e| e.message)?;
+        }
+        if k.starts_with("stats-") {
+            common.stats_opts.insert(k, Value::String(v));
             continue;
         }
         node_opts.insert(k, Value::String(v));
@@ -480,6 +485,11 @@ pub fn blockdev_init(
     if !crate::vl::opts::is_valid_id(id) {
         return Err("Invalid device name".into());
     }
+    let stats = block::stats::BlockStats::from_drive_options(
+        &common.stats_opts,
+        block::stats::realtime_ns(),
+    )
+    .map_err(|e| e.to_string())?;
     let has_medium = node_opts.keys().any(|k| k != "read-only");
     let root = if has_medium {
         // With snapshot=on the image itself is only read (QEMU opens it as
@@ -515,6 +525,9 @@ pub fn blockdev_init(
             devs.drop_tree(graph, &r);
         }
         return Err(e.to_string());
+    }
+    if let Some(b) = graph.backend(id) {
+        *b.stats() = stats;
     }
     let mut front = BackendFront::new(id);
     front.legacy = legacy;

@@ -301,7 +301,8 @@ impl BlockDevs {
         let (name, children) = {
             let g = lock(node);
             let c = g.children();
-            let kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            let mut kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            kids.extend(g.other_children());
             (g.name().to_string(), kids)
         };
         if graph.find_node(&name).is_some() {
@@ -418,6 +419,7 @@ pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
         let c = g.children();
         c.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, node))
             || c.backing.as_ref().is_some_and(|b| Arc::ptr_eq(b, node))
+            || g.other_children().iter().any(|o| Arc::ptr_eq(o, node))
     })
 }
 
@@ -529,6 +531,9 @@ pub fn open_cmdline_drives(
     // Every x86 machine, `none` included, defaults to IDE (QEMU's
     // block_default_type is zero-initialised to IF_IDE).
     let default_if = IfType::Ide;
+    // Under qtest, I/O latencies are faked as QEMU's virtual-clock accounting
+    // makes them deterministic.
+    block::stats::set_qtest_mode(emu.machine.accel == crate::vl::config::Accel::Qtest);
     // -snapshot turns snapshot=on for every -drive that does not say.
     let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {

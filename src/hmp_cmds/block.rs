@@ -344,6 +344,37 @@ pub fn info_block(
     Ok(())
 }
 
+pub fn info_blockstats(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let list = qmp(emu, ctx, "query-blockstats", json!({}))?;
+    for e in list.as_array().into_iter().flatten() {
+        let Some(dev) = e.get("device").and_then(Value::as_str) else {
+            continue;
+        };
+        let st = &e["stats"];
+        let n = |k: &str| st.get(k).and_then(Value::as_i64).unwrap_or(0);
+        out.push_str(&format!(
+            "{dev}: rd_bytes={} wr_bytes={} rd_operations={} wr_operations={} flush_operations={} wr_total_time_ns={} rd_total_time_ns={} flush_total_time_ns={} rd_merged={} wr_merged={} idle_time_ns={}\n",
+            n("rd_bytes"),
+            n("wr_bytes"),
+            n("rd_operations"),
+            n("wr_operations"),
+            n("flush_operations"),
+            n("wr_total_time_ns"),
+            n("rd_total_time_ns"),
+            n("flush_total_time_ns"),
+            n("rd_merged"),
+            n("wr_merged"),
+            n("idle_time_ns")
+        ));
+    }
+    Ok(())
+}
+
 // ---- commands ----------------------------------------------------------------
 
 pub fn block_resize(
@@ -522,7 +553,13 @@ pub fn qemu_io(
     let device = s(a, "device").unwrap_or("");
     let command = s(a, "command").unwrap_or("");
     let node = block::qemu_io::resolve_device(&emu.block, device).map_err(QmpError::generic)?;
-    let r = block::qemu_io::QemuIo::new().run(node.as_ref(), command, out);
+    let mut io = block::qemu_io::QemuIo::new();
+    io.set_debug_ops(Box::new(block::drivers::blkdebug::BlkdebugDebugOps));
+    // aio requests on a backend are booked in its statistics, as in QEMU.
+    if let Some(b) = emu.block.backend(device) {
+        io.set_accounting(Box::new(block::stats::StatsAccounting(b.stats_handle())));
+    }
+    let r = io.run(node.as_ref(), command, out);
     match r {
         Ok(()) => {}
         Err(block::qemu_io::QemuIoError::Abort) => std::process::abort(),

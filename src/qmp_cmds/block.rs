@@ -93,7 +93,10 @@ pub fn block_device_info(node: &NodeRef, front: Option<&BackendFront>) -> Value 
             "no-flush": opts.no_flush,
         }),
     );
-    m.insert("write_threshold".into(), json!(0));
+    m.insert(
+        "write_threshold".into(),
+        json!(g.tracking().threshold.get()),
+    );
     Value::Object(m)
 }
 
@@ -113,6 +116,14 @@ fn block_info(graph: &BlockGraph, devs: &BlockDevs, backend: &block::Backend) ->
     }
     if let Some(s) = front.iostatus {
         m.insert("io-status".into(), json!(s));
+    }
+    if let Some(root) = backend.root() {
+        let g = lock(&root);
+        let bitmaps = g.tracking().bitmaps.all();
+        if !bitmaps.is_empty() {
+            let list: Vec<Value> = bitmaps.iter().map(|b| b.info_json()).collect();
+            m.insert("dirty-bitmaps".into(), Value::Array(list));
+        }
     }
     m.insert("type".into(), json!("unknown"));
     let _ = graph;
