@@ -103,14 +103,35 @@ pub fn x_blockdev_change(
     let child = arg_str(args, "child");
     let node = arg_str(args, "node");
     let parent_bs = lookup_bs(&emu.block, Some(parent), Some(parent))?;
-    let new = match (child, node) {
-        (None, Some(n)) => match emu.block.find_node(n) {
+    match (child, node) {
+        (Some(_), Some(_)) => {
+            return Err(QmpError::generic(
+                "The parameters child and node are in conflict",
+            ))
+        }
+        (None, None) => return Err(QmpError::generic("Either child or node must be specified")),
+        _ => {}
+    }
+    let new = match node {
+        Some(n) => match emu.block.find_node(n) {
             Some(bs) => Some(bs),
             None => return Err(QmpError::generic(format!("Node '{n}' not found"))),
         },
-        _ => None,
+        None => None,
     };
+    // The child being removed goes away with it unless something else holds it.
+    let removed = child.and_then(|c| {
+        let mut g = lock(&parent_bs);
+        let q = g.driver_as::<block::drivers::quorum::QuorumDriver>()?;
+        q.children()
+            .iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, node)| node.clone())
+    });
     let node_arg = new.as_ref().map(|n| (n, emu.block.is_in_use(n)));
     block::drivers::quorum::x_blockdev_change(&parent_bs, child, node_arg).map_err(qerr)?;
+    if let Some(r) = removed {
+        emu.blockdevs.drop_tree(&mut emu.block, &r);
+    }
     Ok(empty())
 }
