@@ -13,6 +13,7 @@ qemu-img create -q -f qcow2 base.qcow2 1M
 qemu-img create -q -f qcow2 -b "$DIR/base.qcow2" -F qcow2 top.qcow2
 qemu-img create -q -f raw r.img 1M
 qemu-img create -q -f qcow2 ov.qcow2 1M
+qemu-img create -q -f qcow2 q.qcow2 1M
 
 # run ARGS... < commands: one QMP command per line; '#' lines are echoed.
 run() {
@@ -146,3 +147,28 @@ run -M none -drive if=none,id=cd0 -drive "file=$DIR/r.img,format=raw,if=none,id=
 CMDS
 for i in top.qcow2 ov.qcow2; do qemu-img check "$i" | sed "s|$DIR|DIR|"; done
 qemu-img info top.qcow2 | sed "s|$DIR|DIR|"
+
+echo "=== qemu-io over HMP, BLOCK_IMAGE_CORRUPTED ==="
+qemu-img create -q -f qcow2 c.qcow2 1M
+qemu-io -c "write -P 0x11 0 64k" c.qcow2 >/dev/null
+# Point the first data cluster's L2 entry at the active L1 table.
+python3 - "$DIR/c.qcow2" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    h = f.read(104)
+    l1 = struct.unpack(">Q", h[40:48])[0]
+    f.seek(l1)
+    l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+    f.seek(l2)
+    f.write(struct.pack(">Q", (1 << 63) | l1))
+PY
+run -M none -drive "file=$DIR/q.qcow2,if=none,id=q0" -drive "file=$DIR/c.qcow2,if=none,id=c0" 3<<CMDS
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"write -P 0x5a 0 64k\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"read -P 0x5a 0 64k\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"bogus\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io nodev \"read 0 512\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io c0 \"write -P 0x22 0 512\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info block c0"}}
+CMDS
+qemu-img check q.qcow2 | sed "s|$DIR|DIR|"
+qemu-io -c "read -P 0x5a 0 64k" q.qcow2 | head -1

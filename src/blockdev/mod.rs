@@ -20,8 +20,8 @@ use qmp::error::{ErrorClass, QmpError};
 /// QEMU's BlockInterfaceType, in QEMU's numbering (HMP prints the number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IfType {
-    None = 0,
-    Ide,
+    Ide = 0,
+    None,
     Scsi,
     Floppy,
     Pflash,
@@ -33,8 +33,8 @@ pub enum IfType {
 
 impl IfType {
     pub const ALL: [IfType; 9] = [
-        IfType::None,
         IfType::Ide,
+        IfType::None,
         IfType::Scsi,
         IfType::Floppy,
         IfType::Pflash,
@@ -301,7 +301,8 @@ impl BlockDevs {
         let (name, children) = {
             let g = lock(node);
             let c = g.children();
-            let kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            let mut kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            kids.extend(g.other_children());
             (g.name().to_string(), kids)
         };
         if graph.find_node(&name).is_some() {
@@ -418,16 +419,12 @@ pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
         let c = g.children();
         c.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, node))
             || c.backing.as_ref().is_some_and(|b| Arc::ptr_eq(b, node))
+            || g.other_children().iter().any(|o| Arc::ptr_eq(o, node))
     })
 }
 
 /// qmp_get_root_bs: a device or node name that must be a root with a medium.
 pub fn get_root_bs(graph: &BlockGraph, name: &str) -> Result<NodeRef, QmpError> {
-    if let Some(b) = graph.backend(name) {
-        return b
-            .root()
-            .ok_or_else(|| QmpError::generic("Device has no medium"));
-    }
     let node = lookup_bs(graph, Some(name), Some(name))?;
     if !is_root_node(graph, &node) {
         return Err(QmpError::generic("Need a root block node"));
@@ -531,11 +528,12 @@ pub fn open_cmdline_drives(
     emu: &mut crate::emulator::Emulator,
     cfg: &crate::vl::Config,
 ) -> Result<(), String> {
-    let default_if = if emu.machine.pc().is_some() {
-        IfType::Ide
-    } else {
-        IfType::None
-    };
+    // Every x86 machine, `none` included, defaults to IDE (QEMU's
+    // block_default_type is zero-initialised to IF_IDE).
+    let default_if = IfType::Ide;
+    // Under qtest, I/O latencies are faked as QEMU's virtual-clock accounting
+    // makes them deterministic.
+    block::stats::set_qtest_mode(emu.machine.accel == crate::vl::config::Accel::Qtest);
     // -snapshot turns snapshot=on for every -drive that does not say.
     let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {
@@ -728,6 +726,11 @@ mod tests {
         assert!(on_disk[4096..4608].iter().all(|&x| x == 0));
         let root = b.root().unwrap();
         assert_eq!(lock(&root).driver_name(), "qcow2");
+        let base = lock(&root).backing().unwrap();
+        assert!(
+            lock(&base).is_read_only(),
+            "the image under the overlay is read-only"
+        );
         let overlay = lock(&root).filename().to_string();
         d.delete_backend(&mut g, &id);
         assert!(!std::path::Path::new(&overlay).exists());

@@ -234,6 +234,13 @@ pub static COMMANDS: &[HmpCommand] = &[
         block::drive_del,
     ),
     hmp(
+        "qemu-io",
+        "device:B,command:s",
+        "[device] \"[command]\"",
+        "run a qemu-io command on a block device",
+        block::qemu_io,
+    ),
+    hmp(
         "block_passwd",
         "device:B,password:s",
         "block_passwd device password",
