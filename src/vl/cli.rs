@@ -815,7 +815,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 let o = ADD_FD_OPTS
                     .parse(arg, false)
                     .map_err(|e| CliError::from_opts(&loc, e))?;
-                cfg.add_fds.push(o);
+                cfg.add_fds.push((loc.clone(), o));
             }
             // We read no configuration files, so these have nothing to turn off.
             "nodefconfig" | "no-user-config" => {}
