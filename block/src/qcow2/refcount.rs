@@ -49,6 +49,11 @@ impl Refcounts {
         self.blocks.values().any(|b| b.dirty)
     }
 
+    /// Sets the capacity from a byte size (the `refcount-cache-size` option).
+    pub fn set_size(&mut self, bytes: u64, cs: u64) {
+        self.cap = (bytes / cs).clamp(4, 65536) as usize;
+    }
+
     pub fn max_value(&self) -> u64 {
         if self.order == 6 {
             u64::MAX
