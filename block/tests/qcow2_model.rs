@@ -35,7 +35,7 @@ fn run_model(cluster: u64, compat: &str, with_backing: bool, seed: u64) {
     let mut opts = CreateOptions {
         cluster_size: Some(cluster),
         compat: Some(compat.into()),
-        lazy_refcounts: compat == "1.1" && seed % 3 == 0,
+        lazy_refcounts: compat == "1.1" && seed.is_multiple_of(3),
         ..Default::default()
     };
     if with_backing {
@@ -52,7 +52,7 @@ fn run_model(cluster: u64, compat: &str, with_backing: bool, seed: u64) {
     o.insert("discard".into(), "unmap".into());
     o.insert("cache".into(), serde_json::json!({"no-flush": true}));
     // Tiny caches make every path through eviction run.
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         o.insert("l2-cache-size".into(), (2 * cluster).into());
         o.insert("refcount-cache-size".into(), (4 * cluster).into());
     }
