@@ -447,6 +447,20 @@ impl Qcow2 {
         BlockError::Corrupt(format!("qcow2: Image is corrupt: {}", msg))
     }
 
+    /// True when `off` lies past the end of the image file, after re-reading the
+    /// file size (another process may have appended to it since we looked).
+    pub(crate) fn past_eof(&mut self, c: &Children, off: u64) -> bool {
+        if off < self.file_len.next_multiple_of(self.cs) {
+            return false;
+        }
+        if let Ok(f) = file_of(c) {
+            if let Ok(len) = lock(f).refresh_length() {
+                self.file_len = self.file_len.max(len);
+            }
+        }
+        off >= self.file_len.next_multiple_of(self.cs)
+    }
+
     pub(crate) fn pread(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
         lock(file_of(c)?).read(off, buf)
     }

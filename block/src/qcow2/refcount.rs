@@ -130,7 +130,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if off < self.cs || off >= self.file_len || kind.is_some_and(|k| k != Meta::RefBlock) {
+        if off < self.cs || self.past_eof(c, off) || kind.is_some_and(|k| k != Meta::RefBlock) {
             return Err(self.signal_corruption(
                 c,
                 true,
