@@ -542,8 +542,9 @@ pub fn drive_del(
 }
 
 /// `qemu-io <device> "<command>"`: one qemu-io command on a backend's medium
-/// or a node. Like the reference, argument errors go to stderr, `abort`
-/// aborts the process and `sigraise` raises the signal in it.
+/// or a node. Like the reference, its report goes to stdout (the monitor
+/// reply stays empty), argument errors to stderr, `abort` aborts the process
+/// and `sigraise` raises the signal in it.
 pub fn qemu_io(
     emu: &mut Emulator,
     _: &mut CmdCtx,
@@ -559,7 +560,18 @@ pub fn qemu_io(
     if let Some(b) = emu.block.backend(device) {
         io.set_accounting(Box::new(block::stats::StatsAccounting(b.stats_handle())));
     }
-    let r = io.run(node.as_ref(), command, out);
+    let mut text = String::new();
+    let r = io.run(node.as_ref(), command, &mut text);
+    // QEMU 2.8's qemu-io prints on the process's stdout, not into the
+    // monitor reply, and events raised by the I/O come out first.
+    crate::blockdev::flush_events(emu);
+    if !text.is_empty() {
+        use std::io::Write;
+        let mut so = std::io::stdout();
+        let _ = so.write_all(text.as_bytes());
+        let _ = so.flush();
+    }
+    let _ = out;
     match r {
         Ok(()) => {}
         Err(block::qemu_io::QemuIoError::Abort) => std::process::abort(),
