@@ -194,11 +194,6 @@ impl Emulator {
         }
     }
 
-    /// Removes a chardev; refused while a frontend uses it.
-    pub fn remove_chardev(&mut self, id: &str) -> Result<(), String> {
-        self.chardev_remove(id)
-    }
-
     /// Connects a frontend; it hears `Opened` at once when the device is
     /// already usable.
     pub fn attach_frontend(&mut self, id: &str, fe: Frontend) -> Result<(), String> {

@@ -145,7 +145,7 @@ impl FdChardev {
                 vec![CharEvent::Data(buf)]
             }
             ReadOutcome::WouldBlock => Vec::new(),
-            ReadOutcome::Eof | ReadOutcome::Error(_) => {
+            ReadOutcome::Eof | ReadOutcome::Error => {
                 // End of input: stop reading, as QEMU removes its watch.
                 if let Some(t) = self.in_token.take() {
                     fds.remove(t);

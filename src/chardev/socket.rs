@@ -607,7 +607,7 @@ impl CharBackend for SocketChardev {
                 Ok(0) => ReadOutcome::Eof,
                 Ok(n) => ReadOutcome::Data(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
-                Err(e) => ReadOutcome::Error(e),
+                Err(_) => ReadOutcome::Error,
             },
         };
         match outcome {
@@ -622,7 +622,7 @@ impl CharBackend for SocketChardev {
                 }
             }
             ReadOutcome::WouldBlock => {}
-            ReadOutcome::Eof | ReadOutcome::Error(_) => events.extend(self.disconnect(fds)),
+            ReadOutcome::Eof | ReadOutcome::Error => events.extend(self.disconnect(fds)),
         }
         events
     }

@@ -815,7 +815,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 let o = ADD_FD_OPTS
                     .parse(arg, false)
                     .map_err(|e| CliError::from_opts(&loc, e))?;
-                cfg.add_fds.push(o);
+                cfg.add_fds.push((loc.clone(), o));
             }
             // We read no configuration files, so these have nothing to turn off.
             "nodefconfig" | "no-user-config" => {}
@@ -868,6 +868,22 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
         let _ = (parallel_given, vga_given);
     }
     Ok(Action::Run(Box::new(cfg)))
+}
+
+/// The option lists query-command-line-options reports.
+pub fn option_lists() -> Vec<&'static OptsList> {
+    vec![
+        &MACHINE_OPTS,
+        &ACCEL_OPTS,
+        &MEMORY_OPTS,
+        &SMP_OPTS,
+        &NAME_OPTS,
+        &MON_OPTS,
+        &crate::chardev::CHARDEV_OPTS,
+        &FREE_OPTS_QOM_TYPE,
+        &ADD_FD_OPTS,
+        &RTC_OPTS,
+    ]
 }
 
 #[cfg(test)]
@@ -990,20 +1006,4 @@ mod tests {
         assert_eq!(c.monitors[0].chardev, "serial0");
         assert_eq!(c.chardevs[0].get("mux"), Some("on"));
     }
-}
-
-/// The option lists query-command-line-options reports.
-pub fn option_lists() -> Vec<&'static OptsList> {
-    vec![
-        &MACHINE_OPTS,
-        &ACCEL_OPTS,
-        &MEMORY_OPTS,
-        &SMP_OPTS,
-        &NAME_OPTS,
-        &MON_OPTS,
-        &crate::chardev::CHARDEV_OPTS,
-        &FREE_OPTS_QOM_TYPE,
-        &ADD_FD_OPTS,
-        &RTC_OPTS,
-    ]
 }
