@@ -47,8 +47,7 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
         crate::qtest::start(emu, "qtest", cfg.qtest_log.as_deref())?;
     }
     for (loc, fdopt) in &cfg.add_fds {
-        crate::qmp_cmds::fd::add_fd_from_cmdline(emu, fdopt)
-            .map_err(|e| format!("{loc}: {e}"))?;
+        crate::qmp_cmds::fd::add_fd_from_cmdline(emu, fdopt).map_err(|e| format!("{loc}: {e}"))?;
     }
     crate::blockdev::open_cmdline_drives(emu, cfg)?;
     wait_for_server_sockets(emu)

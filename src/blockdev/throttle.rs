@@ -161,3 +161,39 @@ impl AioSubmit for ThrottledSubmit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::blockdev::{apply_pending_limits, drive, IfType};
+    use crate::qmp_cmds::qom::tests::emu;
+    use crate::qmp_cmds::CmdCtx;
+    use block::stats::AcctType;
+
+    fn reads(e: &crate::emulator::Emulator) -> u64 {
+        e.block.backend("t0").unwrap().stats().ops(AcctType::Read)
+    }
+
+    #[test]
+    fn throttled_aio_requests_wait_for_the_virtual_clock() {
+        let mut e = emu();
+        drive::drive_new(
+            &mut e.block,
+            &mut e.blockdevs,
+            "driver=null-co,if=none,id=t0,throttling.iops-total=1",
+            IfType::None,
+        )
+        .unwrap();
+        apply_pending_limits(&mut e).unwrap();
+        let mut ctx = CmdCtx { monitor: None };
+        for _ in 0..3 {
+            crate::hmp_cmds::run_line(&mut e, &mut ctx, "qemu-io t0 \"aio_read 0 512\"");
+        }
+        assert_eq!(reads(&e), 1, "one request fits the first second");
+        e.clocks.qtest_set(1_100_000_000);
+        e.run_expired_timers();
+        assert_eq!(reads(&e), 2);
+        e.clocks.qtest_set(2_200_000_000);
+        e.run_expired_timers();
+        assert_eq!(reads(&e), 3);
+    }
+}
