@@ -274,6 +274,7 @@ fn run(cfg: Config) -> ExitCode {
         kernel,
         initrd,
         append,
+        serial_ports: cfg.serials.len().clamp(1, 4),
         debug_exits,
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {

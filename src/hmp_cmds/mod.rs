@@ -300,6 +300,7 @@ fn run_command(
         Err(e) => {
             out.push_str(&e);
             out.push('\n');
+            out.push_str(&format!("Try \"help {primary}\" for more information\n"));
             return;
         }
     };

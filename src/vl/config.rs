@@ -55,6 +55,8 @@ pub enum MonitorMode {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MonitorConfig {
+    /// The option that asked for it, named in start-up errors.
+    pub loc: String,
     pub chardev: String,
     pub mode: MonitorMode,
     pub pretty: bool,
