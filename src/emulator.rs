@@ -23,6 +23,8 @@ use crate::vl::Config;
 pub enum FdOwner {
     Chardev(String),
     Signals,
+    NbdListener,
+    NbdClient(block::nbd::ClientId),
 }
 
 /// Work scheduled to run on the main loop after the current dispatch.
@@ -77,6 +79,15 @@ pub struct Emulator {
     /// Chardev ids of the serial ports, COM1 first.
     pub serial_chardevs: Vec<String>,
     pub dump: crate::qmp_cmds::dump::DumpState,
+    /// The host-clock timer serving the RTC's periodic/alarm/update
+    /// interrupts, with the deadline it was armed for.
+    rtc_timer: Option<(TimerId, i64)>,
+    /// The NBD server, while one runs.
+    pub nbd: Option<crate::nbd::NbdState>,
+    /// The block graph: every node and backend.
+    pub block: block::BlockGraph,
+    /// What the monitor keeps about backends (legacy drives, trays).
+    pub blockdevs: crate::blockdev::BlockDevs,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -107,6 +118,10 @@ impl Emulator {
             pidfile: cfg.pidfile.clone(),
             serial_chardevs: Vec::new(),
             dump: Default::default(),
+            rtc_timer: None,
+            nbd: None,
+            block: block::BlockGraph::new(),
+            blockdevs: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -264,7 +279,9 @@ impl Emulator {
                 self.runstate.name(),
                 to.name()
             );
-            std::process::abort();
+            // QEMU aborts here; a bug in a transition must not take the
+            // guest down, so the state is left as it was.
+            return;
         }
         self.runstate = to;
     }
@@ -281,8 +298,6 @@ impl Emulator {
             self.clocks.pause_virtual();
             self.set_runstate(state);
             self.emit_event("STOP", None);
-        } else if self.runstate != state {
-            self.set_runstate(state);
         }
     }
 
@@ -395,6 +410,40 @@ impl Emulator {
         for (line, level) in self.machine.take_irq_changes() {
             crate::qtest::irq_changed(self, line, level);
         }
+        self.arm_rtc_timer();
+    }
+
+    /// Keeps one host-clock timer at the RTC's next deadline.
+    fn arm_rtc_timer(&mut self) {
+        let next = self.machine.pc().and_then(|pc| {
+            pc.rtc
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_deadline()
+        });
+        if self.rtc_timer.map(|(_, d)| d) == next {
+            return;
+        }
+        if let Some((id, _)) = self.rtc_timer.take() {
+            self.timers.cancel(id);
+        }
+        if let Some(deadline) = next {
+            let id = self.timers.add(
+                ClockType::Host,
+                deadline,
+                Box::new(|emu: &mut Emulator| {
+                    emu.rtc_timer = None;
+                    if let Some(pc) = emu.machine.pc() {
+                        pc.rtc
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .run_timers(hw::devices::rtc::rtc_clock_ns());
+                    }
+                    emu.flush_machine_output();
+                }),
+            );
+            self.rtc_timer = Some((id, deadline));
+        }
     }
 
     /// Wakes the main loop from another thread (vCPU exits, workers).
@@ -431,11 +480,14 @@ impl Emulator {
             match self.owners.get(&r.token).cloned() {
                 Some(FdOwner::Chardev(id)) => self.chardev_ready(&id, *r),
                 Some(FdOwner::Signals) => self.drain_signal_pipe(),
+                Some(FdOwner::NbdListener) => self.nbd_accept(),
+                Some(FdOwner::NbdClient(id)) => self.nbd_client_ready(id),
                 None => {}
             }
         }
         self.run_bottom_halves();
         self.run_expired_timers();
+        crate::blockdev::flush_events(self);
         self.handle_requests();
     }
 
@@ -462,6 +514,7 @@ impl Emulator {
             }
         }
         self.machine.shutdown();
+        self.blockdevs.cleanup(&mut self.block);
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
         }

@@ -8,10 +8,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use hw::events::{EventQueue, MachineEvent as HwEvent};
-use hw::irq::{IrqChip, IrqLevels};
-use hw::kvm::{Vcpu, VcpuControl, Vm};
-use hw::memory::{GuestMemory, PcLayout};
-use hw::pc::{PcConfig, PcDevices};
+use hw::kvm::{Vcpu, VcpuControl};
+use hw::machine::{KernelImages, MachineConfig, PcMachine};
+use hw::memory::GuestMemory;
+use hw::pc::PcDevices;
 
 use crate::chardev::CharEvent;
 use crate::machine_types::MachineType;
@@ -35,17 +35,20 @@ pub struct MachineOpts {
     pub rtc_base: Option<String>,
     /// `-bios FILE`: the firmware image mapped below 4 GiB.
     pub bios: Option<String>,
+    /// `-kernel`, `-initrd`, `-append`.
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub append: Option<String>,
     /// `-device isa-debug-exit,iobase=,iosize=` instances.
     pub debug_exits: Vec<(u16, u16)>,
 }
 
-/// The KVM side of a PC: the VM and its vCPU threads.
-pub struct KvmParts {
-    pub vm: Arc<Vm>,
+/// vCPU threads of a KVM machine.
+struct VcpuThreads {
     /// Created with the VM; handed to their threads once the emulator
     /// (their exit handler) exists.
-    pending_vcpus: Vec<Vcpu>,
-    pub control: Option<VcpuControl>,
+    pending: Vec<Vcpu>,
+    control: Option<VcpuControl>,
 }
 
 pub struct Machine {
@@ -53,10 +56,9 @@ pub struct Machine {
     pub accel: Accel,
     pub smp: SmpConfig,
     pub mem: Arc<GuestMemory>,
-    pub pc: Option<PcDevices>,
-    /// Interrupt line levels when no in-kernel irqchip exists (qtest).
-    pub irq_levels: Option<Arc<IrqLevels>>,
-    pub kvm: Option<KvmParts>,
+    /// The PC (`-M pc`): RAM, firmware or kernel, VM, devices.
+    pcm: Option<PcMachine>,
+    vcpus: Option<VcpuThreads>,
     /// vCPUs are running guest code (between vm_start and vm_stop).
     running: bool,
     serial_out: Arc<Mutex<Vec<u8>>>,
@@ -77,92 +79,111 @@ impl From<hw::HwError> for MachineError {
 /// dropped, as a real line without flow control would.
 const MAX_SERIAL_BACKLOG: usize = 64 << 10;
 
+fn read_image(path: &str, what: &str) -> Result<Vec<u8>, MachineError> {
+    std::fs::read(path).map_err(|_| MachineError(format!("qemu: could not load {what} '{path}'")))
+}
+
 impl Machine {
     pub fn new(
         mtype: &'static MachineType,
         accel: Accel,
         opts: &MachineOpts,
     ) -> Result<Self, MachineError> {
-        let events = EventQueue::new();
         let serial_out = Arc::new(Mutex::new(Vec::new()));
-        let (mem, pc, irq_levels, kvm) = if mtype.name == "none" {
-            (
-                Arc::new(GuestMemory::new_flat(opts.ram_size)?),
-                None,
-                None,
-                None,
-            )
-        } else {
-            let layout = PcLayout::pc(opts.ram_size, None);
-            let mut mem =
-                GuestMemory::new_pc(layout, &[hw::memory::RamSpec::anonymous(opts.ram_size)])?;
-            if let Some(path) = &opts.bios {
-                let bad = || MachineError(format!("qemu: could not load PC BIOS '{path}'"));
-                let image = std::fs::read(path).map_err(|_| bad())?;
-                mem.add_bios(&image).map_err(|_| bad())?;
-            } else if accel == Accel::Kvm {
-                return Err(MachineError(
-                    "qemu: could not load PC BIOS 'bios-256k.bin' (no default firmware ships with this emulator; use -bios)".into(),
-                ));
-            }
-            let mem = Arc::new(mem);
-            let (chip, levels, kvm): (Arc<dyn IrqChip>, _, _) = if accel == Accel::Kvm {
-                let vm = Arc::new(Vm::new()?);
-                vm.map_memory(&mem)?;
-                let n = opts.smp.cpus as usize;
-                let vcpus = (0..n)
-                    .map(|i| vm.create_vcpu(i, n))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let parts = KvmParts {
-                    vm: vm.clone(),
-                    pending_vcpus: vcpus,
-                    control: None,
-                };
-                (vm, None, Some(parts))
-            } else {
-                let levels = IrqLevels::new();
-                (levels.clone(), Some(levels), None)
-            };
-            let out = serial_out.clone();
-            let rtc_base = match &opts.rtc_base {
-                Some(b) => hw::devices::rtc::RtcBase::parse(b).map_err(|_| {
-                    MachineError(
-                        "invalid date format\nvalid formats: '2006-06-17T16:01:21' or '2006-06-17'"
-                            .to_string(),
-                    )
-                })?,
-                None => hw::devices::rtc::RtcBase::Utc,
-            };
-            let cfg = PcConfig {
-                rtc_base,
-                serial_sink: Box::new(move |b: &[u8]| {
-                    out.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(b)
-                }),
-                acpi_enabled_at_reset: false,
-                layout,
-                cpus: opts.smp.cpus,
-            };
-            let mut pc = PcDevices::new(chip, events.clone(), cfg)?;
-            for (base, size) in &opts.debug_exits {
-                pc.add_debug_exit(*base, *size)?;
-            }
-            (mem, Some(pc), levels, kvm)
+        if mtype.name == "none" {
+            return Ok(Machine {
+                mtype,
+                accel,
+                smp: opts.smp.clone(),
+                mem: Arc::new(GuestMemory::new_flat(opts.ram_size)?),
+                pcm: None,
+                vcpus: None,
+                running: false,
+                serial_out,
+                serial_in: VecDeque::new(),
+                events: EventQueue::new(),
+            });
+        }
+        let kernel = match &opts.kernel {
+            None => None,
+            Some(k) => Some(KernelImages {
+                kernel: read_image(k, "kernel")?,
+                initrd: opts
+                    .initrd
+                    .as_deref()
+                    .map(|p| read_image(p, "initrd"))
+                    .transpose()?,
+                cmdline: opts.append.clone().unwrap_or_default(),
+            }),
         };
+        let bios = match &opts.bios {
+            Some(path) => Some(read_image(path, "PC BIOS")?),
+            None if kernel.is_none() && accel == Accel::Kvm => {
+                return Err(MachineError(
+                    "qemu: could not load PC BIOS 'bios-256k.bin' (no default firmware ships with this emulator; use -bios or -kernel)".into(),
+                ))
+            }
+            None => None,
+        };
+        let rtc_base = match &opts.rtc_base {
+            Some(b) => hw::devices::rtc::RtcBase::parse(b).map_err(|_| {
+                MachineError(
+                    "invalid date format\nvalid formats: '2006-06-17T16:01:21' or '2006-06-17'"
+                        .to_string(),
+                )
+            })?,
+            None => hw::devices::rtc::RtcBase::Utc,
+        };
+        let out = serial_out.clone();
+        let cfg = MachineConfig {
+            accel: if accel == Accel::Kvm {
+                hw::machine::Accel::Kvm
+            } else {
+                hw::machine::Accel::Qtest
+            },
+            ram_size: opts.ram_size,
+            ram: Vec::new(),
+            max_ram_below_4g: None,
+            cpus: opts.smp.cpus as usize,
+            bios,
+            kernel,
+            rtc_base,
+            serial_sink: Box::new(move |b: &[u8]| {
+                out.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(b)
+            }),
+        };
+        let mut pcm = PcMachine::build(cfg)?;
+        for (base, size) in &opts.debug_exits {
+            pcm.devices.add_debug_exit(*base, *size)?;
+        }
+        let vcpus = (accel == Accel::Kvm).then(|| VcpuThreads {
+            pending: std::mem::take(&mut pcm.vcpus),
+            control: None,
+        });
         Ok(Machine {
             mtype,
             accel,
             smp: opts.smp.clone(),
-            mem,
-            pc,
-            irq_levels,
-            kvm,
+            mem: pcm.mem.clone(),
+            events: pcm.devices.events.clone(),
+            pcm: Some(pcm),
+            vcpus,
             running: false,
             serial_out,
             serial_in: VecDeque::new(),
-            events,
         })
+    }
+
+    /// The PC's devices (None for `-M none`).
+    pub fn pc(&self) -> Option<&PcDevices> {
+        self.pcm.as_ref().map(|m| &m.devices)
+    }
+
+    /// Whether guest code runs on KVM vCPUs.
+    pub fn has_vcpus(&self) -> bool {
+        self.vcpus.is_some()
     }
 
     /// Starts the vCPU threads, parked; `resume` lets them run.
@@ -170,16 +191,16 @@ impl Machine {
         &mut self,
         handler: Arc<Mutex<H>>,
     ) -> Result<(), MachineError> {
-        let Some(k) = self.kvm.as_mut() else {
+        let Some(t) = self.vcpus.as_mut() else {
             return Ok(());
         };
-        let vcpus = std::mem::take(&mut k.pending_vcpus);
-        k.control = Some(hw::kvm::spawn_vcpus(vcpus, handler, true)?);
+        let pending = std::mem::take(&mut t.pending);
+        t.control = Some(hw::kvm::spawn_vcpus(pending, handler, true)?);
         Ok(())
     }
 
     fn control(&self) -> Option<&VcpuControl> {
-        self.kvm.as_ref().and_then(|k| k.control.as_ref())
+        self.vcpus.as_ref().and_then(|t| t.control.as_ref())
     }
 
     pub fn pause(&mut self) {
@@ -196,41 +217,33 @@ impl Machine {
         }
     }
 
-    /// System reset: vCPUs back to the reset vector, interrupt
-    /// controllers and devices to power-on state.
+    /// System reset: devices and interrupt controllers to power-on state,
+    /// vCPUs to the reset vector (or the kernel entry of a direct boot,
+    /// with the images loaded again).
     pub fn reset(&mut self) {
         let was_running = self.running;
         if was_running {
             self.pause();
         }
-        if let Some(k) = &self.kvm {
-            if let Some(c) = &k.control {
+        if let Some(pcm) = &self.pcm {
+            let _ = pcm.reset_devices();
+            if let Some(c) = self.vcpus.as_ref().and_then(|t| t.control.as_ref()) {
                 for i in 0..c.count() {
-                    let _ = c.run_on(i, |v: &mut Vcpu| v.reset());
+                    if let Ok(job) = pcm.vcpu_reset_job(i) {
+                        let _ = c.post(i, job);
+                    }
                 }
             }
-            let _ = k.vm.reset_irqchips();
-        }
-        if let Some(pc) = &self.pc {
-            pc.reset();
         }
         if was_running {
             self.resume();
         }
     }
 
-    /// One vCPU's registers and debug registers, for `info registers`.
-    pub fn cpu_registers(
-        &self,
-        cpu: usize,
-    ) -> Option<(hw::kvm::CpuState, hw::kvm_bindings::kvm_debugregs)> {
+    /// One vCPU's registers, for `info registers`.
+    pub fn cpu_state(&self, cpu: usize) -> Option<hw::kvm::CpuState> {
         let c = self.control()?;
-        c.run_on(cpu, |v: &mut Vcpu| {
-            let st = v.get_state().ok()?;
-            let dr = v.fd().get_debug_regs().unwrap_or_default();
-            Some((st, dr))
-        })
-        .ok()?
+        c.run_on(cpu, |v: &mut Vcpu| v.get_state().ok()).ok()?
     }
 
     /// Host threads of the vCPUs (empty without KVM).
@@ -257,13 +270,13 @@ impl Machine {
 
     pub fn mmio_read(&mut self, addr: u64, buf: &mut [u8]) {
         buf.fill(0xff);
-        if let Some(pc) = &self.pc {
+        if let Some(pc) = self.pc() {
             pc.mmio_read(addr, buf);
         }
     }
 
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
-        if let Some(pc) = &self.pc {
+        if let Some(pc) = self.pc() {
             pc.mmio_write(addr, data);
         }
     }
@@ -271,7 +284,7 @@ impl Machine {
     /// system_powerdown: the PC presses its ACPI power button; `none` has
     /// nothing to press.
     pub fn powerdown(&mut self) {
-        if let Some(pc) = &self.pc {
+        if let Some(pc) = self.pc() {
             pc.acpi_pm
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -309,13 +322,13 @@ impl Machine {
 
     /// Moves held input into the UART as its FIFO drains.
     pub fn push_serial_input(&mut self) {
-        let Some(pc) = &self.pc else {
-            self.serial_in.clear();
-            return;
-        };
         if self.serial_in.is_empty() {
             return;
         }
+        let Some(pc) = self.pcm.as_ref().map(|m| &m.devices) else {
+            self.serial_in.clear();
+            return;
+        };
         let mut s = pc.serial.lock().unwrap_or_else(|e| e.into_inner());
         let n = s.can_receive().min(self.serial_in.len());
         if n > 0 {
@@ -352,22 +365,23 @@ impl Machine {
     /// Port I/O; an unclaimed port reads all ones, as an empty ISA bus.
     pub fn pio_read(&mut self, port: u16, buf: &mut [u8]) {
         buf.fill(0xff);
-        if let Some(pc) = &self.pc {
+        if let Some(pc) = self.pc() {
             pc.pio_read(port, buf);
         }
         self.push_serial_input();
     }
 
     pub fn pio_write(&mut self, port: u16, data: &[u8]) {
-        if let Some(pc) = &self.pc {
+        if let Some(pc) = self.pc() {
             pc.pio_write(port, data);
         }
     }
 
     /// Interrupt line changes since the last call (qtest's IRQ lines).
     pub fn take_irq_changes(&self) -> Vec<(u32, bool)> {
-        self.irq_levels
+        self.pcm
             .as_ref()
+            .and_then(|m| m.irq_levels.as_ref())
             .map(|l| l.take_changes())
             .unwrap_or_default()
     }

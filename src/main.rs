@@ -3,6 +3,7 @@
 //! emulator from it, run the main loop, clean up.
 
 mod base64;
+mod blockdev;
 mod chardev;
 mod devices;
 mod dump;
@@ -13,6 +14,7 @@ mod machine;
 mod machine_types;
 mod main_loop;
 mod monitor;
+mod nbd;
 mod qmp_cmds;
 mod qom;
 mod qtest;
@@ -164,8 +166,9 @@ fn write_pidfile(path: &str) -> Result<(), String> {
         .create(true)
         .truncate(true)
         .open(path)
-        .map_err(|e| format!("could not acquire pid file: {e}"))?;
-    writeln!(f, "{}", std::process::id()).map_err(|e| format!("could not acquire pid file: {e}"))
+        .map_err(|e| format!("could not acquire pid file: {}", sys::errno_text(&e)))?;
+    writeln!(f, "{}", std::process::id())
+        .map_err(|e| format!("could not acquire pid file: {}", sys::errno_text(&e)))
 }
 
 fn run(cfg: Config) -> ExitCode {
@@ -188,11 +191,17 @@ fn run(cfg: Config) -> ExitCode {
         }
     };
     let mut bios = None;
+    let (mut kernel, mut initrd, mut append) = (None, None, None);
     let mut debug_exits = Vec::new();
     for (name, arg) in &cfg.machine_args {
         match name.as_str() {
             "bios" => bios = Some(arg.clone()),
+            "kernel" => kernel = Some(arg.clone()),
+            "initrd" => initrd = Some(arg.clone()),
+            "append" => append = Some(arg.clone()),
             "rtc" => {}
+            // Opened in startup::build, once fd sets exist.
+            "drive" | "blockdev" | "snapshot" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
                 Ok(None) => {
@@ -207,6 +216,14 @@ fn run(cfg: Config) -> ExitCode {
                     "-{name} {arg}: option not supported yet by this emulator"
                 ))
             }
+        }
+    }
+    if kernel.is_none() {
+        if append.is_some() {
+            return fatal("-append only allowed with -kernel option");
+        }
+        if initrd.is_some() {
+            return fatal("-initrd only allowed with -kernel option");
         }
     }
     if !debug_exits.is_empty() && mtype.name == "none" {
@@ -254,6 +271,9 @@ fn run(cfg: Config) -> ExitCode {
             .and_then(|r| r.get("base"))
             .map(String::from),
         bios,
+        kernel,
+        initrd,
+        append,
         debug_exits,
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {

@@ -10,10 +10,14 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     for o in &cfg.objects {
         crate::qom::objects::add_from_opts(emu, o)?;
     }
-    for c in &cfg.chardevs {
+    for (i, c) in cfg.chardevs.iter().enumerate() {
         emu.add_chardev(c).map_err(|e| {
-            let id = c.id.as_deref().unwrap_or("");
-            format!("-chardev {id}: {e}")
+            let loc = cfg
+                .chardev_locs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("-chardev {}", c.id.as_deref().unwrap_or("")));
+            format!("{loc}: {e}")
         })?;
     }
     for m in &cfg.monitors {
@@ -27,7 +31,7 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
             return Err(format!("-serial chardev:{s}: chardev \"{s}\" not found"));
         }
         // Only COM1 is modelled; `-M none` has no serial port at all.
-        if i == 0 && emu.machine.pc.is_some() {
+        if i == 0 && emu.machine.pc().is_some() {
             let busy = emu.chardev(s).is_some_and(|c| c.frontend.is_some());
             if !busy {
                 emu.attach_frontend(s, crate::chardev::Frontend::Serial(0))?;
@@ -45,6 +49,7 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     for fdopt in &cfg.add_fds {
         crate::qmp_cmds::fd::add_fd_from_cmdline(emu, fdopt)?;
     }
+    crate::blockdev::open_cmdline_drives(emu, cfg)?;
     wait_for_server_sockets(emu)
 }
 

@@ -4,16 +4,29 @@
 
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
+use crate::stats::{AcctType, BlockStats};
+
+/// I/O accounting around every request (see `backend/hooks.rs`).
+mod hooks;
 
 /// A named backend.
 pub struct Backend {
     name: String,
     root: Option<NodeRef>,
+    stats: std::sync::Arc<std::sync::Mutex<BlockStats>>,
+    /// Non-zero while a caller QEMU does not account (qemu-io plain I/O, NBD,
+    /// jobs) runs requests; see `io_unaccounted`.
+    unaccounted: std::sync::atomic::AtomicU32,
 }
 
 impl Backend {
     pub(crate) fn new(name: String, root: Option<NodeRef>) -> Backend {
-        Backend { name, root }
+        Backend {
+            name,
+            root,
+            stats: Default::default(),
+            unaccounted: Default::default(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -66,23 +79,31 @@ impl Backend {
     }
 
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        let n = self.check(offset, buf.len() as u64)?;
-        lock(n).read(offset, buf)
+        self.accounted(AcctType::Read, buf.len() as u64, || {
+            let n = self.check(offset, buf.len() as u64)?;
+            lock(n).read(offset, buf)
+        })
     }
 
     pub fn write(&self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        let n = self.check(offset, buf.len() as u64)?;
-        lock(n).write(offset, buf, fua)
+        self.accounted(AcctType::Write, buf.len() as u64, || {
+            let n = self.check(offset, buf.len() as u64)?;
+            lock(n).write(offset, buf, fua)
+        })
     }
 
     pub fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
-        let n = self.check(offset, len)?;
-        lock(n).write_zeroes(offset, len, may_unmap)
+        self.accounted(AcctType::Write, len, || {
+            let n = self.check(offset, len)?;
+            lock(n).write_zeroes(offset, len, may_unmap)
+        })
     }
 
     pub fn write_compressed(&self, offset: u64, buf: &[u8]) -> BlockResult<()> {
-        let n = self.check(offset, buf.len() as u64)?;
-        lock(n).write_compressed(offset, buf)
+        self.accounted(AcctType::Write, buf.len() as u64, || {
+            let n = self.check(offset, buf.len() as u64)?;
+            lock(n).write_compressed(offset, buf)
+        })
     }
 
     pub fn discard(&self, offset: u64, len: u64) -> BlockResult<()> {
@@ -91,9 +112,9 @@ impl Backend {
     }
 
     pub fn flush(&self) -> BlockResult<()> {
-        match &self.root {
+        self.accounted(AcctType::Flush, 0, || match &self.root {
             Some(n) => lock(n).flush(),
             None => Ok(()),
-        }
+        })
     }
 }

@@ -222,6 +222,20 @@ pub trait Driver: Send {
         None
     }
 
+    /// A blkdebug event signalled on this node (only blkdebug acts on it).
+    fn debug_event(&mut self, _c: &Children, _ev: crate::drivers::blkdebug::BlkdebugEvent) {}
+
+    /// The concrete driver, for driver-specific commands (blkdebug
+    /// breakpoints, quorum x-blockdev-change).
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
+
+    /// Children the driver holds itself, beyond `file` and `backing` (quorum).
+    fn other_children(&self) -> Vec<NodeRef> {
+        Vec::new()
+    }
+
     fn no_snapshots(&self) -> BlockError {
         BlockError::Unsupported(format!(
             "Block format '{}' does not support internal snapshots",

@@ -19,6 +19,9 @@ pub struct ImageCorrupted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockEvent {
     ImageCorrupted(ImageCorrupted),
+    WriteThreshold(crate::write_threshold::WriteThresholdEvent),
+    QuorumFailure(crate::drivers::quorum::QuorumFailure),
+    QuorumReportBad(crate::drivers::quorum::QuorumReportBad),
 }
 
 /// Queue of pending events shared by the graph and its nodes.

@@ -21,6 +21,9 @@ use crate::options::{get_bool, get_size, get_str, nest, Options};
 use crate::probe::{probe_format, PROBE_LEN};
 use crate::qcow2::Qcow2;
 
+/// Opening blkdebug and quorum nodes.
+mod feature_drivers;
+
 /// Deepest backing chain the graph opens (guards against runaway chains).
 pub const MAX_BACKING_DEPTH: usize = 1000;
 
@@ -189,6 +192,7 @@ impl BlockGraph {
             let c = g.children();
             c.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, node))
                 || c.backing.as_ref().is_some_and(|b| Arc::ptr_eq(b, node))
+                || g.other_children().iter().any(|o| Arc::ptr_eq(o, node))
         })
     }
 
@@ -212,12 +216,12 @@ impl BlockGraph {
     }
 
     fn drop_node(&mut self, node: &NodeRef) {
-        let (file, backing) = {
+        let (file, backing, others) = {
             let mut g = lock(node);
             // Closing writes back caches and marks the image clean; a failure
             // here cannot be reported to anyone and leaves a dirty image at worst.
             let _ = g.close();
-            (g.file(), g.backing())
+            (g.file(), g.backing(), g.other_children())
         };
         self.nodes.retain(|n| !Arc::ptr_eq(n, node));
         {
@@ -225,7 +229,7 @@ impl BlockGraph {
             g.set_file_child(None);
             g.set_backing_child(None);
         }
-        for child in [file, backing].into_iter().flatten() {
+        for child in [file, backing].into_iter().flatten().chain(others) {
             self.release_if_unused(&child);
         }
     }
@@ -414,6 +418,9 @@ impl BlockGraph {
             Some("raw") | Some("qcow2") | None => {
                 return self.open_format(opts, ctx, driver, node_name, nopts);
             }
+            // blkdebug and quorum: see graph/feature_drivers.rs.
+            Some("blkdebug") => return self.open_blkdebug(opts, ctx, node_name, nopts),
+            Some("quorum") => return self.open_quorum(opts, ctx, node_name, nopts),
             Some(other) => {
                 return Err(BlockError::InvalidArgument(format!(
                     "Unknown driver '{}'",
@@ -449,7 +456,12 @@ impl BlockGraph {
             None => match get_str(opts, "filename")? {
                 Some(f) => {
                     let mut o = Options::new();
-                    o.insert("driver".into(), Value::from("file"));
+                    let proto = if f.starts_with("blkdebug:") {
+                        "blkdebug"
+                    } else {
+                        "file"
+                    };
+                    o.insert("driver".into(), Value::from(proto));
                     o.insert("filename".into(), Value::from(f));
                     let n = self.open_node(&o, ctx, Some(child_inherit), nopts.read_only)?;
                     lock(&n).set_implicit(true);

@@ -8,9 +8,15 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::driver::{Children, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo};
+use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
 use crate::events::{BlockEvent, EventSink, ImageCorrupted};
 use crate::probe;
+use crate::tracking::WriteTracking;
+
+/// Hooks for stats, dirty bitmaps, write threshold and blkdebug events.
+mod hooks;
+pub use hooks::find_driver_below;
 
 /// Shared handle to a node; parents, backends and the graph all hold one.
 pub type NodeRef = Arc<Mutex<Node>>;
@@ -69,6 +75,8 @@ pub struct Node {
     implicit: bool,
     events: EventSink,
     corrupt: bool,
+    /// Highest offset, dirty bitmaps, write threshold (see `node/hooks.rs`).
+    pub(crate) tracking: WriteTracking,
 }
 
 impl Node {
@@ -90,6 +98,7 @@ impl Node {
             implicit: false,
             events,
             corrupt: false,
+            tracking: WriteTracking::default(),
         }
     }
 
@@ -232,13 +241,17 @@ impl Node {
         }
         if self.opts.detect_zeroes != DetectZeroes::Off && is_zero(buf) {
             let unmap = self.opts.detect_zeroes == DetectZeroes::Unmap && self.opts.discard_unmap;
+            self.write_begin(offset, buf.len() as u64, BlkdebugEvent::PwritevZero);
             let r = self
                 .driver
                 .write_zeroes(&self.children, offset, buf.len() as u64, unmap);
+            self.write_end(offset, buf.len() as u64, false);
             self.note_corruption();
             return r;
         }
+        self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write(&self.children, offset, buf, fua);
+        self.write_end(offset, buf.len() as u64, false);
         self.note_corruption();
         r
     }
@@ -270,7 +283,9 @@ impl Node {
             self.check_probed_first_sector(offset, &zeros[..n])?;
         }
         let unmap = may_unmap && self.opts.discard_unmap;
+        self.write_begin(offset, len, BlkdebugEvent::PwritevZero);
         let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
+        self.write_end(offset, len, false);
         self.note_corruption();
         r
     }
@@ -278,7 +293,9 @@ impl Node {
     /// Writes one whole cluster compressed.
     pub fn write_compressed(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
         self.check_writable()?;
+        self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write_compressed(&self.children, offset, buf);
+        self.write_end(offset, buf.len() as u64, false);
         self.note_corruption();
         r
     }
@@ -290,6 +307,7 @@ impl Node {
             return Ok(());
         }
         let r = self.driver.discard(&self.children, offset, len);
+        self.write_end(offset, len, true);
         self.note_corruption();
         r
     }
@@ -298,6 +316,7 @@ impl Node {
         if self.opts.no_flush {
             return Ok(());
         }
+        self.flush_begin();
         let r = self.driver.flush(&self.children);
         self.note_corruption();
         r
@@ -371,6 +390,9 @@ impl Node {
     pub fn truncate(&mut self, size: u64) -> BlockResult<()> {
         self.check_writable()?;
         let r = self.driver.truncate(&self.children, size);
+        if r.is_ok() {
+            self.tracking.bitmaps.resize(size);
+        }
         self.note_corruption();
         r
     }

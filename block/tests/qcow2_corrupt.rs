@@ -45,8 +45,9 @@ fn first_l2(path: &str) -> u64 {
 fn corrupted_events(g: &BlockGraph) -> Vec<block::ImageCorrupted> {
     g.take_events()
         .into_iter()
-        .map(|e| match e {
-            BlockEvent::ImageCorrupted(c) => c,
+        .filter_map(|e| match e {
+            BlockEvent::ImageCorrupted(c) => Some(c),
+            _ => None,
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 //! a reference back into the machine. With KVM the controller is the VM's in-kernel
 //! irqchip (`KVM_IRQ_LINE`); without a vCPU (qtest) it is an [`IrqLevels`] recorder.
 
+use std::sync::atomic::{AtomicI8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Something that takes level changes on numbered interrupt lines (GSIs).
@@ -11,22 +12,35 @@ pub trait IrqChip: Send + Sync {
     fn set_level(&self, gsi: u32, level: bool);
 }
 
-/// One interrupt line of one controller.
+/// One interrupt line of one controller. Clones share the line's last level, so a
+/// device that re-asserts an unchanged level costs no ioctl.
 #[derive(Clone)]
 pub struct Irq {
     chip: Arc<dyn IrqChip>,
     gsi: u32,
+    /// -1 unknown, 0 low, 1 high.
+    last: Arc<AtomicI8>,
 }
 
 impl Irq {
     pub fn new(chip: Arc<dyn IrqChip>, gsi: u32) -> Irq {
-        Irq { chip, gsi }
+        Irq {
+            chip,
+            gsi,
+            last: Arc::new(AtomicI8::new(-1)),
+        }
     }
     pub fn gsi(&self) -> u32 {
         self.gsi
     }
     pub fn set(&self, level: bool) {
-        self.chip.set_level(self.gsi, level);
+        if self.last.swap(level as i8, Ordering::SeqCst) != level as i8 {
+            self.chip.set_level(self.gsi, level);
+        }
+    }
+    /// Forgets the cached level (after the controller itself was reset).
+    pub fn resync(&self) {
+        self.last.store(-1, Ordering::SeqCst);
     }
     pub fn raise(&self) {
         self.set(true);

@@ -41,6 +41,8 @@ pub struct PcDevices {
     pub pci: Arc<Mutex<PciHost>>,
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
     pub debug_exits: Vec<Arc<Mutex<DebugExit>>>,
+    /// UARTs added with `add_serial`, in order.
+    pub extra_serials: Vec<Arc<Mutex<Serial>>>,
     chip: Arc<dyn IrqChip>,
 }
 
@@ -110,8 +112,22 @@ impl PcDevices {
             pci,
             acpi_pm: pm,
             debug_exits: Vec::new(),
+            extra_serials: Vec::new(),
             chip,
         })
+    }
+
+    /// Another 16550A (COM2 is 0x2f8 / IRQ 3, COM3 0x3e8 / 4, COM4 0x2e8 / 3).
+    pub fn add_serial(
+        &mut self,
+        base: u16,
+        irq: u32,
+        sink: SerialSink,
+    ) -> Result<Arc<Mutex<Serial>>> {
+        let s = Arc::new(Mutex::new(Serial::new(self.irq(irq), sink)));
+        self.pio.insert(s.clone(), base as u64, 8, "serial")?;
+        self.extra_serials.push(s.clone());
+        Ok(s)
     }
 
     /// `-device isa-debug-exit,iobase=,iosize=`.
@@ -151,6 +167,9 @@ impl PcDevices {
             m.lock().unwrap_or_else(|e| e.into_inner())
         }
         l(&self.serial).reset();
+        for s in &self.extra_serials {
+            l(s).reset();
+        }
         l(&self.rtc).reset();
         l(&self.i8042).reset();
         l(&self.pci).reset();
@@ -222,6 +241,28 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn any_port_access_of_any_size_never_panics() {
+        let (mut pc, _) = pc();
+        pc.add_debug_exit(0x501, 2).expect("debug exit");
+        let mut x: u32 = 0x1234_5678;
+        let ranges: Vec<(u64, u64)> = pc.pio.ranges().iter().map(|r| (r.base, r.len)).collect();
+        for (base, len) in ranges {
+            for port in base.saturating_sub(2)..base + len + 2 {
+                for size in [0usize, 1, 2, 3, 4, 8] {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let data = x.to_le_bytes().repeat(2);
+                    pc.pio_write(port as u16, &data[..size]);
+                    let mut buf = vec![0u8; size];
+                    pc.pio_read(port as u16, &mut buf);
+                }
+            }
+        }
+        pc.events.drain();
     }
 
     #[test]

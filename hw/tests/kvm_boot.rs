@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assemble, kvm_missing, start, Seen};
+use common::{assemble, bzimage, kvm_missing, start, Seen};
 use hw::loader::linux::{load_linux, BootEntry, LinuxBoot};
 use hw::loader::pvh::{load_pvh, PvhBoot};
 
@@ -15,23 +15,6 @@ macro_rules! need_kvm {
             return;
         }
     };
-}
-
-/// A bzImage header (protocol 2.15, 4 setup sectors) followed by `pm`.
-fn bzimage(pm: &[u8], kernel64: bool) -> Vec<u8> {
-    let mut k = vec![0u8; 5 * 512];
-    k[0x1f1] = 4;
-    k[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
-    k[0x200] = 0xeb;
-    k[0x201] = 0x66;
-    k[0x202..0x206].copy_from_slice(b"HdrS");
-    k[0x206..0x208].copy_from_slice(&0x20fu16.to_le_bytes());
-    k[0x211] = 0x01;
-    k[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
-    k[0x236..0x238].copy_from_slice(&u16::from(kernel64).to_le_bytes());
-    k[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes());
-    k.extend_from_slice(pm);
-    k
 }
 
 fn ports(m: &common::TestMachine) -> Vec<(u16, u8)> {

@@ -60,6 +60,13 @@ pub static COMMANDS: &[HmpCommand] = &[
         super::qom::info_iothreads,
     ),
     // block info (block.rs)
+    hmp(
+        "block",
+        "nodes:-n,verbose:-v,device:B?",
+        "[-n] [-v] [device]",
+        "show info of one block device or all block devices (-n: show named nodes; -v: show details)",
+        super::block::info_block,
+    ),
 ];
 
 fn query(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &str) -> Result<Value, QmpError> {

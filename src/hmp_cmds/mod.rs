@@ -3,9 +3,11 @@
 //! the QMP handler and format its reply as QEMU's hmp.c does.
 
 pub mod args;
+pub mod block;
 pub mod chardev;
 pub mod dump;
 pub mod info;
+pub mod nbd;
 pub mod qom;
 pub mod registers;
 pub mod run;
@@ -159,7 +161,85 @@ pub static COMMANDS: &[HmpCommand] = &[
         "set QOM property",
         qom::qom_set,
     ),
+    hmp(
+        "nbd_server_start",
+        "all:-a,writable:-w,uri:s",
+        "nbd_server_start [-a] [-w] host:port",
+        "serve block devices on the given host and port",
+        nbd::nbd_server_start,
+    ),
+    hmp(
+        "nbd_server_add",
+        "writable:-w,device:B",
+        "nbd_server_add [-w] device",
+        "export a block device via NBD",
+        nbd::nbd_server_add,
+    ),
+    hmp("nbd_server_stop", "", "nbd_server_stop", "stop serving block devices using the NBD protocol", nbd::nbd_server_stop),
     // block commands (block.rs)
+    hmp(
+        "block_resize",
+        "device:B,size:o",
+        "device size",
+        "resize a block image",
+        block::block_resize,
+    ),
+    hmp(
+        "snapshot_blkdev",
+        "reuse:-n,device:B,snapshot-file:s?,format:s?",
+        "[-n] device [new-image-file] [format]",
+        "initiates a live snapshot\n\t\t\tof device. If a new image file is specified, the\n\t\t\tnew image file will become the new root image.\n\t\t\tIf format is specified, the snapshot file will\n\t\t\tbe created in that format.\n\t\t\tThe default format is qcow2.  The -n flag requests QEMU\n\t\t\tto reuse the image found in new-image-file, instead of\n\t\t\trecreating it from scratch.",
+        block::snapshot_blkdev,
+    ),
+    hmp(
+        "snapshot_blkdev_internal",
+        "device:B,name:s",
+        "device name",
+        "take an internal snapshot of device.\n\t\t\tThe format of the image used by device must\n\t\t\tsupport it, such as qcow2.\n\t\t\t",
+        block::snapshot_blkdev_internal,
+    ),
+    hmp(
+        "snapshot_delete_blkdev_internal",
+        "device:B,name:s,id:s?",
+        "device name [id]",
+        "delete an internal snapshot of device.\n\t\t\tIf id is specified, qemu will try delete\n\t\t\tthe snapshot matching both id and name.\n\t\t\tThe format of the image used by device must\n\t\t\tsupport it, such as qcow2.\n\t\t\t",
+        block::snapshot_delete_blkdev_internal,
+    ),
+    hmp(
+        "eject",
+        "force:-f,device:B",
+        "[-f] device",
+        "eject a removable medium (use -f to force it)",
+        block::eject,
+    ),
+    hmp(
+        "change",
+        "device:B,target:F,arg:s?,read-only-mode:s?",
+        "device filename [format [read-only-mode]]",
+        "change a removable medium, optional format",
+        block::change,
+    ),
+    hmp(
+        "drive_add",
+        "node:-n,pci_addr:s,opts:s",
+        "[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,cyls=c,heads=h,secs=s[,trans=t]]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]",
+        "add drive to PCI storage controller",
+        block::drive_add,
+    ),
+    hmp(
+        "drive_del",
+        "id:B",
+        "device",
+        "remove host block device",
+        block::drive_del,
+    ),
+    hmp(
+        "block_passwd",
+        "device:B,password:s",
+        "block_passwd device password",
+        "set the password of encrypted block devices",
+        block::block_passwd,
+    ),
 ];
 
 fn names(c: &HmpCommand) -> impl Iterator<Item = &'static str> {
@@ -272,9 +352,7 @@ fn info_cmd(
         None => (item, ""),
     };
     let Some(c) = find(info::COMMANDS, sub) else {
-        for c in info::COMMANDS {
-            out.push_str(&help_line("info ", c));
-        }
+        out.push_str(&format!("unknown command: 'info {sub}'\n"));
         return Ok(());
     };
     run_command(emu, ctx, c, rest, out);

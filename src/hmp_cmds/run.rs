@@ -99,7 +99,7 @@ pub fn cpu(
         .get("index")
         .and_then(serde_json::Value::as_i64)
         .unwrap_or(-1);
-    let count = if emu.machine.pc.is_some() {
+    let count = if emu.machine.pc().is_some() {
         i64::from(emu.machine.smp.cpus)
     } else {
         0

@@ -18,7 +18,7 @@ pub fn cpu_qom_path(i: usize) -> String {
 
 pub fn query_cpus(emu: &mut Emulator, ctx: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
     let current = ctx.monitor.map_or(0, |m| emu.monitor_cpu(m));
-    let cpus: Vec<Value> = if emu.machine.kvm.is_some() {
+    let cpus: Vec<Value> = if emu.machine.has_vcpus() {
         let infos = emu.machine.vcpu_infos();
         let states = emu.machine.cpu_states();
         infos
@@ -36,7 +36,7 @@ pub fn query_cpus(emu: &mut Emulator, ctx: &mut CmdCtx, _: &Args) -> Result<Valu
                 })
             })
             .collect()
-    } else if emu.machine.pc.is_some() {
+    } else if emu.machine.pc().is_some() {
         // qtest: the CPUs exist but never run; they stay at reset.
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };

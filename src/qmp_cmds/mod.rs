@@ -3,6 +3,8 @@
 //! that is also the list of implemented commands (query-commands,
 //! query-qmp-schema).
 
+pub mod block;
+pub mod block_snapshot;
 pub mod chardev;
 pub mod cpus;
 pub mod dump;
@@ -88,7 +90,40 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("qom-set", qom::qom_set),
     cmd("qom-list-types", qom::qom_list_types),
     cmd("device-list-properties", qom::device_list_properties),
+    cmd(
+        "nbd-server-start",
+        crate::nbd::qmp_handlers::nbd_server_start,
+    ),
+    cmd("nbd-server-add", crate::nbd::qmp_handlers::nbd_server_add),
+    cmd("nbd-server-stop", crate::nbd::qmp_handlers::nbd_server_stop),
     // block commands (block.rs)
+    cmd("query-block", block::query_block),
+    cmd("query-named-block-nodes", block::query_named_block_nodes),
+    cmd("blockdev-add", block::blockdev_add),
+    cmd("x-blockdev-del", block::x_blockdev_del),
+    cmd("block_resize", block::block_resize),
+    cmd("block_passwd", block::block_passwd),
+    cmd("change-backing-file", block::change_backing_file),
+    cmd("eject", block::eject),
+    cmd("change", block::change),
+    cmd("blockdev-change-medium", block::blockdev_change_medium),
+    cmd("blockdev-open-tray", block::blockdev_open_tray),
+    cmd("blockdev-close-tray", block::blockdev_close_tray),
+    cmd("x-blockdev-remove-medium", block::x_blockdev_remove_medium),
+    cmd("x-blockdev-insert-medium", block::x_blockdev_insert_medium),
+    cmd(
+        "blockdev-snapshot-sync",
+        block_snapshot::blockdev_snapshot_sync,
+    ),
+    cmd("blockdev-snapshot", block_snapshot::blockdev_snapshot),
+    cmd(
+        "blockdev-snapshot-internal-sync",
+        block_snapshot::blockdev_snapshot_internal_sync,
+    ),
+    cmd(
+        "blockdev-snapshot-delete-internal-sync",
+        block_snapshot::blockdev_snapshot_delete_internal_sync,
+    ),
 ];
 
 /// Events this binary can emit (query-events, query-qmp-schema).
@@ -103,6 +138,8 @@ pub static EVENTS: &[&str] = &[
     "DUMP_COMPLETED",
     // chardev events
     // block events
+    "BLOCK_IMAGE_CORRUPTED",
+    "DEVICE_TRAY_MOVED",
 ];
 
 pub fn is_implemented(name: &str) -> bool {
@@ -124,7 +161,10 @@ pub fn dispatch(
     if let Some(def) = qmp::schema::schema().command(name) {
         qmp::schema::schema().check_arguments(def, args)?;
     }
-    (entry.handler)(emu, ctx, args)
+    let r = (entry.handler)(emu, ctx, args);
+    // Block events raised by the command go out before its reply, as in QEMU.
+    crate::blockdev::flush_events(emu);
+    r
 }
 
 // ---- argument access (arguments were checked against the schema) -------

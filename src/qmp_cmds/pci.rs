@@ -128,7 +128,7 @@ fn device_info(devfn: u8, f: &PciFunction) -> Value {
 }
 
 pub fn query_pci(emu: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
-    let Some(pc) = &emu.machine.pc else {
+    let Some(pc) = emu.machine.pc() else {
         return Ok(Value::Array(Vec::new()));
     };
     let host = pc.pci.lock().unwrap_or_else(|e| e.into_inner());

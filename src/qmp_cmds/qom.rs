@@ -172,6 +172,9 @@ pub(crate) mod tests {
             smp,
             rtc_base: None,
             bios: None,
+            kernel: None,
+            initrd: None,
+            append: None,
             debug_exits: Vec::new(),
         };
         let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");

@@ -125,7 +125,7 @@ static OPTIONS: &[OptionDef] = &[
     opt("mtdblock", true, N),
     opt("sd", true, N),
     opt("pflash", true, N),
-    opt("snapshot", false, N),
+    opt("snapshot", false, M),
     opt("hdachs", true, N),
     opt("fsdev", true, N),
     opt("virtfs", true, N),
@@ -407,6 +407,14 @@ fn parse_memory(loc: &str, arg: &str) -> Result<MemoryConfig, CliError> {
             "invalid value of -m option: maxmem was specified, but no hotplug slots were specified",
         ));
     }
+    if o.has("maxmem") && maxmem == size && slots != 0 {
+        return Err(CliError::at(
+            loc,
+            format!(
+                "invalid value of -m option maxmem: memory slots were specified but maximum memory size (0x{maxmem:x}) is equal to the initial memory size (0x{size:x})"
+            ),
+        ));
+    }
     Ok(MemoryConfig {
         size,
         slots,
@@ -525,6 +533,7 @@ fn add_monitor(
         // the spec itself (`mon:`).
         opts.id = Some(label.clone());
         cfg.chardevs.push(opts);
+        cfg.chardev_locs.push(loc.to_string());
         (label, mode)
     };
     cfg.monitors.push(MonitorConfig {
@@ -557,6 +566,7 @@ fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
     // `mon:` shares the port with a human monitor, as QEMU does.
     let muxed = opts.get("mux") == Some("on");
     cfg.chardevs.push(opts);
+    cfg.chardev_locs.push(loc.to_string());
     if muxed {
         cfg.monitors.push(MonitorConfig {
             chardev: label.clone(),
@@ -708,6 +718,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                     ));
                 }
                 cfg.chardevs.push(o);
+                cfg.chardev_locs.push(loc.clone());
             }
             "mon" => {
                 let o = MON_OPTS
@@ -828,6 +839,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                     crate::chardev::compat::parse_compat("serial0", "mon:stdio")
                         .unwrap_or_default(),
                 );
+                cfg.chardev_locs.push("-nographic".to_string());
                 cfg.serials.insert(0, "serial0".to_string());
                 cfg.monitors.push(MonitorConfig {
                     chardev: "serial0".to_string(),

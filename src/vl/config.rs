@@ -75,6 +75,9 @@ pub struct Config {
     pub uuid: Option<[u8; 16]>,
     pub start_stopped: bool,
     pub chardevs: Vec<QemuOpts>,
+    /// For each chardev, the option that created it (`-qmp unix:...`), which
+    /// QEMU names in its start-up errors.
+    pub chardev_locs: Vec<String>,
     pub monitors: Vec<MonitorConfig>,
     pub serials: Vec<String>,
     pub display_none: bool,

@@ -122,6 +122,13 @@ pub fn parse_size(name: &str, value: &str) -> Result<u64, OptsError> {
         hint: Some(SIZE_HINT),
     };
     let v = value.trim_start();
+    // strtod accepts a sign; a negative size is then out of range.
+    if v.starts_with('-') && v[1..].starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return Err(OptsError::new(format!(
+            "Parameter '{name}' expects a non-negative number below 2^64"
+        )));
+    }
+    let v = v.strip_prefix('+').unwrap_or(v);
     let split = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(v.len());

@@ -2,6 +2,7 @@
 //! window of them (`offset`, `size`).
 
 use crate::driver::{Children, Driver, Extent};
+use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
 
@@ -65,11 +66,13 @@ impl Driver for RawDriver {
 
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
         self.check(c, offset, buf.len() as u64)?;
+        blkdebug::signal(c, BlkdebugEvent::ReadAio);
         lock(file_of(c)?).read(offset + self.offset, buf)
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
         self.check(c, offset, buf.len() as u64)?;
+        blkdebug::signal(c, BlkdebugEvent::WriteAio);
         lock(file_of(c)?).write(offset + self.offset, buf, fua)
     }
 

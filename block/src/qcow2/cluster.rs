@@ -9,6 +9,7 @@ use super::{
     OFLAG_ZERO,
 };
 use crate::driver::Children;
+use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
 use crate::node::lock;
 
@@ -82,13 +83,28 @@ impl Qcow2 {
         if off == 0 {
             return Ok(0);
         }
-        if !off.is_multiple_of(self.cs) || off < self.cs || off >= self.file_len {
+        if !off.is_multiple_of(self.cs) {
+            return Err(self.signal_corruption(
+                c,
+                true,
+                None,
+                None,
+                format!(
+                    "L2 table offset {:#x} unaligned (L1 index: {:#x})",
+                    off, l1i
+                ),
+            ));
+        }
+        if off < self.cs || off >= self.file_len {
             return Err(self.signal_corruption(
                 c,
                 true,
                 Some(off),
                 Some(self.cs),
-                format!("L2 table offset {:#x} invalid (L1 index: {:#x})", off, l1i),
+                format!(
+                    "L2 table offset {:#x} is outside the image file (L1 index: {:#x})",
+                    off, l1i
+                ),
             ));
         }
         if let Some(kind) = self.meta.get(&(off >> self.cb)).copied() {
@@ -201,6 +217,7 @@ impl Qcow2 {
 
     /// Reads one run's worth of guest data whose storage is `kind`.
     fn read_kind(&mut self, c: &Children, kind: Cl, off: u64, buf: &mut [u8]) -> BlockResult<()> {
+        blkdebug::signal(c, read_event(kind));
         match kind {
             Cl::Unalloc => self.read_backing(c, off, buf),
             Cl::Zero { .. } => {
@@ -279,6 +296,7 @@ impl Qcow2 {
     pub(crate) fn write_l1_entry(&mut self, c: &Children, l1i: u64, v: u64) -> BlockResult<()> {
         self.l1[l1i as usize] = v;
         let off = self.hdr.l1_table_offset + l1i * 8;
+        blkdebug::signal(c, BlkdebugEvent::L1Update);
         self.pwrite_meta(c, off, &v.to_be_bytes())
     }
 
@@ -290,6 +308,7 @@ impl Qcow2 {
     ) -> BlockResult<()> {
         while !data.is_empty() {
             let (kind, n) = self.run(c, off, data.len() as u64)?;
+            blkdebug::signal(c, BlkdebugEvent::WriteAio);
             let done = match kind {
                 Cl::Normal {
                     off: host,
@@ -738,6 +757,15 @@ impl Qcow2 {
 }
 
 /// The storage kind adjusted to start `from` bytes into the cluster.
+/// The blkdebug event QEMU signals before reading guest data stored as `kind`.
+fn read_event(kind: Cl) -> BlkdebugEvent {
+    match kind {
+        Cl::Unalloc => BlkdebugEvent::ReadBackingAio,
+        Cl::Compressed { .. } => BlkdebugEvent::ReadCompressed,
+        _ => BlkdebugEvent::ReadAio,
+    }
+}
+
 fn host_kind(k: Cl, from: u64) -> Cl {
     match k {
         Cl::Normal { off, copied } => Cl::Normal {

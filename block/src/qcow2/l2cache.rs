@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::{be64_at, Qcow2};
 use crate::driver::Children;
+use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::BlockResult;
 
 pub(crate) struct L2Slot {
@@ -105,6 +106,7 @@ impl Qcow2 {
         let cs = self.cs as usize;
         let mut raw = std::mem::take(&mut self.iobuf);
         raw.resize(cs, 0);
+        blkdebug::signal(c, BlkdebugEvent::L2Load);
         let r = self.pread(c, off, &mut raw[..cs]);
         if let Err(e) = r {
             self.iobuf = raw;
@@ -153,6 +155,7 @@ impl Qcow2 {
         for (i, e) in self.l2.slots[slot].table.iter().enumerate() {
             raw[i * 8..i * 8 + 8].copy_from_slice(&e.to_be_bytes());
         }
+        blkdebug::signal(c, BlkdebugEvent::L2Update);
         let r = self.pwrite_meta(c, off, &raw[..cs]);
         self.iobuf = raw;
         r?;

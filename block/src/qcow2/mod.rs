@@ -460,8 +460,8 @@ impl Qcow2 {
                 return Err(self.signal_corruption(
                     c,
                     true,
-                    Some(i << self.cb),
-                    Some(self.cs),
+                    Some(off),
+                    Some(len),
                     format!(
                         "Preventing invalid write on metadata (overlaps with {})",
                         kind.name()

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use super::header::{MAX_REFTABLE_BYTES, OFF_REFTABLE};
 use super::{Meta, Qcow2};
 use crate::driver::Children;
+use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
 
 pub(crate) struct RcBlock {
@@ -113,11 +114,19 @@ impl Qcow2 {
             _ => return Ok(false),
         };
         let kind = self.meta.get(&(off >> self.cb)).copied();
-        if !off.is_multiple_of(self.cs)
-            || off < self.cs
-            || off >= self.file_len
-            || kind.is_some_and(|k| k != Meta::RefBlock)
-        {
+        if !off.is_multiple_of(self.cs) {
+            return Err(self.signal_corruption(
+                c,
+                true,
+                None,
+                None,
+                format!(
+                    "Refblock offset {:#x} unaligned (reftable index: {:#x})",
+                    off, bi
+                ),
+            ));
+        }
+        if off < self.cs || off >= self.file_len || kind.is_some_and(|k| k != Meta::RefBlock) {
             return Err(self.signal_corruption(
                 c,
                 true,
@@ -131,6 +140,7 @@ impl Qcow2 {
         }
         self.evict_refblocks(c)?;
         let mut data = vec![0u8; self.cs as usize];
+        blkdebug::signal(c, BlkdebugEvent::RefblockLoad);
         self.pread(c, off, &mut data)?;
         self.rc.tick += 1;
         self.rc.blocks.insert(
@@ -165,6 +175,7 @@ impl Qcow2 {
             None => return Ok(()),
         };
         let r = if off != 0 {
+            blkdebug::signal(c, BlkdebugEvent::RefblockUpdate);
             self.pwrite_meta(c, off, &data)
         } else {
             Ok(())
@@ -279,10 +290,12 @@ impl Qcow2 {
         let mut data = vec![0u8; self.cs as usize];
         Refcounts::set(&mut data, self.rc.order, 0, 1);
         let off = loc << self.cb;
+        blkdebug::signal(c, BlkdebugEvent::RefblockAllocWrite);
         self.pwrite_meta(c, off, &data)?;
         self.sync(c)?;
         self.rc.table[bi as usize] = off;
         let toff = self.hdr.refcount_table_offset + bi * 8;
+        blkdebug::signal(c, BlkdebugEvent::RefblockAllocHookup);
         self.pwrite_meta(c, toff, &off.to_be_bytes())?;
         self.meta.insert(loc, Meta::RefBlock);
         self.max_alloc_end = self.max_alloc_end.max(loc + 1);
@@ -405,6 +418,7 @@ impl Qcow2 {
 
     /// Allocates `n` contiguous free clusters (refcount 1); returns the host offset.
     pub(crate) fn alloc_clusters(&mut self, c: &Children, n: u64) -> BlockResult<u64> {
+        blkdebug::signal(c, BlkdebugEvent::ClusterAlloc);
         let mut start = self.free_cluster_index.max(1);
         let max_cluster = MAX_HOST_OFFSET >> self.cb;
         loop {

@@ -10,12 +10,30 @@ pub fn have_qemu_img() -> bool {
     Command::new("qemu-img").arg("--version").output().is_ok()
 }
 
-/// A fresh directory for one test.
-pub fn tmpdir(name: &str) -> PathBuf {
+/// A fresh directory for one test, removed when the guard drops (kept when the
+/// test panics, for inspection).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn tmpdir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("block-it-{}-{}", std::process::id(), name));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 pub fn p(d: &std::path::Path, f: &str) -> String {

@@ -64,3 +64,16 @@ pub fn signal_thread(thread: libc::pthread_t) {
         libc::pthread_kill(thread, kick_signal());
     }
 }
+
+/// Makes sure the calling thread can receive kicks even if the thread that spawned it
+/// had blocked signals (e.g. for a signalfd).
+pub fn unblock_kick_signal() {
+    // SAFETY: a zeroed sigset is valid input for sigemptyset, which initialises it;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}

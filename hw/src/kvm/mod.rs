@@ -12,4 +12,4 @@ mod vm;
 pub use runner::{spawn_vcpus, ExitHandler, VcpuAction, VcpuControl, VcpuEvent, VcpuInfo};
 pub use state::{CpuState, SavedMsrs};
 pub use vcpu::{EntryState, Vcpu};
-pub use vm::{kvm_available, Vm, IDENTITY_MAP_ADDR, TSS_ADDR};
+pub use vm::{kvm_available, DirtyBlock, Vm, IDENTITY_MAP_ADDR, TSS_ADDR};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use super::kick::{install_kick_handler, signal_thread, ImmediateExit};
+use super::kick::{install_kick_handler, signal_thread, unblock_kick_signal, ImmediateExit};
 use super::vcpu::Vcpu;
 use crate::error::{HwError, Result};
 
@@ -434,14 +434,19 @@ fn complete_mmio_read(fd: &mut VcpuFd, data: &[u8]) {
 }
 
 /// Re-enters KVM_RUN with immediate_exit set: completes a served I/O instruction
-/// without running any further guest code.
-fn complete_pending(vcpu: &mut Vcpu, imm: &ImmediateExit) {
+/// without running any further guest code. A string instruction may need another
+/// exit to finish; that exit is returned to be served like any other.
+fn complete_pending(vcpu: &mut Vcpu, imm: &ImmediateExit) -> Option<Exit> {
     imm.set(true);
-    let _ = vcpu.fd_mut().run();
+    match take_exit(vcpu.fd_mut()) {
+        Exit::Interrupted => None,
+        other => Some(other),
+    }
 }
 
 fn vcpu_thread<H: ExitHandler>(mut vcpu: Vcpu, i: usize, sh: Arc<Shared>, bql: Arc<Mutex<H>>) {
     let imm = sh.imm[i];
+    unblock_kick_signal();
     {
         let mut st = sh.lock();
         // SAFETY: pthread_self and gettid have no preconditions.
@@ -452,8 +457,9 @@ fn vcpu_thread<H: ExitHandler>(mut vcpu: Vcpu, i: usize, sh: Arc<Shared>, bql: A
     }
     let mut pending = false;
     loop {
-        // Control point.
-        {
+        // Control point: leaves with an exit to serve, from the guest or from
+        // completing a pending instruction.
+        let exit = 'control: {
             let mut st = sh.lock();
             loop {
                 if st.quit {
@@ -464,8 +470,10 @@ fn vcpu_thread<H: ExitHandler>(mut vcpu: Vcpu, i: usize, sh: Arc<Shared>, bql: A
                 }
                 let has_jobs = !st.cpus[i].sync_jobs.is_empty() || !st.cpus[i].posted.is_empty();
                 if pending && (has_jobs || !runnable(&st, i)) {
-                    complete_pending(&mut vcpu, &imm);
                     pending = false;
+                    if let Some(exit) = complete_pending(&mut vcpu, &imm) {
+                        break 'control exit;
+                    }
                 }
                 let job = st.cpus[i]
                     .sync_jobs
@@ -490,9 +498,11 @@ fn vcpu_thread<H: ExitHandler>(mut vcpu: Vcpu, i: usize, sh: Arc<Shared>, bql: A
             st.cpus[i].parked = false;
             imm.set(false);
             st.cpus[i].in_guest = true;
-        }
-        let exit = take_exit(vcpu.fd_mut());
-        sh.lock().cpus[i].in_guest = false;
+            drop(st);
+            let exit = take_exit(vcpu.fd_mut());
+            sh.lock().cpus[i].in_guest = false;
+            exit
+        };
         pending = false;
         match exit {
             Exit::Interrupted => {}

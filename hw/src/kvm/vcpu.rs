@@ -1,8 +1,8 @@
 //! One vCPU: CPUID, x86 reset state, register access and boot-time entry state.
 
 use kvm_bindings::{
-    kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, CpuId,
-    Msrs, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+    kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs,
+    kvm_xsave, CpuId, Msrs, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
 };
 use kvm_ioctls::VcpuFd;
 
@@ -29,6 +29,9 @@ struct ResetState {
     regs: kvm_regs,
     sregs: kvm_sregs,
     fpu: kvm_fpu,
+    /// The full FPU/SSE/AVX state; preferred over `fpu`, which some hosts report
+    /// incompletely (MXCSR reads 0 through KVM_GET_FPU).
+    xsave: Option<Box<kvm_xsave>>,
     lapic: Option<kvm_lapic_state>,
 }
 
@@ -58,14 +61,18 @@ impl Vcpu {
         let sregs = fd
             .get_sregs()
             .map_err(|e| HwError::vcpu(index, "KVM_GET_SREGS", e))?;
-        let fpu = fd
+        let mut fpu = fd
             .get_fpu()
             .map_err(|e| HwError::vcpu(index, "KVM_GET_FPU", e))?;
+        // The architectural power-on MXCSR (some hosts report 0 on a fresh vCPU).
+        fpu.mxcsr = 0x1f80;
+        let xsave = fd.get_xsave().ok().map(Box::new);
         let lapic = fd.get_lapic().ok();
         let reset = ResetState {
             regs,
             sregs,
             fpu,
+            xsave,
             lapic,
         };
         let mut v = Vcpu {
@@ -112,6 +119,12 @@ impl Vcpu {
         self.fd
             .set_fpu(&self.reset.fpu)
             .map_err(self.err("KVM_SET_FPU"))?;
+        if let Some(x) = &self.reset.xsave {
+            // SAFETY: this process never enables dynamic XSTATE features (no
+            // arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)), so the kernel reads exactly the
+            // 4096-byte kvm_xsave we pass, which it produced itself.
+            unsafe { self.fd.set_xsave(x) }.map_err(self.err("KVM_SET_XSAVE"))?;
+        }
         if let Some(l) = &self.reset.lapic {
             self.fd.set_lapic(l).map_err(self.err("KVM_SET_LAPIC"))?;
         }
@@ -197,7 +210,10 @@ impl Vcpu {
     pub fn get_state(&self) -> Result<CpuState> {
         let regs = self.regs()?;
         let sregs = self.sregs()?;
-        let fpu = self.fd.get_fpu().map_err(self.err("KVM_GET_FPU"))?;
+        let mut fpu = self.fd.get_fpu().map_err(self.err("KVM_GET_FPU"))?;
+        if let Ok(x) = self.fd.get_xsave() {
+            fpu_from_xsave(&mut fpu, &x);
+        }
         let mp_state = self
             .fd
             .get_mp_state()
@@ -215,6 +231,11 @@ impl Vcpu {
                 msrs.0.push((index, m.as_slice()[0].data));
             }
         }
+        let dr = self
+            .fd
+            .get_debug_regs()
+            .map_err(self.err("KVM_GET_DEBUGREGS"))?;
+        let debugregs = [dr.db[0], dr.db[1], dr.db[2], dr.db[3], dr.dr6, dr.dr7];
         Ok(CpuState {
             index: self.index,
             regs,
@@ -222,7 +243,36 @@ impl Vcpu {
             fpu,
             msrs,
             mp_state,
+            debugregs,
         })
+    }
+}
+
+/// Fills the x87/SSE fields from the XSAVE legacy area (FXSAVE layout), which KVM
+/// always reports completely.
+fn fpu_from_xsave(fpu: &mut kvm_fpu, x: &kvm_xsave) {
+    let mut b = [0u8; 416];
+    for (i, w) in x.region.iter().take(104).enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    fpu.fcw = u16_at(0);
+    fpu.fsw = u16_at(2);
+    fpu.ftwx = b[4];
+    fpu.last_opcode = u16_at(6);
+    fpu.last_ip = u64_at(8);
+    fpu.last_dp = u64_at(16);
+    fpu.mxcsr = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    for i in 0..8 {
+        fpu.fpr[i].copy_from_slice(&b[32 + i * 16..48 + i * 16]);
+    }
+    for i in 0..16 {
+        fpu.xmm[i].copy_from_slice(&b[160 + i * 16..176 + i * 16]);
     }
 }
 

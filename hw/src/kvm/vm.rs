@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use kvm_bindings::{
     kvm_irqchip, kvm_pit_config, kvm_pit_state2, kvm_userspace_memory_region, CpuId,
     KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_MAX_CPUID_ENTRIES,
-    KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY,
+    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VmFd};
 
@@ -31,12 +31,31 @@ pub fn kvm_available() -> std::result::Result<(), String> {
     }
 }
 
+/// One registered memory slot.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u32,
+    gpa: u64,
+    size: u64,
+    host: u64,
+    read_only: bool,
+}
+
+/// Pages of one RAM block written since the last harvest: bit `n` of `bitmap`
+/// (little-endian u64 words) is the 4 KiB page at `gpa + n * 4096`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyBlock {
+    pub gpa: u64,
+    pub size: u64,
+    pub bitmap: Vec<u64>,
+}
+
 /// A VM with the PC's in-kernel interrupt controllers.
 pub struct Vm {
     kvm: Kvm,
     fd: VmFd,
     cpuid: CpuId,
-    next_slot: Mutex<u32>,
+    slots: Mutex<Vec<Slot>>,
     memory: Mutex<Vec<Arc<GuestMemory>>>,
     reset_irqchips: Vec<kvm_irqchip>,
     reset_pit: Option<kvm_pit_state2>,
@@ -84,7 +103,7 @@ impl Vm {
             kvm,
             fd,
             cpuid,
-            next_slot: Mutex::new(0),
+            slots: Mutex::new(Vec::new()),
             memory: Mutex::new(Vec::new()),
             reset_irqchips,
             reset_pit,
@@ -94,26 +113,69 @@ impl Vm {
     /// Registers every block of `mem` as a memory slot (ROM blocks read-only, so guest
     /// writes to them come back as MMIO exits). The VM keeps `mem` alive.
     pub fn map_memory(&self, mem: &Arc<GuestMemory>) -> Result<()> {
-        let mut slot = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         for b in mem.blocks() {
-            let region = kvm_userspace_memory_region {
-                slot: *slot,
-                flags: if b.read_only { KVM_MEM_READONLY } else { 0 },
-                guest_phys_addr: b.gpa,
-                memory_size: b.size,
-                userspace_addr: b.host as u64,
+            let slot = Slot {
+                id: slots.len() as u32,
+                gpa: b.gpa,
+                size: b.size,
+                host: b.host as u64,
+                read_only: b.read_only,
             };
-            // SAFETY: `b.host..b.host+b.size` is a live mapping owned by `mem`, which we
-            // keep in `self.memory` for as long as the VM exists.
-            unsafe { self.fd.set_user_memory_region(region) }
-                .map_err(|e| HwError::kvm("KVM_SET_USER_MEMORY_REGION", e))?;
-            *slot += 1;
+            self.set_slot(&slot, false)?;
+            slots.push(slot);
         }
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(mem.clone());
         Ok(())
+    }
+
+    fn set_slot(&self, s: &Slot, log_dirty: bool) -> Result<()> {
+        let mut flags = if s.read_only { KVM_MEM_READONLY } else { 0 };
+        if log_dirty && !s.read_only {
+            flags |= KVM_MEM_LOG_DIRTY_PAGES;
+        }
+        let region = kvm_userspace_memory_region {
+            slot: s.id,
+            flags,
+            guest_phys_addr: s.gpa,
+            memory_size: s.size,
+            userspace_addr: s.host,
+        };
+        // SAFETY: `s.host..s.host+s.size` is a live mapping owned by a GuestMemory that
+        // `self.memory` keeps alive for as long as the VM exists.
+        unsafe { self.fd.set_user_memory_region(region) }
+            .map_err(|e| HwError::kvm("KVM_SET_USER_MEMORY_REGION", e))
+    }
+
+    /// Starts or stops KVM's dirty-page tracking on every RAM slot (migration).
+    pub fn set_dirty_logging(&self, on: bool) -> Result<()> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for s in slots.iter().filter(|s| !s.read_only) {
+            self.set_slot(s, on)?;
+        }
+        Ok(())
+    }
+
+    /// Pages written since dirty logging started or since the last call, per RAM slot
+    /// (KVM clears its bitmap as it hands it over).
+    pub fn take_dirty_pages(&self) -> Result<Vec<DirtyBlock>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for s in slots.iter().filter(|s| !s.read_only) {
+            let bitmap = self
+                .fd
+                .get_dirty_log(s.id, s.size as usize)
+                .map_err(|e| HwError::kvm("KVM_GET_DIRTY_LOG", e))?;
+            out.push(DirtyBlock {
+                gpa: s.gpa,
+                size: s.size,
+                bitmap,
+            });
+        }
+        Ok(out)
     }
 
     /// Creates vCPU `index` of `count`, with KVM's supported CPUID (APIC id = index).

@@ -163,8 +163,7 @@ impl<'a> Elf<'a> {
             mem.write(p.paddr, bytes)?;
             let zeros = p.memsz - p.filesz;
             if zeros > 0 {
-                let zbuf = vec![0u8; usize::try_from(zeros).map_err(|_| bad("segment size"))?];
-                mem.write(p.paddr + p.filesz, &zbuf)?;
+                mem.fill(p.paddr + p.filesz, zeros, 0)?;
             }
             low = low.min(p.paddr);
             high = high.max(end);
@@ -309,6 +308,33 @@ pub(crate) mod tests {
                 desc: &[0x00, 0x10, 0x10, 0x00]
             }]
         );
+    }
+
+    #[test]
+    fn mutated_elf_headers_never_panic() {
+        let mem = GuestMemory::new_flat(4 << 20).expect("ram");
+        let base = build_elf64(
+            0x10_0000,
+            0x10_0000,
+            &[0x90; 16],
+            8,
+            Some(("Xen", 18, &[0, 0, 0x10, 0])),
+        );
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..500 {
+            let mut img = base.clone();
+            for _ in 0..6 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = x as usize % img.len();
+                img[at] = (x >> 40) as u8;
+            }
+            if let Ok(elf) = Elf::parse(&img) {
+                let _ = elf.notes();
+                let _ = elf.load(&mem);
+            }
+        }
     }
 
     #[test]

@@ -433,6 +433,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn mutated_and_truncated_images_never_panic() {
+        let m = mem(64);
+        let base = synthetic_bzimage(0x20f, 1, 2048);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..400 {
+            let mut k = base.clone();
+            for _ in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = 0x1e0 + (x as usize % 0x90);
+                k[at] = (x >> 32) as u8;
+            }
+            let cut = if round % 3 == 0 {
+                (x as usize) % k.len()
+            } else {
+                k.len()
+            };
+            let boot = LinuxBoot {
+                kernel: &k[..cut],
+                initrd: Some(&[1, 2, 3]),
+                cmdline: "a",
+                entry: BootEntry::Auto,
+                rsdp: Some(1),
+            };
+            let _ = load_linux(&m, &boot);
+            let _ = crate::loader::pvh::pvh_entry(&k[..cut]);
+        }
+    }
+
+    #[test]
     fn too_long_command_line_is_refused() {
         let m = mem(64);
         let k = synthetic_bzimage(0x20f, 1, 16);

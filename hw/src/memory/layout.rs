@@ -24,7 +24,8 @@ impl PcLayout {
     /// 3 GiB (gigabyte alignment of current machine types) and the rest goes above 4 GiB.
     pub fn pc(ram_size: u64, max_ram_below_4g: Option<u64>) -> PcLayout {
         let max_low = match max_ram_below_4g {
-            Some(v) if v > 0 => v.min(HIGH_RAM_START),
+            // RAM may not reach the IOAPIC, LAPIC, BIOS and KVM's private pages.
+            Some(v) if v > 0 => v.min(PCI_HOLE_END),
             _ => DEFAULT_MAX_RAM_BELOW_4G,
         };
         let mut lowmem = max_low;

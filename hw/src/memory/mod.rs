@@ -6,6 +6,7 @@
 
 mod backend;
 pub mod layout;
+pub mod paging;
 
 use std::ptr;
 
@@ -310,6 +311,16 @@ impl GuestMemory {
             // SAFETY: as in `read`, with the copy going the other way.
             unsafe { ptr::copy_nonoverlapping(data[done..].as_ptr(), host, n) };
             done += n;
+        }
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `gpa` to `byte` (zeroing a segment's BSS); fails before
+    /// writing anything if some byte is not mapped.
+    pub fn fill(&self, gpa: u64, len: u64, byte: u8) -> Result<()> {
+        for (host, n) in self.pieces(gpa, len)? {
+            // SAFETY: `host..host+n` is mapped (checked by `pieces`).
+            unsafe { ptr::write_bytes(host, byte, n) };
         }
         Ok(())
     }

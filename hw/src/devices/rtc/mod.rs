@@ -1,13 +1,21 @@
 //! MC146818 CMOS RTC and NVRAM at ports 0x70 (index) / 0x71 (data), IRQ 8.
 //!
-//! The clock is host UTC plus an offset; it is computed when read, so no timer runs.
-//! Setting it (through SET mode in register B, or by writing a time register while the
-//! clock runs) queues an RTC_CHANGE record. NVRAM survives reset. Periodic, alarm and
-//! update-ended interrupts are not generated (no timer drives them).
+//! The clock is host UTC plus an offset; it is computed when read. Setting it (through
+//! SET mode in register B, or by writing a time register while the clock runs) queues
+//! an RTC_CHANGE record. NVRAM survives reset. Periodic, alarm and update-ended
+//! interrupts need the owner's timer: arm it for `next_deadline()` and call
+//! `run_timers(rtc_clock_ns())` when it fires (and after guest accesses, since they
+//! may change the deadline).
 
 mod clock;
 
 pub use clock::{from_seconds, to_seconds, DateTime, RtcBase};
+
+/// The RTC's clock: host time in nanoseconds since the epoch.
+pub fn rtc_clock_ns() -> i64 {
+    let (s, ns) = clock::host_now();
+    s * 1_000_000_000 + ns as i64
+}
 
 use crate::bus::BusDevice;
 use crate::events::{EventQueue, MachineEvent};
@@ -31,6 +39,17 @@ const CENTURY: usize = 0x32;
 const IBM_PS2_CENTURY: usize = 0x37;
 
 const REG_A_UIP: u8 = 0x80;
+const REG_B_PIE: u8 = 0x40;
+const REG_B_AIE: u8 = 0x20;
+const REG_B_UIE: u8 = 0x10;
+const REG_B_SQWE: u8 = 0x08;
+const REG_C_IRQF: u8 = 0x80;
+const REG_C_PF: u8 = 0x40;
+const REG_C_AF: u8 = 0x20;
+const REG_C_UF: u8 = 0x10;
+const SECONDS_ALARM: usize = 0x01;
+const MINUTES_ALARM: usize = 0x03;
+const HOURS_ALARM: usize = 0x05;
 const REG_B_SET: u8 = 0x80;
 const REG_B_24H: u8 = 0x02;
 const REG_B_DM: u8 = 0x04;
@@ -43,6 +62,10 @@ pub struct RtcState {
     pub index: u8,
     /// Guest RTC seconds minus host UTC seconds.
     pub offset: i64,
+    /// When the periodic interrupt next fires (RTC clock ns), if it runs.
+    pub next_periodic_ns: Option<i64>,
+    /// Guest second last seen by `run_timers` (update-ended and alarm checks).
+    pub last_second: i64,
 }
 
 pub struct Rtc {
@@ -66,11 +89,14 @@ impl Rtc {
         cmos[REG_A] = 0x26;
         cmos[REG_B] = REG_B_24H;
         cmos[REG_D] = 0x80;
+        let last_second = clock::host_now().0 + offset;
         let mut rtc = Rtc {
             state: RtcState {
                 cmos,
                 index: 0,
                 offset,
+                next_periodic_ns: None,
+                last_second,
             },
             base_offset: offset,
             irq,
@@ -126,9 +152,76 @@ impl Rtc {
 
     /// System reset: interrupt enables and flags clear; clock and NVRAM are kept.
     pub fn reset(&mut self) {
-        self.state.cmos[REG_B] &= !0x78; // PIE, AIE, UIE, SQWE
+        self.state.cmos[REG_B] &= !(REG_B_PIE | REG_B_AIE | REG_B_UIE | REG_B_SQWE);
         self.state.cmos[REG_C] = 0;
+        self.state.next_periodic_ns = None;
         self.irq.lower();
+    }
+
+    /// The periodic interrupt's period from register A's rate bits, when enabled.
+    fn periodic_period_ns(&self) -> Option<i64> {
+        let mut code = (self.state.cmos[REG_A] & 0x0f) as u32;
+        if code == 0 || self.state.cmos[REG_B] & (REG_B_PIE | REG_B_SQWE) == 0 {
+            return None;
+        }
+        if code <= 2 {
+            code += 7;
+        }
+        Some((1i64 << (code - 1)) * 1_000_000_000 / 32768)
+    }
+
+    fn reschedule_periodic(&mut self, now_ns: i64) {
+        self.state.next_periodic_ns = self.periodic_period_ns().map(|p| now_ns + p);
+    }
+
+    /// The next RTC-clock time at which `run_timers` has something to do.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let mut d = self.state.next_periodic_ns;
+        if self.running() && self.state.cmos[REG_B] & (REG_B_UIE | REG_B_AIE) != 0 {
+            let next_second = (rtc_clock_ns().div_euclid(1_000_000_000) + 1) * 1_000_000_000;
+            d = Some(d.map_or(next_second, |p| p.min(next_second)));
+        }
+        d
+    }
+
+    /// Sets the interrupt flags due by `now_ns` and raises IRQ 8 for enabled ones.
+    pub fn run_timers(&mut self, now_ns: i64) {
+        let mut flags = 0u8;
+        if let (Some(next), Some(period)) = (self.state.next_periodic_ns, self.periodic_period_ns())
+        {
+            if now_ns >= next {
+                flags |= REG_C_PF;
+                let missed = (now_ns - next) / period + 1;
+                self.state.next_periodic_ns = Some(next + missed * period);
+            }
+        }
+        let second = now_ns.div_euclid(1_000_000_000) + self.state.offset;
+        if self.running() && second > self.state.last_second {
+            flags |= REG_C_UF;
+            let t = from_seconds(second);
+            let c = self.state.cmos;
+            let matches = |alarm: u8, v: u32| alarm >= 0xc0 || self.reg_value(alarm) == v;
+            if matches(c[SECONDS_ALARM], t.second)
+                && matches(c[MINUTES_ALARM], t.minute)
+                && matches(c[HOURS_ALARM], t.hour)
+            {
+                flags |= REG_C_AF;
+            }
+        }
+        self.state.last_second = second;
+        self.raise_flags(flags);
+    }
+
+    fn raise_flags(&mut self, flags: u8) {
+        if flags == 0 {
+            return;
+        }
+        let c = &mut self.state.cmos;
+        c[REG_C] |= flags;
+        if c[REG_C] & c[REG_B] & (REG_C_PF | REG_C_AF | REG_C_UF) != 0 {
+            c[REG_C] |= REG_C_IRQF;
+            self.irq.raise();
+        }
     }
 
     fn bcd(&self) -> bool {
@@ -261,8 +354,17 @@ impl Rtc {
                 if was_set && v & REG_B_SET == 0 {
                     self.take_time();
                 }
+                self.reschedule_periodic(rtc_clock_ns());
+                // An enable turned on while its flag is already set interrupts at once.
+                if self.state.cmos[REG_C] & v & (REG_C_PF | REG_C_AF | REG_C_UF) != 0 {
+                    self.state.cmos[REG_C] |= REG_C_IRQF;
+                    self.irq.raise();
+                }
             }
-            REG_A => self.state.cmos[REG_A] = v & !REG_A_UIP,
+            REG_A => {
+                self.state.cmos[REG_A] = v & !REG_A_UIP;
+                self.reschedule_periodic(rtc_clock_ns());
+            }
             REG_C | REG_D => {}
             _ => self.state.cmos[i] = v,
         }
@@ -352,6 +454,57 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(rd(&mut r, 0x09), 0x01);
+    }
+
+    #[test]
+    fn periodic_interrupt_fires_at_the_programmed_rate() {
+        let chip = IrqLevels::new();
+        let mut r = Rtc::new(
+            RtcBase::Utc,
+            Irq::new(chip.clone(), RTC_IRQ),
+            EventQueue::new(),
+        );
+        wr(&mut r, 0x0a, 0x2f); // rate 15: 2 Hz
+        wr(&mut r, 0x0b, REG_B_24H | REG_B_PIE);
+        let deadline = r.next_deadline().expect("periodic deadline");
+        let now = rtc_clock_ns();
+        assert!(
+            (deadline - now - 500_000_000).abs() < 50_000_000,
+            "period {}",
+            deadline - now
+        );
+        r.run_timers(deadline - 1);
+        assert!(!chip.level(8));
+        r.run_timers(deadline);
+        assert!(chip.level(8));
+        // UF may also be set if a second boundary passed; it is not enabled.
+        assert_eq!(rd(&mut r, 0x0c) & !REG_C_UF, REG_C_IRQF | REG_C_PF);
+        assert!(!chip.level(8));
+        assert!(r.next_deadline().expect("next") > deadline);
+    }
+
+    #[test]
+    fn update_ended_and_alarm_interrupts_fire_on_second_boundaries() {
+        let chip = IrqLevels::new();
+        let mut r = Rtc::new(
+            RtcBase::Utc,
+            Irq::new(chip.clone(), RTC_IRQ),
+            EventQueue::new(),
+        );
+        wr(&mut r, 0x01, 0xc0);
+        wr(&mut r, 0x03, 0xc0);
+        wr(&mut r, 0x05, 0xc0);
+        wr(&mut r, 0x0b, REG_B_24H | REG_B_UIE | REG_B_AIE);
+        let d = r.next_deadline().expect("deadline");
+        r.run_timers(d + 1);
+        assert!(chip.level(8));
+        assert_eq!(rd(&mut r, 0x0c), REG_C_IRQF | REG_C_UF | REG_C_AF);
+    }
+
+    #[test]
+    fn disabled_interrupts_leave_no_deadline() {
+        let (r, _) = rtc(RtcBase::Utc);
+        assert_eq!(r.next_deadline(), None);
     }
 
     #[test]

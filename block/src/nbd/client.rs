@@ -1,0 +1,503 @@
+//! One client connection as a state machine: handshake, option haggling,
+//! then requests in order. `ready()` does a bounded amount of work and never
+//! blocks; `interest()` says which socket events should wake it next.
+
+use std::collections::BTreeMap;
+use std::os::fd::{OwnedFd, RawFd};
+
+use super::commands::{self, Request};
+use super::export::{ExportResolver, NbdExport};
+use super::handshake;
+use super::iobuf::{InputBuffer, OutputBuffer, Transfer};
+use super::options::{self, Negotiation, OptionOutcome};
+use super::proto;
+use super::socket::Stream;
+use super::transmission::{Failure, ReadJob, ReadStep, Session};
+
+/// Queued output above which we stop taking new work until the client reads.
+const HIGH_WATER: usize = 2 * 1024 * 1024;
+/// Unparsed input we read ahead of the message being assembled, so that
+/// pipelined small requests cost one read() for several.
+const READ_AHEAD: usize = 64 * 1024;
+/// Steps (socket transfers or messages) per `ready()` call: the bound that
+/// keeps one busy client from starving the main loop.
+const STEPS_PER_CALL: usize = 64;
+
+enum Phase {
+    ClientFlags,
+    OptionHeader,
+    OptionData {
+        opt: u32,
+        len: usize,
+    },
+    /// Skip an option we will not hold, then answer it with `reply`.
+    SkipOption {
+        opt: u32,
+        remaining: u64,
+        reply: u32,
+    },
+    RequestHeader,
+    WritePayload(Request),
+    /// Skip the payload of a refused write, then send the failure.
+    SkipPayload {
+        req: Request,
+        remaining: u64,
+        failure: Failure,
+    },
+    Reading(ReadJob),
+    /// Send what is queued, then close.
+    Closing,
+}
+
+/// What the state machine needs next.
+enum Advance {
+    /// Made progress; call again.
+    Progressed,
+    /// Needs more input, holding at most this many unread bytes.
+    NeedInput(usize),
+    /// Nothing more until the output drains (Closing).
+    Stalled,
+}
+
+pub(crate) struct Client {
+    stream: Stream,
+    inbuf: InputBuffer,
+    out: OutputBuffer,
+    phase: Phase,
+    neg: Negotiation,
+    session: Option<Session>,
+}
+
+/// The events a client wants to be woken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl Client {
+    pub(crate) fn new(stream: Stream) -> Self {
+        let mut out = OutputBuffer::default();
+        out.push(&handshake::greeting());
+        Client {
+            stream,
+            inbuf: InputBuffer::default(),
+            out,
+            phase: Phase::ClientFlags,
+            neg: Negotiation::default(),
+            session: None,
+        }
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.stream.fd()
+    }
+
+    /// Name of the export in use, once in transmission.
+    pub(crate) fn export(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.sel.export.as_str())
+    }
+
+    pub(crate) fn interest(&self) -> Interest {
+        let closing = matches!(self.phase, Phase::Closing);
+        let starved = self.needs_input();
+        Interest {
+            readable: starved && self.out.pending() < HIGH_WATER,
+            // Writable also stands for "has work without input": the socket
+            // is nearly always writable, so the loop calls back at once.
+            writable: self.out.pending() > 0 || closing || !starved,
+        }
+    }
+
+    /// Whether the current phase can only go on after more input arrives.
+    /// Derived from the state itself, never cached, so that buffered but
+    /// unparsed input can never be forgotten while the socket is quiet.
+    fn needs_input(&self) -> bool {
+        let have = self.inbuf.len();
+        match &self.phase {
+            Phase::ClientFlags => have < 4,
+            Phase::OptionHeader => have < options::OPTION_HEADER_LEN,
+            Phase::OptionData { len, .. } => have < *len,
+            Phase::SkipOption { remaining, .. } | Phase::SkipPayload { remaining, .. } => {
+                have == 0 && *remaining > 0
+            }
+            Phase::RequestHeader => have < commands::REQUEST_LEN,
+            Phase::WritePayload(req) => have < req.len as usize,
+            Phase::Reading(_) | Phase::Closing => false,
+        }
+    }
+
+    /// Do a bounded amount of work. Returns false when the connection is over.
+    pub(crate) fn ready(
+        &mut self,
+        exports: &BTreeMap<String, NbdExport>,
+        resolver: &mut dyn ExportResolver,
+    ) -> bool {
+        for _ in 0..STEPS_PER_CALL {
+            let mut progressed = false;
+            match self.out.write_to(&mut self.stream) {
+                Ok(Transfer::Moved(_)) => progressed = true,
+                Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                Ok(Transfer::Eof) | Err(_) => return false,
+            }
+            if matches!(self.phase, Phase::Closing) && self.out.pending() == 0 {
+                return false;
+            }
+            if self.out.pending() >= HIGH_WATER {
+                if !progressed {
+                    break;
+                }
+                continue;
+            }
+            match self.advance(exports, resolver) {
+                Advance::Progressed => progressed = true,
+                Advance::Stalled => {}
+                Advance::NeedInput(limit) => {
+                    match self.inbuf.fill_from(&mut self.stream, limit) {
+                        Ok(Transfer::Moved(_)) => progressed = true,
+                        Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                        // The client hung up; a reply it can no longer
+                        // read is not worth waiting for.
+                        Ok(Transfer::Eof) | Err(_) => return false,
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        true
+    }
+
+    /// End the connection from our side: answer nothing more, send what is
+    /// queued if the socket takes it now, then shut the socket down.
+    pub(crate) fn shut(mut self) -> OwnedFd {
+        while let Ok(Transfer::Moved(_)) = self.out.write_to(&mut self.stream) {}
+        self.stream.shutdown();
+        self.stream.into_fd()
+    }
+
+    /// Bytes `n` of unread input if available, else the input limit to wait with.
+    fn need(&self, n: usize) -> Option<Advance> {
+        (self.inbuf.len() < n).then(|| Advance::NeedInput(n.max(READ_AHEAD)))
+    }
+
+    fn advance(
+        &mut self,
+        exports: &BTreeMap<String, NbdExport>,
+        resolver: &mut dyn ExportResolver,
+    ) -> Advance {
+        let phase = std::mem::replace(&mut self.phase, Phase::Closing);
+        let (next, adv) = self.advance_phase(phase, exports, resolver);
+        self.phase = next;
+        adv
+    }
+
+    fn advance_phase(
+        &mut self,
+        phase: Phase,
+        exports: &BTreeMap<String, NbdExport>,
+        resolver: &mut dyn ExportResolver,
+    ) -> (Phase, Advance) {
+        match phase {
+            Phase::Closing => (Phase::Closing, Advance::Stalled),
+            Phase::ClientFlags => {
+                if let Some(a) = self.need(4) {
+                    return (phase, a);
+                }
+                let b = self.inbuf.unread();
+                let raw = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                self.inbuf.consume(4);
+                match handshake::parse_client_flags(raw) {
+                    Some(f) => {
+                        self.neg.no_zeroes = f.no_zeroes;
+                        (Phase::OptionHeader, Advance::Progressed)
+                    }
+                    None => self.hang_up(),
+                }
+            }
+            Phase::OptionHeader => {
+                if let Some(a) = self.need(options::OPTION_HEADER_LEN) {
+                    return (phase, a);
+                }
+                let Some((opt, len)) = options::parse_option_header(self.inbuf.unread()) else {
+                    return self.hang_up();
+                };
+                self.inbuf.consume(options::OPTION_HEADER_LEN);
+                let known = options::is_known(opt);
+                if known && len as usize <= options::MAX_OPTION_DATA {
+                    (
+                        Phase::OptionData {
+                            opt,
+                            len: len as usize,
+                        },
+                        Advance::Progressed,
+                    )
+                } else if opt == proto::OPT_EXPORT_NAME {
+                    // No error reply exists for this option.
+                    self.hang_up()
+                } else {
+                    let reply = if known {
+                        proto::REP_ERR_TOO_BIG
+                    } else {
+                        proto::REP_ERR_UNSUP
+                    };
+                    (
+                        Phase::SkipOption {
+                            opt,
+                            remaining: u64::from(len),
+                            reply,
+                        },
+                        Advance::Progressed,
+                    )
+                }
+            }
+            Phase::SkipOption {
+                opt,
+                remaining,
+                reply,
+            } => {
+                let n = self.skip(remaining);
+                if n < remaining {
+                    let a = if n == 0 {
+                        Advance::NeedInput(READ_AHEAD)
+                    } else {
+                        Advance::Progressed
+                    };
+                    return (
+                        Phase::SkipOption {
+                            opt,
+                            remaining: remaining - n,
+                            reply,
+                        },
+                        a,
+                    );
+                }
+                let msg = if reply == proto::REP_ERR_TOO_BIG {
+                    "option too long"
+                } else {
+                    "unsupported option"
+                };
+                options::reply_error(&mut self.out, opt, reply, msg);
+                (Phase::OptionHeader, Advance::Progressed)
+            }
+            Phase::OptionData { opt, len } => {
+                if let Some(a) = self.need(len) {
+                    return (phase, a);
+                }
+                let data = &self.inbuf.unread()[..len];
+                let outcome = options::handle_option(
+                    opt,
+                    data,
+                    exports,
+                    resolver,
+                    &mut self.neg,
+                    &mut self.out,
+                );
+                self.inbuf.consume(len);
+                match outcome {
+                    OptionOutcome::Continue => (Phase::OptionHeader, Advance::Progressed),
+                    OptionOutcome::Transmission(sel) => {
+                        self.session = Some(Session { sel });
+                        (Phase::RequestHeader, Advance::Progressed)
+                    }
+                    OptionOutcome::Finish => (Phase::Closing, Advance::Progressed),
+                    OptionOutcome::Drop => self.hang_up(),
+                }
+            }
+            Phase::RequestHeader => {
+                if let Some(a) = self.need(commands::REQUEST_LEN) {
+                    return (phase, a);
+                }
+                let Some(req) = commands::parse_request(self.inbuf.unread()) else {
+                    return self.hang_up();
+                };
+                self.inbuf.consume(commands::REQUEST_LEN);
+                self.start_request(req, resolver)
+            }
+            Phase::WritePayload(req) => {
+                let len = req.len as usize;
+                if let Some(a) = self.need(len) {
+                    return (phase, a);
+                }
+                let alive = match &self.session {
+                    Some(s) => {
+                        s.execute(&req, &self.inbuf.unread()[..len], resolver, &mut self.out)
+                    }
+                    None => false,
+                };
+                self.inbuf.consume(len);
+                self.after_request(alive)
+            }
+            Phase::SkipPayload {
+                req,
+                remaining,
+                failure,
+            } => {
+                let n = self.skip(remaining);
+                if n < remaining {
+                    let a = if n == 0 {
+                        Advance::NeedInput(READ_AHEAD)
+                    } else {
+                        Advance::Progressed
+                    };
+                    return (
+                        Phase::SkipPayload {
+                            req,
+                            remaining: remaining - n,
+                            failure,
+                        },
+                        a,
+                    );
+                }
+                if let Some(s) = &self.session {
+                    s.reply_failure(&mut self.out, req.cookie, &failure);
+                }
+                (Phase::RequestHeader, Advance::Progressed)
+            }
+            Phase::Reading(mut job) => {
+                let Some(s) = &self.session else {
+                    return self.hang_up();
+                };
+                match job.step(s, resolver, &mut self.out) {
+                    ReadStep::More => (Phase::Reading(job), Advance::Progressed),
+                    ReadStep::Finished => (Phase::RequestHeader, Advance::Progressed),
+                    ReadStep::Fatal => (Phase::Closing, Advance::Progressed),
+                }
+            }
+        }
+    }
+
+    fn start_request(
+        &mut self,
+        req: Request,
+        resolver: &mut dyn ExportResolver,
+    ) -> (Phase, Advance) {
+        let Some(s) = &self.session else {
+            return self.hang_up();
+        };
+        if req.typ == proto::CMD_DISC {
+            // Everything before it is answered; nothing after it is read.
+            return (Phase::Closing, Advance::Progressed);
+        }
+        let checked = s.validate(&req);
+        if req.typ == proto::CMD_WRITE {
+            return match checked {
+                Ok(()) => (Phase::WritePayload(req), Advance::Progressed),
+                // The payload follows the header whatever we think of it;
+                // skip it (without holding it) to stay in step.
+                Err(failure) => (
+                    Phase::SkipPayload {
+                        req,
+                        remaining: u64::from(req.len),
+                        failure,
+                    },
+                    Advance::Progressed,
+                ),
+            };
+        }
+        if let Err(f) = checked {
+            s.reply_failure(&mut self.out, req.cookie, &f);
+            return (Phase::RequestHeader, Advance::Progressed);
+        }
+        if req.typ == proto::CMD_READ {
+            return (Phase::Reading(ReadJob::new(s, &req)), Advance::Progressed);
+        }
+        let alive = s.execute(&req, &[], resolver, &mut self.out);
+        self.after_request(alive)
+    }
+
+    fn after_request(&mut self, alive: bool) -> (Phase, Advance) {
+        let next = if alive {
+            Phase::RequestHeader
+        } else {
+            Phase::Closing
+        };
+        (next, Advance::Progressed)
+    }
+
+    /// Drop the connection now, discarding queued output too.
+    fn hang_up(&mut self) -> (Phase, Advance) {
+        self.out.clear();
+        (Phase::Closing, Advance::Progressed)
+    }
+
+    /// Discard up to `n` buffered input bytes; returns how many.
+    fn skip(&mut self, n: u64) -> u64 {
+        let take = (self.inbuf.len() as u64).min(n);
+        self.inbuf.consume(take as usize);
+        take
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::nbd::memory_backend::Memory;
+
+    fn exports() -> BTreeMap<String, NbdExport> {
+        let e = NbdExport {
+            name: "m".into(),
+            backend: "m".into(),
+            description: String::new(),
+            writable: true,
+        };
+        BTreeMap::from([("m".to_string(), e)])
+    }
+
+    fn flush_request(cookie: u64) -> Vec<u8> {
+        let mut r = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
+        r.extend_from_slice(&[0, 0]);
+        r.extend_from_slice(&proto::CMD_FLUSH.to_be_bytes());
+        r.extend_from_slice(&cookie.to_be_bytes());
+        r.extend_from_slice(&[0u8; 12]);
+        r
+    }
+
+    #[test]
+    fn buffered_requests_keep_the_client_asking_to_be_called() {
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let mut client = Client::new(Stream::Unix(ours));
+        let mut mem = Memory(vec![0; 4096]);
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&1u32.to_be_bytes());
+        msg.push(b'm');
+        for cookie in 0..1000 {
+            msg.extend(flush_request(cookie));
+        }
+        peer.write_all(&msg).expect("send");
+
+        // Call only when the reported interest says so, as a poller would,
+        // and drain replies as they come.
+        let mut replies = Vec::new();
+        let mut calls = 0;
+        let expected = handshake::GREETING_LEN + 10 + 1000 * 16;
+        peer.set_nonblocking(true).expect("nonblocking");
+        while replies.len() < expected && calls < 10_000 {
+            let int = client.interest();
+            assert!(int.writable || int.readable, "client asks for nothing");
+            if client.inbuf.len() > 0 {
+                assert!(int.writable, "unparsed input but not asking to be called");
+            }
+            assert!(client.ready(&exports(), &mut mem));
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = peer.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                replies.extend_from_slice(&buf[..n]);
+            }
+            calls += 1;
+        }
+
+        assert_eq!(replies.len(), expected);
+        let last = &replies[expected - 16..];
+        assert_eq!(&last[8..16], &999u64.to_be_bytes());
+    }
+}

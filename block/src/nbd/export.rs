@@ -1,0 +1,95 @@
+//! What the server exports and how it reaches the data: the backend trait the
+//! block layer implements, the resolver through which the caller lends a
+//! backend for one call, and the export table entry.
+//!
+//! The server never owns a backend: every operation borrows one through
+//! `ExportResolver::with_backend`, so the block layer keeps sole ownership and
+//! all I/O passes through it (throttling, dirty bitmaps, statistics, write
+//! thresholds apply to NBD clients like to any other writer).
+
+use std::os::fd::BorrowedFd;
+
+use super::error::NbdIoError;
+
+/// The I/O an export needs. Offsets and lengths are in bytes and already
+/// checked against `size()` by the server.
+pub trait NbdExportBackend {
+    /// Current size of the export in bytes.
+    fn size(&self) -> u64;
+    /// Fill `buf` from `offset`.
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError>;
+    /// Write `data` at `offset`; with `fua`, the data is on stable storage
+    /// when this returns.
+    fn write(&mut self, offset: u64, data: &[u8], fua: bool) -> Result<(), NbdIoError>;
+    /// Make `len` bytes at `offset` read as zeroes; `may_trim` allows
+    /// deallocating them instead of writing.
+    fn write_zeroes(
+        &mut self,
+        offset: u64,
+        len: u64,
+        may_trim: bool,
+        fua: bool,
+    ) -> Result<(), NbdIoError>;
+    /// Hint that `len` bytes at `offset` are no longer needed.
+    fn trim(&mut self, offset: u64, len: u64) -> Result<(), NbdIoError>;
+    /// Put every completed write on stable storage.
+    fn flush(&mut self) -> Result<(), NbdIoError>;
+    /// Allocation status of consecutive extents starting at `offset`, as
+    /// `(length, flags)` with `flags` a mask of `STATE_HOLE` and `STATE_ZERO`.
+    /// The extents may cover less than `len` (at least one byte) or more;
+    /// the server clips them.
+    fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError>;
+
+    /// Where the `len` bytes at `offset` lie as they are in a host file, if
+    /// they do: that file and the offset in it. The server then sends them
+    /// with sendfile(2), which spares a copy through memory; it duplicates
+    /// the fd at once and reads when the socket takes the data, possibly
+    /// after later requests ran. So answer only where the mapping can never
+    /// point at other data (a raw file: yes; a qcow2 cluster, which discard
+    /// and reallocation may hand to another guest offset: no), and account
+    /// the bytes as read (statistics, throttling) when answering.
+    /// The default, None, makes the server call `read`.
+    fn read_source(&mut self, offset: u64, len: u64) -> Option<(BorrowedFd<'_>, u64)> {
+        let _ = (offset, len);
+        None
+    }
+}
+
+/// Lends backends to the server for the duration of one call. `backend` is
+/// the `backend` field of the export (the block backend or node name given
+/// to nbd-server-add). Returns false when no such backend exists (any more);
+/// `f` is then not called.
+pub trait ExportResolver {
+    fn with_backend(&mut self, backend: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend))
+        -> bool;
+}
+
+/// One entry of the export table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NbdExport {
+    /// Name the clients ask for.
+    pub name: String,
+    /// Key handed to the resolver.
+    pub backend: String,
+    /// Free text shown by NBD_OPT_LIST and NBD_INFO_DESCRIPTION; may be empty.
+    pub description: String,
+    /// False: the export is advertised read-only and write commands fail
+    /// with EPERM.
+    pub writable: bool,
+}
+
+/// Run `f` on the named backend; None when the resolver does not know it.
+pub(crate) fn with_backend<R>(
+    resolver: &mut dyn ExportResolver,
+    backend: &str,
+    f: impl FnOnce(&mut dyn NbdExportBackend) -> R,
+) -> Option<R> {
+    let mut f = Some(f);
+    let mut result = None;
+    resolver.with_backend(backend, &mut |b| {
+        if let Some(f) = f.take() {
+            result = Some(f(b));
+        }
+    });
+    result
+}

@@ -1,0 +1,673 @@
+//! The transmission phase of one connection: checking each request against
+//! the negotiated export, running it on the backend, and queueing its reply.
+//! Reads are streamed by `ReadJob` one bounded piece at a time.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use super::commands::{self, Request};
+use super::error::NbdIoError;
+use super::export::{with_backend, ExportResolver, NbdExportBackend};
+use super::iobuf::OutputBuffer;
+use super::options::Selected;
+use super::proto;
+
+/// Bytes of a read produced per step: large enough to keep syscalls few,
+/// small enough that one step stays short and memory stays bounded.
+pub(crate) const READ_PIECE: u64 = 2 * 1024 * 1024;
+
+/// Most extents sent in one NBD_REPLY_TYPE_BLOCK_STATUS chunk.
+const MAX_EXTENTS: usize = 64 * 1024;
+
+/// A request refused or failed: wire error value and a message for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub error: u32,
+    pub msg: String,
+}
+
+fn fail(error: u32, msg: impl Into<String>) -> Failure {
+    Failure {
+        error,
+        msg: msg.into(),
+    }
+}
+
+fn io_failure(what: &str, e: NbdIoError) -> Failure {
+    fail(e.wire_value(), format!("{what} failed: {e}"))
+}
+
+/// The backend is gone (the block device was removed under the export):
+/// fail the request with ESHUTDOWN, after which the connection ends.
+fn gone() -> Failure {
+    fail(proto::ESHUTDOWN, "export backend is gone")
+}
+
+pub(crate) struct Session {
+    pub sel: Selected,
+}
+
+impl Session {
+    /// Check flags, permissions and range before anything touches the backend.
+    pub(crate) fn validate(&self, r: &Request) -> Result<(), Failure> {
+        let s = &self.sel;
+        let allowed = proto::CMD_FLAG_FUA
+            | match r.typ {
+                proto::CMD_READ if s.structured => proto::CMD_FLAG_DF,
+                proto::CMD_WRITE_ZEROES => proto::CMD_FLAG_NO_HOLE,
+                proto::CMD_BLOCK_STATUS => proto::CMD_FLAG_REQ_ONE,
+                _ => 0,
+            };
+        if r.flags & !allowed != 0 {
+            return Err(fail(
+                proto::EINVAL,
+                format!("unsupported flags 0x{:x}", r.flags & !allowed),
+            ));
+        }
+        let writes = matches!(
+            r.typ,
+            proto::CMD_WRITE | proto::CMD_TRIM | proto::CMD_WRITE_ZEROES
+        );
+        match r.typ {
+            proto::CMD_READ | proto::CMD_WRITE if r.len > proto::MAX_PAYLOAD => {
+                let error = if r.typ == proto::CMD_READ && s.structured {
+                    proto::EOVERFLOW
+                } else {
+                    proto::EINVAL
+                };
+                return Err(fail(
+                    error,
+                    format!("request length {} exceeds {}", r.len, proto::MAX_PAYLOAD),
+                ));
+            }
+            proto::CMD_READ
+            | proto::CMD_WRITE
+            | proto::CMD_TRIM
+            | proto::CMD_CACHE
+            | proto::CMD_WRITE_ZEROES
+            | proto::CMD_BLOCK_STATUS
+            | proto::CMD_FLUSH => {}
+            _ => return Err(fail(proto::EINVAL, format!("unknown command {}", r.typ))),
+        }
+        if writes && !s.writable {
+            return Err(fail(proto::EPERM, "export is read-only"));
+        }
+        if r.typ == proto::CMD_BLOCK_STATUS && s.meta_context.is_none() {
+            return Err(fail(proto::EINVAL, "no metadata context negotiated"));
+        }
+        // There is no extent of length zero to describe.
+        if r.typ == proto::CMD_BLOCK_STATUS && r.len == 0 {
+            return Err(fail(proto::EINVAL, "block status of zero bytes"));
+        }
+        if r.typ != proto::CMD_FLUSH && (r.offset > s.size || u64::from(r.len) > s.size - r.offset)
+        {
+            let error = if matches!(r.typ, proto::CMD_WRITE | proto::CMD_WRITE_ZEROES) {
+                proto::ENOSPC
+            } else {
+                proto::EINVAL
+            };
+            return Err(fail(
+                error,
+                format!(
+                    "operation past EOF; offset {} length {} size {}",
+                    r.offset, r.len, s.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queue the error reply for a request.
+    pub(crate) fn reply_failure(&self, out: &mut OutputBuffer, cookie: u64, f: &Failure) {
+        if self.sel.structured {
+            commands::error_chunk(out, cookie, f.error, &f.msg);
+        } else {
+            commands::simple_reply(out, f.error, cookie);
+        }
+    }
+
+    fn reply_ok(&self, out: &mut OutputBuffer, cookie: u64) {
+        commands::simple_reply(out, 0, cookie);
+    }
+
+    /// Run a validated request other than READ and DISC (WRITE with its
+    /// payload). Returns false when the connection must end afterwards.
+    pub(crate) fn execute(
+        &self,
+        r: &Request,
+        payload: &[u8],
+        resolver: &mut dyn ExportResolver,
+        out: &mut OutputBuffer,
+    ) -> bool {
+        let fua = r.flags & proto::CMD_FLAG_FUA != 0;
+        let (off, len) = (r.offset, u64::from(r.len));
+        if r.typ == proto::CMD_BLOCK_STATUS {
+            return self.block_status(r, resolver, out);
+        }
+        // An empty write, trim or zeroing changes nothing; the backend
+        // need not handle that case.
+        if len == 0 && r.typ != proto::CMD_FLUSH {
+            self.reply_ok(out, r.cookie);
+            return true;
+        }
+        let result = with_backend(resolver, &self.sel.backend, |b| -> Result<(), Failure> {
+            match r.typ {
+                proto::CMD_WRITE => b
+                    .write(off, payload, fua)
+                    .map_err(|e| io_failure("write", e)),
+                proto::CMD_FLUSH => b.flush().map_err(|e| io_failure("flush", e)),
+                proto::CMD_TRIM => {
+                    b.trim(off, len).map_err(|e| io_failure("trim", e))?;
+                    if fua {
+                        b.flush().map_err(|e| io_failure("flush", e))?;
+                    }
+                    Ok(())
+                }
+                proto::CMD_WRITE_ZEROES => {
+                    let may_trim = r.flags & proto::CMD_FLAG_NO_HOLE == 0;
+                    b.write_zeroes(off, len, may_trim, fua)
+                        .map_err(|e| io_failure("write zeroes", e))
+                }
+                // CACHE is only a hint; it succeeds without effect.
+                _ => Ok(()),
+            }
+        });
+        match result {
+            Some(Ok(())) => {
+                self.reply_ok(out, r.cookie);
+                true
+            }
+            Some(Err(f)) => {
+                self.reply_failure(out, r.cookie, &f);
+                true
+            }
+            None => {
+                self.reply_failure(out, r.cookie, &gone());
+                false
+            }
+        }
+    }
+
+    fn block_status(
+        &self,
+        r: &Request,
+        resolver: &mut dyn ExportResolver,
+        out: &mut OutputBuffer,
+    ) -> bool {
+        let (off, len) = (r.offset, u64::from(r.len));
+        let req_one = r.flags & proto::CMD_FLAG_REQ_ONE != 0;
+        let Some(result) = with_backend(resolver, &self.sel.backend, |b| b.block_status(off, len))
+        else {
+            self.reply_failure(out, r.cookie, &gone());
+            return false;
+        };
+        let extents = match result {
+            Ok(e) => e,
+            Err(e) => {
+                self.reply_failure(out, r.cookie, &io_failure("block status", e));
+                return true;
+            }
+        };
+        let max = if req_one { 1 } else { MAX_EXTENTS };
+        let mut list = clip_extents(&extents, len, max);
+        if list.is_empty() {
+            // Status 0 is always truthful ("allocated, contents unknown");
+            // len >= 1 was checked by validate().
+            list.push((len as u32, 0));
+        }
+        let ctx = self
+            .sel
+            .meta_context
+            .unwrap_or(super::options::BASE_ALLOCATION_ID);
+        let payload_len = 4 + 8 * list.len() as u32;
+        commands::chunk_header(
+            out,
+            proto::REPLY_FLAG_DONE,
+            proto::REPLY_TYPE_BLOCK_STATUS,
+            r.cookie,
+            payload_len,
+        );
+        out.push(&ctx.to_be_bytes());
+        for (l, flags) in list {
+            out.push(&l.to_be_bytes());
+            out.push(&flags.to_be_bytes());
+        }
+        true
+    }
+}
+
+/// Backend extents cut to the requested length, empty ones dropped,
+/// neighbours with equal flags merged, at most `max` of them.
+fn clip_extents(extents: &[(u64, u32)], len: u64, max: usize) -> Vec<(u32, u32)> {
+    let mut list: Vec<(u32, u32)> = Vec::new();
+    let mut covered = 0u64;
+    for &(l, flags) in extents {
+        if covered >= len {
+            break;
+        }
+        let l = l.min(len - covered);
+        if l == 0 {
+            continue;
+        }
+        let flags = flags & (proto::STATE_HOLE | proto::STATE_ZERO);
+        covered += l;
+        // len <= u32::MAX, so every clipped length and sum fits.
+        let full = list.len() == max;
+        match list.last_mut() {
+            Some(last) if last.1 == flags => last.0 += l as u32,
+            _ if full => break,
+            _ => list.push((l as u32, flags)),
+        }
+    }
+    list
+}
+
+/// How a READ reply is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadMode {
+    /// Simple reply: header, then the data.
+    Simple,
+    /// Structured, one data chunk (NBD_CMD_FLAG_DF).
+    OneChunk,
+    /// Structured, data and hole chunks piece by piece.
+    Sparse,
+}
+
+/// A READ being answered over several steps.
+pub(crate) struct ReadJob {
+    cookie: u64,
+    offset: u64,
+    remaining: u64,
+    /// Data bytes queued so far; 0 means the reply has not started.
+    produced: u64,
+    mode: ReadMode,
+    /// OneChunk: the data chunk header already carries the DONE flag.
+    header_done: bool,
+}
+
+/// Result of one read step.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadStep {
+    More,
+    Finished,
+    /// The reply cannot be completed; close the connection.
+    Fatal,
+}
+
+impl ReadJob {
+    pub(crate) fn new(session: &Session, r: &Request) -> Self {
+        let mode = if !session.sel.structured {
+            ReadMode::Simple
+        } else if r.flags & proto::CMD_FLAG_DF != 0 {
+            ReadMode::OneChunk
+        } else {
+            ReadMode::Sparse
+        };
+        ReadJob {
+            cookie: r.cookie,
+            offset: r.offset,
+            remaining: u64::from(r.len),
+            produced: 0,
+            mode,
+            header_done: false,
+        }
+    }
+
+    /// Queue the next piece of the reply (at most READ_PIECE data bytes).
+    pub(crate) fn step(
+        &mut self,
+        session: &Session,
+        resolver: &mut dyn ExportResolver,
+        out: &mut OutputBuffer,
+    ) -> ReadStep {
+        let mark = out.mark();
+        let first = self.produced == 0;
+        let cookie = self.cookie;
+        if self.remaining == 0 {
+            // Zero-length read: a header alone, or an empty structured reply.
+            match self.mode {
+                ReadMode::Simple => commands::simple_reply(out, 0, cookie),
+                _ => commands::done_chunk(out, cookie),
+            }
+            return ReadStep::Finished;
+        }
+        if first {
+            match self.mode {
+                ReadMode::Simple => commands::simple_reply(out, 0, cookie),
+                ReadMode::OneChunk => {
+                    self.header_done = self.remaining <= READ_PIECE;
+                    let flags = if self.header_done {
+                        proto::REPLY_FLAG_DONE
+                    } else {
+                        0
+                    };
+                    // remaining <= MAX_PAYLOAD, checked by validate().
+                    let len = (self.remaining + 8) as u32;
+                    commands::chunk_header(out, flags, proto::REPLY_TYPE_OFFSET_DATA, cookie, len);
+                    out.push(&self.offset.to_be_bytes());
+                }
+                ReadMode::Sparse => {}
+            }
+        }
+        let piece = self.remaining.min(READ_PIECE);
+        let last = piece == self.remaining;
+        let (off, mode) = (self.offset, self.mode);
+        let piece_mark = out.mark();
+        let result = with_backend(resolver, &session.sel.backend, |b| match mode {
+            ReadMode::Sparse => sparse_piece(b, out, cookie, off, piece, last),
+            _ => {
+                let source = file_source(b, off, piece);
+                read_into(b, out, source.as_ref(), off, off, piece)
+            }
+        });
+        let failure = match result {
+            Some(Ok(())) => {
+                self.offset += piece;
+                self.remaining -= piece;
+                self.produced += piece;
+                if !last {
+                    return ReadStep::More;
+                }
+                if self.mode == ReadMode::OneChunk && !self.header_done {
+                    commands::done_chunk(out, cookie);
+                }
+                return ReadStep::Finished;
+            }
+            Some(Err(e)) => io_failure("read", e),
+            None => gone(),
+        };
+        let end = if failure.error == proto::ESHUTDOWN {
+            ReadStep::Fatal
+        } else {
+            ReadStep::Finished
+        };
+        match self.mode {
+            ReadMode::Simple | ReadMode::OneChunk if first => {
+                out.truncate(mark);
+                self.reply_error(out, &failure);
+                end
+            }
+            // Part of the data went out under a success header: the spec
+            // leaves only hanging up.
+            ReadMode::Simple => {
+                out.truncate(piece_mark);
+                ReadStep::Fatal
+            }
+            ReadMode::OneChunk => {
+                // The chunk header promised the full length: pad it out.
+                out.truncate(piece_mark);
+                out.push_zeroes(self.remaining as usize);
+                commands::error_chunk(out, cookie, failure.error, &failure.msg);
+                end
+            }
+            ReadMode::Sparse => {
+                commands::error_chunk(out, cookie, failure.error, &failure.msg);
+                end
+            }
+        }
+    }
+
+    fn reply_error(&self, out: &mut OutputBuffer, f: &Failure) {
+        match self.mode {
+            ReadMode::Simple => commands::simple_reply(out, f.error, self.cookie),
+            _ => commands::error_chunk(out, self.cookie, f.error, &f.msg),
+        }
+    }
+}
+
+/// The host file holding the `len` bytes at `off` unchanged, duplicated so
+/// it outlives the backend's borrow, with the file offset of `off`.
+fn file_source(b: &mut dyn NbdExportBackend, off: u64, len: u64) -> Option<(Arc<OwnedFd>, u64)> {
+    let (fd, at) = b.read_source(off, len)?;
+    // Out of descriptors for the duplicate: copying works without one.
+    let fd = fd.try_clone_to_owned().ok()?;
+    Some((Arc::new(fd), at))
+}
+
+/// Queue the `len` bytes at `off`: as a span of `source` (the file holding
+/// them and its offset for `source_base`) when there is one, else read into
+/// the buffer.
+fn read_into(
+    b: &mut dyn NbdExportBackend,
+    out: &mut OutputBuffer,
+    source: Option<&(Arc<OwnedFd>, u64)>,
+    source_base: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), NbdIoError> {
+    match source {
+        Some((fd, at)) => {
+            out.push_file(fd.clone(), at + (off - source_base), len as usize);
+            Ok(())
+        }
+        None => b.read(off, out.extend_for_fill(len as usize)),
+    }
+}
+
+/// Queue `len` bytes at `off` as data and hole chunks, using the backend's
+/// block status to skip reading zeroes. A failed read leaves the chunks
+/// before it queued and nothing of the failed one.
+fn sparse_piece(
+    b: &mut dyn NbdExportBackend,
+    out: &mut OutputBuffer,
+    cookie: u64,
+    off: u64,
+    len: u64,
+    last: bool,
+) -> Result<(), NbdIoError> {
+    // An error here only costs the hole optimisation.
+    let extents = b.block_status(off, len).unwrap_or_default();
+    let mut segments: Vec<(u64, bool)> = Vec::new();
+    let mut covered = 0u64;
+    for (l, flags) in extents {
+        if covered >= len {
+            break;
+        }
+        let l = l.min(len - covered);
+        if l == 0 {
+            continue;
+        }
+        let zero = flags & proto::STATE_ZERO != 0;
+        covered += l;
+        match segments.last_mut() {
+            Some(seg) if seg.1 == zero => seg.0 += l,
+            _ => segments.push((l, zero)),
+        }
+    }
+    if covered < len {
+        match segments.last_mut() {
+            Some(seg) if !seg.1 => seg.0 += len - covered,
+            _ => segments.push((len - covered, false)),
+        }
+    }
+    // One file (and one descriptor) for the whole piece, however many
+    // data chunks it splits into.
+    let source = if segments.iter().any(|s| !s.1) {
+        file_source(b, off, len)
+    } else {
+        None
+    };
+    let mut pos = off;
+    let mut last_mark = None;
+    for (l, zero) in segments {
+        let mark = out.mark();
+        // l <= READ_PIECE, so it fits the 32-bit fields.
+        if zero {
+            commands::hole_chunk(out, cookie, pos, l as u32);
+        } else {
+            commands::chunk_header(out, 0, proto::REPLY_TYPE_OFFSET_DATA, cookie, l as u32 + 8);
+            out.push(&pos.to_be_bytes());
+            if let Err(e) = read_into(b, out, source.as_ref(), off, pos, l) {
+                out.truncate(mark);
+                return Err(e);
+            }
+        }
+        last_mark = Some(mark);
+        pos += l;
+    }
+    if let (true, Some(mark)) = (last, last_mark) {
+        commands::set_done(out, mark);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nbd::memory_backend::Memory;
+
+    /// A memory export whose reads fail from `bad` on.
+    struct FailingFrom {
+        mem: Memory,
+        bad: u64,
+    }
+
+    impl ExportResolver for FailingFrom {
+        fn with_backend(&mut self, _: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            f(self);
+            true
+        }
+    }
+
+    impl NbdExportBackend for FailingFrom {
+        fn size(&self) -> u64 {
+            self.mem.size()
+        }
+        fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
+            if offset + buf.len() as u64 > self.bad {
+                return Err(NbdIoError::new(libc::EIO));
+            }
+            self.mem.read(offset, buf)
+        }
+        fn write(&mut self, o: u64, d: &[u8], fua: bool) -> Result<(), NbdIoError> {
+            self.mem.write(o, d, fua)
+        }
+        fn write_zeroes(&mut self, o: u64, l: u64, t: bool, f: bool) -> Result<(), NbdIoError> {
+            self.mem.write_zeroes(o, l, t, f)
+        }
+        fn trim(&mut self, o: u64, l: u64) -> Result<(), NbdIoError> {
+            self.mem.trim(o, l)
+        }
+        fn flush(&mut self) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn block_status(&mut self, o: u64, l: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
+            self.mem.block_status(o, l)
+        }
+    }
+
+    fn session(structured: bool, size: u64) -> Session {
+        Session {
+            sel: Selected {
+                export: "e".into(),
+                backend: "e".into(),
+                size,
+                writable: true,
+                flags: 0,
+                structured,
+                meta_context: None,
+            },
+        }
+    }
+
+    fn read_req(flags: u16, offset: u64, len: u32) -> Request {
+        Request {
+            flags,
+            typ: proto::CMD_READ,
+            cookie: 9,
+            offset,
+            len,
+        }
+    }
+
+    /// Run a read to its end; returns the last step and the wire bytes.
+    fn run_read(s: &Session, r: &Request, backend: &mut FailingFrom) -> (ReadStep, Vec<u8>) {
+        let mut job = ReadJob::new(s, r);
+        let mut out = OutputBuffer::default();
+        let mut step = job.step(s, backend, &mut out);
+        while step == ReadStep::More {
+            step = job.step(s, backend, &mut out);
+        }
+        let mut wire = Vec::new();
+        while let Ok(crate::nbd::iobuf::Transfer::Moved(_)) = out.write_to(&mut wire) {}
+        (step, wire)
+    }
+
+    fn backend(bad: u64) -> FailingFrom {
+        FailingFrom {
+            mem: Memory(vec![7u8; 8 << 20]),
+            bad,
+        }
+    }
+
+    #[test]
+    fn simple_read_failing_at_once_gets_an_error_reply() {
+        let (step, wire) = run_read(
+            &session(false, 8 << 20),
+            &read_req(0, 0, 4096),
+            &mut backend(0),
+        );
+
+        assert_eq!(step, ReadStep::Finished);
+        assert_eq!(wire.len(), 16);
+        assert_eq!(&wire[4..8], &proto::EIO.to_be_bytes());
+    }
+
+    #[test]
+    fn simple_read_failing_after_the_first_piece_hangs_up() {
+        let r = read_req(0, 0, 3 * READ_PIECE as u32);
+
+        let (step, wire) = run_read(&session(false, 8 << 20), &r, &mut backend(READ_PIECE));
+
+        assert_eq!(step, ReadStep::Fatal);
+        assert_eq!(wire.len(), 16 + READ_PIECE as usize);
+    }
+
+    #[test]
+    fn structured_read_failing_midway_ends_with_an_error_chunk() {
+        let r = read_req(0, 0, 3 * READ_PIECE as u32);
+
+        let (step, wire) = run_read(&session(true, 8 << 20), &r, &mut backend(READ_PIECE));
+
+        assert_eq!(step, ReadStep::Finished);
+        let data_chunk = commands::CHUNK_HEADER_LEN + 8 + READ_PIECE as usize;
+        let err = &wire[data_chunk..];
+        assert_eq!(&err[4..8], &[0, 1, 0x80, 1], "final NBD_REPLY_TYPE_ERROR");
+        assert_eq!(&err[20..24], &proto::EIO.to_be_bytes());
+    }
+
+    #[test]
+    fn do_not_fragment_read_failing_midway_pads_its_one_chunk() {
+        let r = read_req(proto::CMD_FLAG_DF, 0, 3 * READ_PIECE as u32);
+
+        let (step, wire) = run_read(&session(true, 8 << 20), &r, &mut backend(READ_PIECE));
+
+        assert_eq!(step, ReadStep::Finished);
+        let chunk = commands::CHUNK_HEADER_LEN + 8 + 3 * READ_PIECE as usize;
+        assert_eq!(&wire[16..20], &((3 * READ_PIECE + 8) as u32).to_be_bytes());
+        assert_eq!(wire[chunk - 1], 0, "padding");
+        assert_eq!(&wire[chunk + 6..chunk + 8], &[0x80, 1]);
+    }
+
+    #[test]
+    fn structured_read_of_zeroes_is_one_final_hole_chunk() {
+        let mut b = FailingFrom {
+            mem: Memory(vec![0u8; 1 << 20]),
+            bad: u64::MAX,
+        };
+
+        let (_, wire) = run_read(&session(true, 1 << 20), &read_req(0, 0, 65536), &mut b);
+
+        assert_eq!(wire.len(), commands::CHUNK_HEADER_LEN + 12);
+        assert_eq!(&wire[4..8], &[0, 1, 0, 2], "DONE, OFFSET_HOLE");
+        assert_eq!(&wire[28..32], &65536u32.to_be_bytes());
+    }
+
+    #[test]
+    fn extents_are_clipped_merged_and_limited() {
+        let e = [(100, 1), (0, 2), (50, 1), (200, 3), (1000, 0)];
+        assert_eq!(clip_extents(&e, 300, 10), vec![(150, 1), (150, 3)]);
+        assert_eq!(clip_extents(&e, 300, 1), vec![(150, 1)]);
+        assert_eq!(clip_extents(&[], 300, 1), vec![]);
+    }
+}

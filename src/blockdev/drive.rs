@@ -1,0 +1,710 @@
+//! `-drive`, `drive_add` and `-blockdev`: turning QemuOpts-style option
+//! strings into a backend (and its nodes), with QEMU 2.8's legacy options,
+//! default ids, bus/unit allocation and error wording.
+
+use serde_json::Value;
+
+use block::options::Options;
+use block::{lock, BlockGraph, DetectZeroes, NodeRef};
+
+use super::{BackendFront, BlockDevs, IfType, LegacyDrive, OnError, RootState};
+use crate::vl::opts::{parse_bool, parse_number, OptsList};
+
+/// `-drive` accepts any key; validation happens here, as in QEMU.
+static DRIVE_OPTS: OptsList = OptsList {
+    name: "drive",
+    implied: None,
+    descs: &[],
+};
+
+/// Legacy throttling names and their QMP spelling.
+const THROTTLE_RENAMES: &[(&str, &str)] = &[
+    ("iops", "throttling.iops-total"),
+    ("iops_rd", "throttling.iops-read"),
+    ("iops_wr", "throttling.iops-write"),
+    ("bps", "throttling.bps-total"),
+    ("bps_rd", "throttling.bps-read"),
+    ("bps_wr", "throttling.bps-write"),
+    ("iops_max", "throttling.iops-total-max"),
+    ("iops_rd_max", "throttling.iops-read-max"),
+    ("iops_wr_max", "throttling.iops-write-max"),
+    ("bps_max", "throttling.bps-total-max"),
+    ("bps_rd_max", "throttling.bps-read-max"),
+    ("bps_wr_max", "throttling.bps-write-max"),
+    ("iops_size", "throttling.iops-size"),
+    ("group", "throttling.group"),
+    ("readonly", "read-only"),
+];
+
+/// Options of `-drive` that drive_new consumes itself.
+const LEGACY_KEYS: &[&str] = &[
+    "bus",
+    "unit",
+    "index",
+    "media",
+    "if",
+    "cyls",
+    "heads",
+    "secs",
+    "trans",
+    "boot",
+    "addr",
+    "serial",
+    "file",
+    "read-only",
+    "rerror",
+    "werror",
+    "copy-on-read",
+];
+
+/// Options blockdev_init consumes (the rest goes to the node).
+const COMMON_KEYS: &[&str] = &[
+    "snapshot",
+    "discard",
+    "aio",
+    "cache.writeback",
+    "format",
+    "rerror",
+    "werror",
+    "read-only",
+    "copy-on-read",
+    "detect-zeroes",
+    "stats-account-invalid",
+    "stats-account-failed",
+];
+
+/// The options common to `-drive` and blockdev-add with an id.
+#[derive(Clone, Debug, Default)]
+pub struct CommonOpts {
+    pub snapshot: bool,
+    pub read_only: bool,
+    pub writethrough: bool,
+    pub on_read_error: Option<OnError>,
+    pub on_write_error: Option<OnError>,
+    pub detect_zeroes: DetectZeroes,
+}
+
+/// A parsed `-drive`: where it goes and what to open.
+#[derive(Debug)]
+pub struct DriveSpec {
+    pub id: String,
+    pub legacy: LegacyDrive,
+    pub common: CommonOpts,
+    /// Node options (dotted keys, string values), without `file`.
+    pub node_opts: Options,
+}
+
+fn get<'a>(items: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    items
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn take(items: &mut Vec<(String, String)>, key: &str) -> Option<String> {
+    let v = get(items, key).map(str::to_string);
+    items.retain(|(k, _)| k != key);
+    v
+}
+
+fn num(items: &mut Vec<(String, String)>, key: &str) -> Result<Option<u64>, String> {
+    take(items, key)
+        .map(|v| parse_number(key, &v).map_err(|e| e.message))
+        .transpose()
+}
+
+fn boolean(items: &mut Vec<(String, String)>, key: &str) -> Result<Option<bool>, String> {
+    take(items, key)
+        .map(|v| parse_bool(key, &v).map_err(|e| e.message))
+        .transpose()
+}
+
+fn detect_zeroes(v: &str) -> Result<DetectZeroes, String> {
+    match v {
+        "off" => Ok(DetectZeroes::Off),
+        "on" => Ok(DetectZeroes::On),
+        "unmap" => Ok(DetectZeroes::Unmap),
+        _ => Err(format!("Invalid parameter '{v}'")),
+    }
+}
+
+fn is_throttle_key(k: &str) -> bool {
+    k.starts_with("throttling.")
+}
+
+/// Parses one `-drive` option string as drive_new does, allocating bus and
+/// unit against the drives that already exist.
+pub fn parse_drive(
+    optstr: &str,
+    default_if: IfType,
+    devs: &BlockDevs,
+) -> Result<DriveSpec, String> {
+    let opts = DRIVE_OPTS.parse(optstr, false).map_err(|e| e.message)?;
+    let mut items = opts.items;
+    if let Some(id) = &opts.id {
+        if devs.front(id).is_some_and(|f| f.legacy.is_some()) {
+            return Err(format!("Duplicate ID '{id}' for drive"));
+        }
+    }
+    for (from, to) in THROTTLE_RENAMES {
+        if get(&items, from).is_some() {
+            if get(&items, to).is_some() {
+                return Err(format!(
+                    "'{to}' and its alias '{from}' can't be used at the same time"
+                ));
+            }
+            for (k, _) in items.iter_mut() {
+                if k == from {
+                    *k = to.to_string();
+                }
+            }
+        }
+    }
+    if let Some((k, _)) = items.iter().find(|(k, _)| is_throttle_key(k)) {
+        return Err(format!(
+            "I/O throttling ('{k}') is not supported yet by this emulator"
+        ));
+    }
+    if let Some(mode) = take(&mut items, "cache") {
+        let (direct, writethrough, no_flush) = match mode.as_str() {
+            "off" | "none" => (true, false, false),
+            "directsync" => (true, true, false),
+            "writeback" => (false, false, false),
+            "unsafe" => (false, false, true),
+            "writethrough" => (false, true, false),
+            _ => return Err("invalid cache option".into()),
+        };
+        let onoff = |b: bool| if b { "on" } else { "off" }.to_string();
+        // Specific options take precedence over the mode.
+        for (k, v) in [
+            ("cache.writeback", onoff(!writethrough)),
+            ("cache.direct", onoff(direct)),
+            ("cache.no-flush", onoff(no_flush)),
+        ] {
+            if get(&items, k).is_none() {
+                items.push((k.to_string(), v));
+            }
+        }
+    }
+
+    // Legacy options.
+    let mut media_cd = false;
+    let mut read_only = false;
+    if let Some(m) = take(&mut items, "media") {
+        match m.as_str() {
+            "disk" => {}
+            "cdrom" => {
+                media_cd = true;
+                read_only = true;
+            }
+            _ => return Err(format!("'{m}' invalid media")),
+        }
+    }
+    read_only |= boolean(&mut items, "read-only")?.unwrap_or(false);
+    let mut copy_on_read = boolean(&mut items, "copy-on-read")?.unwrap_or(false);
+    if read_only && copy_on_read {
+        eprintln!("qemu-system-x86_64: warning: disabling copy-on-read on read-only drive");
+        copy_on_read = false;
+    }
+    if copy_on_read {
+        return Err("copy-on-read is not supported yet by this emulator".into());
+    }
+    let if_type = match take(&mut items, "if") {
+        Some(v) => IfType::from_name(&v).ok_or_else(|| format!("unsupported bus type '{v}'"))?,
+        None => default_if,
+    };
+    let cyls = num(&mut items, "cyls")?.unwrap_or(0);
+    let heads = num(&mut items, "heads")?.unwrap_or(0);
+    let secs = num(&mut items, "secs")?.unwrap_or(0);
+    if cyls != 0 || heads != 0 || secs != 0 {
+        if cyls < 1 {
+            return Err("invalid physical cyls number".into());
+        }
+        if heads < 1 {
+            return Err("invalid physical heads number".into());
+        }
+        if secs < 1 {
+            return Err("invalid physical secs number".into());
+        }
+    }
+    if let Some(t) = take(&mut items, "trans") {
+        if cyls == 0 {
+            return Err(format!(
+                "'{t}' trans must be used with cyls, heads and secs"
+            ));
+        }
+        if !matches!(t.as_str(), "none" | "lba" | "large" | "rechs" | "auto") {
+            return Err(format!("'{t}' invalid translation type"));
+        }
+    }
+    if media_cd && (cyls != 0 || heads != 0 || secs != 0) {
+        return Err("CHS can't be set with media=cdrom".into());
+    }
+    if take(&mut items, "boot").is_some() {
+        eprintln!(
+            "qemu-kvm: boot=on|off is deprecated and will be ignored. Future versions will reject this parameter. Please update your scripts."
+        );
+    }
+    let bus_opt = num(&mut items, "bus")?;
+    let unit_opt = num(&mut items, "unit")?;
+    let index = num(&mut items, "index")?;
+    let max = if_type.max_devs();
+    let mut bus = bus_opt.unwrap_or(0) as u32;
+    let mut unit = unit_opt.map(|u| u as u32);
+    if let Some(i) = index {
+        if bus_opt.unwrap_or(0) != 0 || unit_opt.is_some() {
+            return Err("index cannot be used with bus and unit".into());
+        }
+        let i = i as u32;
+        bus = i.checked_div(max).unwrap_or(0);
+        unit = Some(if max != 0 { i % max } else { i });
+    }
+    let taken = |b: u32, u: u32| {
+        devs.fronts.iter().any(|f| {
+            f.legacy
+                .as_ref()
+                .is_some_and(|l| l.if_type == if_type && l.bus == b && l.unit == u)
+        })
+    };
+    let unit = match unit {
+        Some(u) => u,
+        None => {
+            let mut u = 0;
+            while taken(bus, u) {
+                u += 1;
+                if max != 0 && u >= max {
+                    u -= max;
+                    bus += 1;
+                }
+            }
+            u
+        }
+    };
+    if max != 0 && unit >= max {
+        return Err(format!("unit {unit} too big (max is {})", max - 1));
+    }
+    if taken(bus, unit) {
+        let idx = index.map_or(-1, |i| i as i64);
+        return Err(format!(
+            "drive with bus={bus}, unit={unit} (index={idx}) exists"
+        ));
+    }
+    let serial = take(&mut items, "serial");
+    let id = match opts.id {
+        Some(id) => id,
+        None => {
+            let mediastr = match if_type {
+                IfType::Ide | IfType::Scsi => {
+                    if media_cd {
+                        "-cd"
+                    } else {
+                        "-hd"
+                    }
+                }
+                _ => "",
+            };
+            if max != 0 {
+                format!("{}{bus}{mediastr}{unit}", if_type.name())
+            } else {
+                format!("{}{mediastr}{unit}", if_type.name())
+            }
+        }
+    };
+    let devaddr = take(&mut items, "addr");
+    if devaddr.is_some() && if_type != IfType::Virtio {
+        return Err("addr is not supported by this bus type".into());
+    }
+    let file = take(&mut items, "file").unwrap_or_default();
+    let err_ok = matches!(
+        if_type,
+        IfType::Ide | IfType::Scsi | IfType::Virtio | IfType::None
+    );
+    let werror = take(&mut items, "werror");
+    if werror.is_some() && !err_ok {
+        return Err("werror is not supported by this bus type".into());
+    }
+    let rerror = take(&mut items, "rerror");
+    if rerror.is_some() && !err_ok {
+        return Err("rerror is not supported by this bus type".into());
+    }
+    debug_assert!(LEGACY_KEYS.iter().all(|k| get(&items, k).is_none()));
+
+    let mut common = CommonOpts {
+        read_only,
+        ..Default::default()
+    };
+    common.snapshot = boolean(&mut items, "snapshot")?.unwrap_or(false);
+    common.writethrough = !boolean(&mut items, "cache.writeback")?.unwrap_or(true);
+    if let Some(w) = werror {
+        common.on_write_error = Some(OnError::parse(&w, false)?);
+    }
+    if let Some(r) = rerror {
+        common.on_read_error = Some(OnError::parse(&r, true)?);
+    }
+    let mut node_opts = Options::new();
+    for (k, v) in items {
+        if k == "stats-account-invalid" || k == "stats-account-failed" {
+            parse_bool(&k, &v).map_err(|e| e.message)?;
+            continue;
+        }
+        node_opts.insert(k, Value::String(v));
+    }
+    common_node_options(&mut node_opts, &mut common)?;
+    node_opts.insert(
+        "read-only".into(),
+        Value::String(if read_only { "on" } else { "off" }.into()),
+    );
+    if !file.is_empty() {
+        node_opts.insert("filename".into(), Value::String(file.clone()));
+    }
+    Ok(DriveSpec {
+        id,
+        legacy: LegacyDrive {
+            if_type,
+            bus,
+            unit,
+            media_cd,
+            serial,
+            devaddr,
+            file,
+        },
+        common,
+        node_opts,
+    })
+}
+
+/// Checks the options blockdev_init shares with -blockdev (format, aio,
+/// discard, detect-zeroes) and leaves the node's own ones in `opts`.
+fn common_node_options(opts: &mut Options, common: &mut CommonOpts) -> Result<(), String> {
+    let s = |o: &Options, k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    if let Some(aio) = s(opts, "aio") {
+        if aio != "native" && aio != "threads" {
+            return Err("invalid aio option".into());
+        }
+        opts.remove("aio");
+    }
+    if let Some(d) = s(opts, "discard") {
+        if !matches!(d.as_str(), "off" | "ignore" | "on" | "unmap") {
+            return Err("Invalid discard option".into());
+        }
+    }
+    if let Some(dz) = s(opts, "detect-zeroes") {
+        common.detect_zeroes = detect_zeroes(&dz)?;
+        let unmap = matches!(s(opts, "discard").as_deref(), Some("on" | "unmap"));
+        if common.detect_zeroes == DetectZeroes::Unmap && !unmap {
+            return Err("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap".into());
+        }
+    }
+    if let Some(f) = s(opts, "format") {
+        if f == "help" || f == "?" {
+            return Err(
+                "Supported formats: null-aio null-co qcow2 raw file host_device host_cdrom".into(),
+            );
+        }
+        if opts.contains_key("driver") {
+            return Err("Cannot specify both 'driver' and 'format'".into());
+        }
+        opts.remove("format");
+        opts.insert("driver".into(), Value::String(f));
+    }
+    debug_assert!(COMMON_KEYS.contains(&"format"));
+    Ok(())
+}
+
+/// Where temporary overlays for `snapshot=on` go (QEMU: $TMPDIR or /var/tmp).
+fn temp_overlay_path() -> String {
+    let dir = std::env::var("TMPDIR").unwrap_or_else(|_| "/var/tmp".into());
+    for n in 0..1000u32 {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            ^ std::process::id().rotate_left(16)
+            ^ n.wrapping_mul(2654435761);
+        let name: String = (0..6)
+            .map(|i| {
+                let c = (seed >> (i * 5)) % 36;
+                char::from_digit(c, 36).unwrap_or('x')
+            })
+            .collect();
+        let p = format!("{dir}/vl.{name}");
+        if !std::path::Path::new(&p).exists() {
+            return p;
+        }
+    }
+    format!("{dir}/vl.{}", std::process::id())
+}
+
+/// `snapshot=on`: a temporary qcow2 overlay on top of `base` takes the writes.
+pub fn append_temp_snapshot(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    base: &NodeRef,
+) -> Result<NodeRef, String> {
+    let (size, base_name) = {
+        let mut g = lock(base);
+        (g.length().map_err(|e| e.to_string())?, g.name().to_string())
+    };
+    let path = temp_overlay_path();
+    block::create_image("qcow2", &path, Some(size), &block::CreateOptions::default())
+        .map_err(|e| format!("Could not create temporary overlay '{path}': {e}"))?;
+    let mut o = Options::new();
+    o.insert("driver".into(), Value::from("qcow2"));
+    o.insert("file.driver".into(), Value::from("file"));
+    o.insert("file.filename".into(), Value::from(path.clone()));
+    o.insert("backing".into(), Value::from(base_name));
+    match graph.open(&o) {
+        Ok(n) => {
+            devs.add_temp_file(n.clone(), path);
+            Ok(n)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e.to_string())
+        }
+    }
+}
+
+/// blockdev_init: opens the medium (if any) and registers the backend.
+pub fn blockdev_init(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    id: &str,
+    node_opts: &Options,
+    common: &CommonOpts,
+    legacy: Option<LegacyDrive>,
+) -> Result<(), String> {
+    if !crate::vl::opts::is_valid_id(id) {
+        return Err("Invalid device name".into());
+    }
+    let has_medium = node_opts.keys().any(|k| k != "read-only");
+    let root = if has_medium {
+        let n = graph.open(node_opts).map_err(|e| e.to_string())?;
+        super::warn_if_probed_raw(&n);
+        let n = if common.snapshot {
+            match append_temp_snapshot(graph, devs, &n) {
+                Ok(top) => top,
+                Err(e) => {
+                    devs.drop_tree(graph, &n);
+                    return Err(e);
+                }
+            }
+        } else {
+            n
+        };
+        Some(n)
+    } else {
+        None
+    };
+    if let Err(e) = graph.add_backend(id, root.clone()) {
+        if let Some(r) = root {
+            devs.drop_tree(graph, &r);
+        }
+        return Err(e.to_string());
+    }
+    let mut front = BackendFront::new(id);
+    front.legacy = legacy;
+    front.writeback = !common.writethrough;
+    if let Some(r) = common.on_read_error {
+        front.on_read_error = r;
+    }
+    if let Some(w) = common.on_write_error {
+        front.on_write_error = w;
+    }
+    front.root_state = RootState {
+        read_only: common.read_only,
+        detect_zeroes: common.detect_zeroes,
+    };
+    devs.add_front(front);
+    Ok(())
+}
+
+/// drive_new: parses and opens one `-drive`; returns the backend id.
+pub fn drive_new(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    optstr: &str,
+    default_if: IfType,
+) -> Result<String, String> {
+    let spec = parse_drive(optstr, default_if, devs)?;
+    blockdev_init(
+        graph,
+        devs,
+        &spec.id,
+        &spec.node_opts,
+        &spec.common,
+        Some(spec.legacy),
+    )?;
+    Ok(spec.id)
+}
+
+/// `-blockdev` / `drive_add -n`: dotted QemuOpts keys opened as a node the
+/// monitor owns (no backend), as blockdev-add without an id.
+pub fn blockdev_node_from_opts(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    optstr: &str,
+) -> Result<NodeRef, String> {
+    let opts = DRIVE_OPTS.parse(optstr, false).map_err(|e| e.message)?;
+    let mut o = Options::new();
+    for (k, v) in opts.items {
+        o.insert(k, Value::String(v));
+    }
+    let mut common = CommonOpts::default();
+    common_node_options(&mut o, &mut common)?;
+    if let Some(id) = opts.id {
+        common.read_only = o
+            .get("read-only")
+            .and_then(Value::as_str)
+            .is_some_and(|v| parse_bool("read-only", v).unwrap_or(false));
+        blockdev_init(graph, devs, &id, &o, &common, None)?;
+        return graph
+            .backend(&id)
+            .and_then(|b| b.root())
+            .ok_or_else(|| "Device has no medium".to_string());
+    }
+    if o.get("node-name").is_none() {
+        return Err("'node-name' needs to be specified".into());
+    }
+    let n = graph.open(&o).map_err(|e| e.to_string())?;
+    super::warn_if_probed_raw(&n);
+    devs.own_node(n.clone());
+    Ok(n)
+}
+
+/// Prints QEMU's warning for drives that no device uses (if= other than none).
+pub fn warn_orphaned(graph: &BlockGraph, devs: &BlockDevs) {
+    for f in &devs.fronts {
+        let Some(l) = &f.legacy else { continue };
+        if f.device.is_none() && l.if_type != IfType::None {
+            let file = graph
+                .backend(&f.name)
+                .and_then(|b| b.root())
+                .map(|r| lock(&r).filename().to_string())
+                .unwrap_or_default();
+            eprintln!(
+                "Warning: Orphaned drive without device: id={},file={},if={},bus={},unit={}",
+                f.name,
+                file,
+                l.if_type.name(),
+                l.bus,
+                l.unit
+            );
+        }
+    }
+}
+
+/// `-blockdev` takes JSON (`{"driver": ...}`) or dotted keys.
+pub fn blockdev_from_arg(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    arg: &str,
+) -> Result<(), String> {
+    if !arg.trim_start().starts_with('{') {
+        return blockdev_node_from_opts(graph, devs, arg).map(|_| ());
+    }
+    let v: Value = serde_json::from_str(arg).map_err(|e| format!("Invalid JSON: {e}"))?;
+    let Value::Object(mut o) = v else {
+        return Err("Invalid JSON: expected an object".into());
+    };
+    let mut common = CommonOpts::default();
+    common_node_options(&mut o, &mut common)?;
+    match o.remove("id").and_then(|v| v.as_str().map(String::from)) {
+        Some(id) => {
+            common.read_only = o.get("read-only").and_then(Value::as_bool).unwrap_or(false);
+            blockdev_init(graph, devs, &id, &o, &common, None)
+        }
+        None => {
+            if o.get("node-name").is_none() {
+                return Err(
+                    "'id' and/or 'node-name' need to be specified for the root node".into(),
+                );
+            }
+            let n = graph.open(&o).map_err(|e| e.to_string())?;
+            super::warn_if_probed_raw(&n);
+            devs.own_node(n);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> Result<DriveSpec, String> {
+        parse_drive(s, IfType::Ide, &BlockDevs::default())
+    }
+
+    #[test]
+    fn default_ids_follow_interface_bus_and_unit() {
+        assert_eq!(spec("file=x").unwrap().id, "ide0-hd0");
+        assert_eq!(spec("file=x,if=none").unwrap().id, "none0");
+        assert_eq!(spec("file=x,media=cdrom,index=3").unwrap().id, "ide1-cd1");
+        assert_eq!(spec("file=x,if=virtio").unwrap().id, "virtio0");
+        assert_eq!(spec("file=x,if=scsi,unit=2").unwrap().id, "scsi0-hd2");
+    }
+
+    #[test]
+    fn cache_mode_expands_to_specific_options() {
+        let s = spec("file=x,if=none,cache=none").unwrap();
+        assert_eq!(s.node_opts["cache.direct"], "on");
+        assert_eq!(s.node_opts["cache.no-flush"], "off");
+        assert!(!s.common.writethrough);
+        let s = spec("file=x,if=none,cache=writethrough").unwrap();
+        assert!(s.common.writethrough);
+        assert_eq!(
+            spec("file=x,cache=bogus").unwrap_err(),
+            "invalid cache option"
+        );
+    }
+
+    #[test]
+    fn legacy_option_errors_use_qemu_wording() {
+        assert_eq!(spec("if=foo").unwrap_err(), "unsupported bus type 'foo'");
+        assert_eq!(spec("media=tape").unwrap_err(), "'tape' invalid media");
+        assert_eq!(
+            spec("if=none,werror=bogus").unwrap_err(),
+            "'bogus' invalid write error action"
+        );
+        assert_eq!(
+            spec("if=none,rerror=enospc").unwrap_err(),
+            "'enospc' invalid read error action"
+        );
+        assert_eq!(
+            spec("if=floppy,werror=stop").unwrap_err(),
+            "werror is not supported by this bus type"
+        );
+        assert_eq!(spec("unit=2").unwrap_err(), "unit 2 too big (max is 1)");
+        assert_eq!(
+            spec("if=none,format=raw,driver=raw").unwrap_err(),
+            "Cannot specify both 'driver' and 'format'"
+        );
+        assert_eq!(
+            spec("if=none,readonly=on,read-only=on").unwrap_err(),
+            "'read-only' and its alias 'readonly' can't be used at the same time"
+        );
+        assert_eq!(
+            spec("if=none,detect-zeroes=unmap").unwrap_err(),
+            "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap"
+        );
+    }
+
+    #[test]
+    fn throttling_options_are_refused_until_supported() {
+        assert!(spec("if=none,bps=100")
+            .unwrap_err()
+            .contains("throttling.bps-total"));
+    }
+
+    #[test]
+    fn node_options_keep_driver_and_filename() {
+        let s = spec("file=/tmp/a.img,format=qcow2,if=none,node-name=n0,readonly").unwrap();
+        assert_eq!(s.node_opts["driver"], "qcow2");
+        assert_eq!(s.node_opts["filename"], "/tmp/a.img");
+        assert_eq!(s.node_opts["node-name"], "n0");
+        assert_eq!(s.node_opts["read-only"], "on");
+        assert!(s.common.read_only);
+    }
+}
