@@ -340,8 +340,8 @@ pub fn blockdev_snapshot_delete_internal_sync(
     let Some(sn) = find_snapshot(&node, id, name) else {
         return Err(QmpError::generic(format!(
             "Snapshot with id '{}' and name '{}' does not exist on device '{device}'",
-            id.unwrap_or("(null)"),
-            name.unwrap_or("(null)")
+            id.unwrap_or("null"),
+            name.unwrap_or("null")
         )));
     };
     lock(&node).snapshot_delete(id, name).map_err(qerr)?;
