@@ -5,7 +5,9 @@
 //! QMP/HMP block commands share (lookup, deletion, medium changes).
 //!
 //! The graph itself (`block::BlockGraph`) lives in `Emulator::block`; this
-//! module never does I/O except through it.
+//! module never does I/O except through it. `drive` parses `-drive` and
+//! `-blockdev`, `medium` holds the removable-medium rules, `throttle` runs
+//! throttle groups on the main loop's clocks.
 
 pub mod drive;
 pub mod medium;
