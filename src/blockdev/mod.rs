@@ -559,10 +559,25 @@ pub fn open_cmdline_drives(
                 drive::drive_new(g, d, &opts, default_if).map(|_| ())
             }),
             "blockdev" => with_fdsets(emu, |g, d| drive::blockdev_from_arg(g, d, arg)),
+            "" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda" | "fdb" => {
+                let mut opts = drive::shortcut_options(name, arg);
+                if all_snapshot {
+                    opts.push_str(",snapshot=on");
+                }
+                with_fdsets(emu, |g, d| {
+                    drive::drive_new(g, d, &opts, default_if).map(|_| ())
+                })
+            }
             _ => continue,
         };
-        r.map_err(|e| format!("-{name} {arg}: {e}"))?;
-        apply_pending_limits(emu).map_err(|e| format!("-{name} {arg}: {e}"))?;
+        // A bare image argument is reported under its own name, as QEMU does.
+        let loc = if name.is_empty() {
+            arg.clone()
+        } else {
+            format!("-{name} {arg}")
+        };
+        r.map_err(|e| format!("{loc}: {e}"))?;
+        apply_pending_limits(emu).map_err(|e| format!("{loc}: {e}"))?;
     }
     drive::warn_orphaned(&emu.block, &emu.blockdevs);
     Ok(())
