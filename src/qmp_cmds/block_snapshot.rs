@@ -221,9 +221,11 @@ pub fn blockdev_snapshot_sync(
         format: arg_str(args, "format"),
         existing: arg_str(args, "mode") == Some("existing"),
     };
-    let (g, d) = (&mut emu.block, &mut emu.blockdevs);
-    let p = snapshot_sync_prepare(g, d, &s)?;
-    external_commit(g, d, p)?;
+    // The overlay may be a /dev/fdset/N name (mode=existing).
+    crate::blockdev::with_fdsets(emu, |g, d| {
+        let p = snapshot_sync_prepare(g, d, &s)?;
+        external_commit(g, d, p)
+    })?;
     Ok(empty())
 }
 
