@@ -285,6 +285,44 @@ impl BlockDevs {
         Ok(())
     }
 
+    /// A device locks or unlocks its medium (ATAPI PREVENT ALLOW MEDIUM
+    /// REMOVAL); `eject` then needs `force`.
+    #[allow(dead_code)]
+    pub fn set_medium_locked(&mut self, backend: &str, locked: bool) {
+        if let Some(Some(t)) = self
+            .front_mut(backend)
+            .map(|f| f.device.as_mut().and_then(|d| d.tray.as_mut()))
+        {
+            t.locked = locked;
+        }
+    }
+
+    /// The guest moved the tray itself (START STOP UNIT, eject request
+    /// honoured): DEVICE_TRAY_MOVED when it really moved.
+    #[allow(dead_code)]
+    pub fn device_tray_moved(&mut self, backend: &str, open: bool) {
+        let Some(f) = self.front_mut(backend) else {
+            return;
+        };
+        if f.tray().is_none() || f.is_tray_open() == open {
+            return;
+        }
+        f.set_tray_open(open);
+        self.push_event(
+            "DEVICE_TRAY_MOVED",
+            json!({"device": backend, "tray-open": open}),
+        );
+    }
+
+    /// A device that reports I/O errors enables io-status (query-block shows
+    /// `io-status` from then on).
+    #[allow(dead_code)]
+    pub fn enable_iostatus(&mut self, backend: &str) {
+        if let Some(f) = self.front_mut(backend) {
+            f.iostatus = Some("ok");
+        }
+    }
+
     /// Marks a backend used by something besides the monitor (an NBD
     /// export, a block job): x-blockdev-del refuses it meanwhile.
     #[allow(dead_code)]
