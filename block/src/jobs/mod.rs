@@ -1,0 +1,382 @@
+//! Block jobs (QEMU's blockjob.c and block/{backup,mirror,commit,stream}.c as
+//! main-loop state machines). `JobList` owns every running job; the main loop
+//! calls `JobList::step` for one job at a time and schedules the next step as
+//! the returned `Step` says. No threads, no coroutines: a step does bounded,
+//! synchronous I/O. Jobs never call up into the process; they raise
+//! `JobEvent`s that the monitor side turns into QMP events.
+
+pub mod backup;
+pub mod commit;
+pub mod copy;
+pub mod job;
+pub mod mirror;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::error::{BlockError, BlockResult};
+use crate::graph::BlockGraph;
+use crate::node::NodeRef;
+
+pub use job::{
+    ErrorAction, IoStatus, JobCore, JobDriver, JobEvent, JobInfo, JobIoError, JobStatus, JobType,
+    OnError, Progress, Step,
+};
+
+/// How long a job with nothing to do (a synced mirror) sleeps between looks.
+pub const IDLE_POLL_NS: u64 = 100_000_000;
+
+/// Errors of the job control commands.
+#[derive(Debug)]
+pub enum JobCmdError {
+    /// No job with that id (QMP class DeviceNotActive).
+    NotActive(String),
+    /// Anything else (GenericError).
+    Generic(String),
+}
+
+impl std::fmt::Display for JobCmdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobCmdError::NotActive(m) | JobCmdError::Generic(m) => f.write_str(m),
+        }
+    }
+}
+
+/// One job: common state plus its kind-specific driver.
+pub struct Job {
+    pub core: JobCore,
+    driver: Box<dyn JobDriver>,
+    /// Waiting on a timer (rate limit or idle), so not busy.
+    sleeping: bool,
+}
+
+impl Job {
+    pub fn kind(&self) -> JobType {
+        self.driver.kind()
+    }
+
+    /// BlockJobInfo as query-block-jobs shows it in 2.8.
+    pub fn query(&self) -> Value {
+        let c = &self.core;
+        json!({
+            "type": self.kind().as_str(),
+            "device": c.id,
+            "len": c.len,
+            "offset": c.offset,
+            "busy": !c.user_paused && !self.sleeping,
+            "paused": c.user_paused,
+            "speed": c.speed,
+            "io-status": c.io_status.as_str(),
+            "ready": c.ready,
+        })
+    }
+}
+
+/// Every job of the process.
+pub struct JobList {
+    jobs: Vec<Job>,
+    events: Vec<JobEvent>,
+    epoch: Instant,
+}
+
+impl Default for JobList {
+    fn default() -> Self {
+        JobList {
+            jobs: Vec::new(),
+            events: Vec::new(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'.
+pub fn id_wellformed(id: &str) -> bool {
+    let mut c = id.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic())
+        && c.all(|x| x.is_ascii_alphanumeric() || "-._".contains(x))
+}
+
+impl JobList {
+    pub fn new() -> JobList {
+        JobList::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.jobs.iter().map(|j| j.core.id.clone()).collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.core.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Job> {
+        self.jobs.iter_mut().find(|j| j.core.id == id)
+    }
+
+    /// The job using `node`, if any.
+    pub fn job_of_node(&self, node: &NodeRef) -> Option<&Job> {
+        self.jobs
+            .iter()
+            .find(|j| j.driver.nodes().iter().any(|n| Arc::ptr_eq(n, node)))
+    }
+
+    /// Op-blocker check: refuses a node that a job works on. `display` is the
+    /// device or node name QEMU prints.
+    pub fn check_node_free(&self, node: &NodeRef, display: &str) -> BlockResult<()> {
+        match self.job_of_node(node) {
+            Some(j) => Err(BlockError::Generic(format!(
+                "Node '{}' is busy: block device is in use by block job: {}",
+                display,
+                j.kind().as_str()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// block_job_create's id rules: `device` is the backend name of the node
+    /// ("" when it has none).
+    pub fn new_job_id(&self, requested: Option<&str>, device: &str) -> BlockResult<String> {
+        let id = match requested {
+            Some(id) => id,
+            None if device.is_empty() => {
+                return Err(BlockError::Generic(
+                    "An explicit job ID is required for this node".into(),
+                ))
+            }
+            None => device,
+        };
+        if !id_wellformed(id) {
+            return Err(BlockError::Generic(format!("Invalid job ID '{}'", id)));
+        }
+        if self.get(id).is_some() {
+            return Err(BlockError::Generic(format!(
+                "Job ID '{}' already in use",
+                id
+            )));
+        }
+        Ok(id.to_string())
+    }
+
+    /// Adds a started job; the caller schedules its first step.
+    pub fn add(&mut self, mut core: JobCore, driver: Box<dyn JobDriver>) {
+        core.status = JobStatus::Running;
+        self.jobs.push(Job {
+            core,
+            driver,
+            sleeping: false,
+        });
+    }
+
+    /// query-block-jobs.
+    pub fn query(&self) -> Value {
+        Value::Array(self.jobs.iter().map(Job::query).collect())
+    }
+
+    fn find_mut(&mut self, id: &str) -> Result<&mut Job, JobCmdError> {
+        self.get_mut(id)
+            .ok_or_else(|| JobCmdError::NotActive(format!("Block job '{}' not found", id)))
+    }
+
+    /// block-job-set-speed.
+    pub fn set_speed(&mut self, id: &str, speed: i64) -> Result<(), JobCmdError> {
+        let j = self.find_mut(id)?;
+        if speed < 0 {
+            return Err(JobCmdError::Generic("Invalid parameter 'speed'".into()));
+        }
+        j.core.speed = speed as u64;
+        j.core.limit.set_speed(speed as u64);
+        Ok(())
+    }
+
+    /// block-job-cancel.
+    pub fn cancel(&mut self, id: &str, force: bool) -> Result<(), JobCmdError> {
+        let j = self.find_mut(id)?;
+        if j.core.user_paused && !force {
+            return Err(JobCmdError::Generic(format!(
+                "The block job for device '{}' is currently paused",
+                id
+            )));
+        }
+        j.core.cancelled = true;
+        j.core.force |= force;
+        j.core.io_status = IoStatus::Ok;
+        Ok(())
+    }
+
+    /// block-job-pause (a second pause does nothing).
+    pub fn pause(&mut self, id: &str) -> Result<(), JobCmdError> {
+        let j = self.find_mut(id)?;
+        j.core.user_paused = true;
+        Ok(())
+    }
+
+    /// block-job-resume: also clears the io-status of a job stopped by an error.
+    pub fn resume(&mut self, id: &str) -> Result<(), JobCmdError> {
+        let j = self.find_mut(id)?;
+        if !j.core.user_paused {
+            return Ok(());
+        }
+        j.core.user_paused = false;
+        j.core.io_status = IoStatus::Ok;
+        Ok(())
+    }
+
+    /// block-job-complete.
+    pub fn complete(&mut self, id: &str) -> Result<(), JobCmdError> {
+        let j = self.find_mut(id)?;
+        if !j.core.ready || j.core.should_complete || j.core.cancelled {
+            return Err(JobCmdError::Generic(format!(
+                "The active block job '{}' cannot be completed",
+                id
+            )));
+        }
+        j.driver
+            .complete(&mut j.core)
+            .map_err(|e| JobCmdError::Generic(e.to_string()))?;
+        j.core.should_complete = true;
+        Ok(())
+    }
+
+    /// Events raised since the last call.
+    pub fn take_events(&mut self) -> Vec<JobEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Ends a job: its driver commits or rolls back, then the event goes out.
+    fn conclude(&mut self, idx: usize, graph: &mut BlockGraph, ok: bool, error: Option<String>) {
+        let mut job = self.jobs.remove(idx);
+        job.core.status = JobStatus::Completing;
+        let cancelled = job.core.cancelled;
+        let r = job.driver.finish(&mut job.core, graph, ok && !cancelled);
+        job.core.status = JobStatus::Concluded;
+        let info = job.core.info(job.kind());
+        let ev = if cancelled {
+            JobEvent::Cancelled(info)
+        } else {
+            let error = error.or_else(|| r.err().map(|e| e.strerror()));
+            JobEvent::Completed { info, error }
+        };
+        self.events.push(ev);
+    }
+
+    /// Runs one step of job `id`.
+    pub fn step(&mut self, id: &str, graph: &mut BlockGraph) -> Step {
+        let now = self.now_ns();
+        let Some(idx) = self.jobs.iter().position(|j| j.core.id == id) else {
+            return Step::Done;
+        };
+        let job = &mut self.jobs[idx];
+        job.sleeping = false;
+        if job.core.cancelled {
+            self.conclude(idx, graph, false, None);
+            return Step::Done;
+        }
+        if job.core.user_paused {
+            job.core.status = JobStatus::Paused;
+            job.core.scheduled = false;
+            return Step::Paused;
+        }
+        job.core.status = if job.core.ready {
+            JobStatus::Ready
+        } else {
+            JobStatus::Running
+        };
+        match job.driver.step(&mut job.core) {
+            Ok(Progress::Worked(n)) => {
+                let delay = job.core.limit.account(now, n);
+                if delay > 0 {
+                    job.sleeping = true;
+                    Step::Wait(delay)
+                } else {
+                    Step::Continue
+                }
+            }
+            Ok(Progress::Idle) => {
+                job.sleeping = true;
+                Step::Wait(IDLE_POLL_NS)
+            }
+            Ok(Progress::Ready) => {
+                if !job.core.ready {
+                    job.core.ready = true;
+                    let info = job.core.info(job.kind());
+                    self.events.push(JobEvent::Ready(info));
+                }
+                Step::Continue
+            }
+            Ok(Progress::Finished) => {
+                self.conclude(idx, graph, true, None);
+                Step::Done
+            }
+            Err(e) => self.handle_error(idx, graph, e),
+        }
+    }
+
+    fn handle_error(&mut self, idx: usize, graph: &mut BlockGraph, e: JobIoError) -> Step {
+        let job = &mut self.jobs[idx];
+        let policy = if e.is_read {
+            job.core.on_source_error
+        } else {
+            job.core.on_target_error
+        };
+        let errno = e.err.errno_value();
+        let action = policy.action(errno);
+        self.events.push(JobEvent::Error {
+            id: job.core.id.clone(),
+            is_read: e.is_read,
+            action,
+        });
+        match action {
+            ErrorAction::Report => {
+                self.conclude(idx, graph, false, Some(e.err.strerror()));
+                Step::Done
+            }
+            ErrorAction::Ignore => Step::Continue,
+            ErrorAction::Stop => {
+                job.core.user_paused = true;
+                job.core.status = JobStatus::Paused;
+                job.core.scheduled = false;
+                if job.core.io_status == IoStatus::Ok {
+                    job.core.io_status = if errno == libc::ENOSPC {
+                        IoStatus::Nospace
+                    } else {
+                        IoStatus::Failed
+                    };
+                }
+                Step::Paused
+            }
+        }
+    }
+
+    /// Jobs that can run but have no step scheduled; marks them scheduled.
+    pub fn take_unscheduled(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for j in &mut self.jobs {
+            if !j.core.scheduled && (!j.core.user_paused || j.core.cancelled) {
+                j.core.scheduled = true;
+                out.push(j.core.id.clone());
+            }
+        }
+        out
+    }
+
+    /// Cancels every job and runs it to its end (process exit, QEMU's
+    /// bdrv_close_all cancelling jobs).
+    pub fn cancel_all(&mut self, graph: &mut BlockGraph) {
+        while !self.jobs.is_empty() {
+            self.jobs[0].core.cancelled = true;
+            self.conclude(0, graph, false, None);
+        }
+    }
+}
