@@ -23,22 +23,33 @@ use crate::main_loop::ClockType;
 
 /// Schedules a step for every job that can run and has none pending.
 pub fn drive(emu: &mut Emulator) {
-    for id in emu.jobs.take_unscheduled() {
-        emu.schedule_bh(Box::new(move |e: &mut Emulator| run_step(e, id)));
+    for (id, epoch) in emu.jobs.take_unscheduled() {
+        emu.schedule_bh(Box::new(move |e: &mut Emulator| run_step(e, id, epoch)));
     }
 }
 
-fn run_step(emu: &mut Emulator, id: String) {
+/// Runs job `id` now instead of after its pending wait (cancel, complete, resume).
+pub fn kick(emu: &mut Emulator, id: &str) {
+    if let Some(epoch) = emu.jobs.kick(id) {
+        let id = id.to_string();
+        emu.schedule_bh(Box::new(move |e: &mut Emulator| run_step(e, id, epoch)));
+    }
+}
+
+fn run_step(emu: &mut Emulator, id: String, epoch: u64) {
+    if !emu.jobs.is_current(&id, epoch) {
+        return;
+    }
     let step = emu.jobs.step(&id, &mut emu.block);
     flush_job_events(emu);
     match step {
-        Step::Continue => emu.schedule_bh(Box::new(move |e: &mut Emulator| run_step(e, id))),
+        Step::Continue => emu.schedule_bh(Box::new(move |e: &mut Emulator| run_step(e, id, epoch))),
         Step::Wait(ns) => {
             let ns = i64::try_from(ns).unwrap_or(i64::MAX);
             emu.add_timer(
                 ClockType::Realtime,
                 ns,
-                Box::new(move |e: &mut Emulator| run_step(e, id)),
+                Box::new(move |e: &mut Emulator| run_step(e, id, epoch)),
             );
         }
         Step::Paused | Step::Done => {}
@@ -609,7 +620,7 @@ pub fn block_job_cancel(
 ) -> Result<Value, QmpError> {
     let force = arg_bool(args, "force").unwrap_or(false);
     emu.jobs.cancel(device_arg(args), force).map_err(cmd_err)?;
-    drive(emu);
+    kick(emu, device_arg(args));
     Ok(empty())
 }
 
@@ -624,7 +635,7 @@ pub fn block_job_resume(
     args: &Args,
 ) -> Result<Value, QmpError> {
     emu.jobs.resume(device_arg(args)).map_err(cmd_err)?;
-    drive(emu);
+    kick(emu, device_arg(args));
     Ok(empty())
 }
 
@@ -634,7 +645,7 @@ pub fn block_job_complete(
     args: &Args,
 ) -> Result<Value, QmpError> {
     emu.jobs.complete(device_arg(args)).map_err(cmd_err)?;
-    drive(emu);
+    kick(emu, device_arg(args));
     Ok(empty())
 }
 

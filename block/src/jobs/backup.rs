@@ -179,14 +179,16 @@ pub fn start(
             ))
         }
         (SyncMode::Incremental, Some(_)) => {}
-        (s, Some(_)) => return Err(BlockError::Generic(format!(
+        (s, Some(_)) => {
+            return Err(BlockError::Generic(format!(
             "a sync_bitmap was provided to backup_run, but received an incompatible sync_mode ({})",
             match s {
                 SyncMode::Full => "full",
                 SyncMode::Top => "top",
                 _ => "none",
             }
-        ))),
+        )))
+        }
         _ => {}
     }
     let len = lock(&source).length().map_err(|e| {

@@ -171,6 +171,12 @@ pub trait JobDriver: Send {
         )))
     }
 
+    /// A cancel after READY copies what is left and ends as completed
+    /// (mirror and active commit), instead of stopping at once.
+    fn drains_on_cancel(&self) -> bool {
+        false
+    }
+
     /// Called once when the job ends: `ok` is false on error or cancel. Graph
     /// changes (pivot, dropping intermediate nodes) happen here.
     fn finish(
@@ -249,6 +255,9 @@ pub struct JobCore {
     pub on_target_error: OnError,
     /// A step is scheduled on the main loop (kept by the driver in `src`).
     pub scheduled: bool,
+    /// Bumped when the job is woken early (cancel, complete, resume): a
+    /// step scheduled under an older value is stale and does nothing.
+    pub wake_epoch: u64,
 }
 
 impl JobCore {
@@ -272,6 +281,7 @@ impl JobCore {
             on_source_error: OnError::Report,
             on_target_error: OnError::Report,
             scheduled: false,
+            wake_epoch: 0,
         }
     }
 

@@ -358,12 +358,22 @@ impl JobDriver for MirrorJob {
                 Ok(Progress::Ready)
             }
             None if core.should_complete => Ok(Progress::Finished),
+            None if core.cancelled => {
+                // Synced: a cancel now leaves a consistent copy and counts
+                // as a successful end, without the pivot.
+                core.cancelled = false;
+                Ok(Progress::Finished)
+            }
             None => Ok(Progress::Idle),
         }
     }
 
     fn complete(&mut self, _core: &mut JobCore) -> Result<(), BlockError> {
         Ok(())
+    }
+
+    fn drains_on_cancel(&self) -> bool {
+        true
     }
 
     fn finish(

@@ -279,11 +279,11 @@ impl JobList {
         };
         let job = &mut self.jobs[idx];
         job.sleeping = false;
-        if job.core.cancelled {
+        if job.core.cancelled && !(job.core.ready && job.driver.drains_on_cancel()) {
             self.conclude(idx, graph, false, None);
             return Step::Done;
         }
-        if job.core.user_paused {
+        if job.core.user_paused && !job.core.cancelled {
             job.core.status = JobStatus::Paused;
             job.core.scheduled = false;
             return Step::Paused;
@@ -359,16 +359,34 @@ impl JobList {
         }
     }
 
-    /// Jobs that can run but have no step scheduled; marks them scheduled.
-    pub fn take_unscheduled(&mut self) -> Vec<String> {
+    /// Jobs that can run but have no step scheduled, with the wake epoch
+    /// their step must carry; marks them scheduled.
+    pub fn take_unscheduled(&mut self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         for j in &mut self.jobs {
             if !j.core.scheduled && (!j.core.user_paused || j.core.cancelled) {
                 j.core.scheduled = true;
-                out.push(j.core.id.clone());
+                out.push((j.core.id.clone(), j.core.wake_epoch));
             }
         }
         out
+    }
+
+    /// Wakes a job now, whatever step it waits for (QEMU's block_job_enter):
+    /// the pending step goes stale. Returns the epoch of the new step.
+    pub fn kick(&mut self, id: &str) -> Option<u64> {
+        let j = self.get_mut(id)?;
+        if j.core.user_paused && !j.core.cancelled {
+            return None;
+        }
+        j.core.wake_epoch += 1;
+        j.core.scheduled = true;
+        Some(j.core.wake_epoch)
+    }
+
+    /// True when a step scheduled under `epoch` is still the job's current one.
+    pub fn is_current(&self, id: &str, epoch: u64) -> bool {
+        self.get(id).is_some_and(|j| j.core.wake_epoch == epoch)
     }
 
     /// Cancels every job and runs it to its end (process exit, QEMU's
