@@ -81,6 +81,9 @@ pub struct JobList {
     jobs: Vec<Job>,
     events: Vec<JobEvent>,
     epoch: Instant,
+    /// Source of wake epochs, unique over all jobs ever run (a stale timer
+    /// of an ended job must not drive a new job with the same id).
+    next_wake: u64,
 }
 
 impl Default for JobList {
@@ -89,6 +92,7 @@ impl Default for JobList {
             jobs: Vec::new(),
             events: Vec::new(),
             epoch: Instant::now(),
+            next_wake: 1,
         }
     }
 }
@@ -168,6 +172,8 @@ impl JobList {
     /// Adds a started job; the caller schedules its first step.
     pub fn add(&mut self, mut core: JobCore, driver: Box<dyn JobDriver>) {
         core.status = JobStatus::Running;
+        core.wake_epoch = self.next_wake;
+        self.next_wake += 1;
         self.jobs.push(Job {
             core,
             driver,
@@ -375,11 +381,14 @@ impl JobList {
     /// Wakes a job now, whatever step it waits for (QEMU's block_job_enter):
     /// the pending step goes stale. Returns the epoch of the new step.
     pub fn kick(&mut self, id: &str) -> Option<u64> {
+        let wake = self.next_wake;
         let j = self.get_mut(id)?;
         if j.core.user_paused && !j.core.cancelled {
             return None;
         }
-        j.core.wake_epoch += 1;
+        self.next_wake += 1;
+        let j = self.get_mut(id)?;
+        j.core.wake_epoch = wake;
         j.core.scheduled = true;
         Some(j.core.wake_epoch)
     }
