@@ -101,9 +101,12 @@ impl FdSets {
     }
 
     pub fn query(&self) -> serde_json::Value {
+        // QEMU builds the reply by prepending, so sets come out in
+        // descending id order.
         let sets: Vec<serde_json::Value> = self
             .sets
             .iter()
+            .rev()
             .map(|s| {
                 let fds: Vec<serde_json::Value> = s
                     .fds

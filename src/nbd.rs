@@ -173,7 +173,6 @@ impl Emulator {
 
     /// A backend or node is going away: its exports end and their clients
     /// are disconnected.
-    #[allow(dead_code)] // called once backends report their removal
     pub fn nbd_backend_removed(&mut self, name: &str) {
         let Some(st) = self.nbd.as_mut() else { return };
         let mut closed = Vec::new();

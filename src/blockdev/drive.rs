@@ -84,6 +84,8 @@ pub struct CommonOpts {
     pub detect_zeroes: DetectZeroes,
     /// stats-account-invalid, stats-account-failed, stats-intervals.N.
     pub stats_opts: Options,
+    /// throttling.* limits and group.
+    pub throttle: Option<(block::throttle::ThrottleConfig, Option<String>)>,
 }
 
 /// A parsed `-drive`: where it goes and what to open.
@@ -163,11 +165,15 @@ pub fn parse_drive(
             }
         }
     }
-    if let Some((k, _)) = items.iter().find(|(k, _)| is_throttle_key(k)) {
-        return Err(format!(
-            "I/O throttling ('{k}') is not supported yet by this emulator"
-        ));
+    let mut throttle_opts = Options::new();
+    for (k, v) in items.iter().filter(|(k, _)| is_throttle_key(k)) {
+        throttle_opts.insert(k.clone(), Value::String(v.clone()));
     }
+    items.retain(|(k, _)| !is_throttle_key(k));
+    let (throttle_cfg, throttle_group) =
+        block::throttle::ThrottleConfig::from_drive_options(&throttle_opts)
+            .map_err(|e| e.to_string())?;
+    throttle_cfg.validate().map_err(|e| e.to_string())?;
     if let Some(mode) = take(&mut items, "cache") {
         let (direct, writethrough, no_flush) = match mode.as_str() {
             "off" | "none" => (true, false, false),
@@ -336,6 +342,9 @@ pub fn parse_drive(
         read_only,
         ..Default::default()
     };
+    if throttle_cfg.enabled() {
+        common.throttle = Some((throttle_cfg, throttle_group));
+    }
     common.snapshot = boolean(&mut items, "snapshot")?.unwrap_or(false);
     common.writethrough = !boolean(&mut items, "cache.writeback")?.unwrap_or(true);
     if let Some(w) = werror {
@@ -528,6 +537,10 @@ pub fn blockdev_init(
     }
     if let Some(b) = graph.backend(id) {
         *b.stats() = stats;
+    }
+    if let Some((cfg, group)) = &common.throttle {
+        devs.pending_limits
+            .push((id.to_string(), *cfg, group.clone()));
     }
     let mut front = BackendFront::new(id);
     front.legacy = legacy;
@@ -821,10 +834,12 @@ mod tests {
     }
 
     #[test]
-    fn throttling_options_are_refused_until_supported() {
-        assert!(spec("if=none,bps=100")
-            .unwrap_err()
-            .contains("throttling.bps-total"));
+    fn throttling_options_become_limits() {
+        let s = spec("if=none,bps=100,group=g1").unwrap();
+        let (cfg, group) = s.common.throttle.unwrap();
+        assert!(cfg.enabled());
+        assert_eq!(group.as_deref(), Some("g1"));
+        assert!(!s.node_opts.keys().any(|k| k.starts_with("throttling")));
     }
 
     #[test]

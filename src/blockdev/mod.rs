@@ -9,6 +9,7 @@
 
 pub mod drive;
 pub mod medium;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -209,6 +210,12 @@ pub struct BlockDevs {
     temp_files: Vec<TempFile>,
     /// Events raised by medium changes, sent after the command.
     events: Vec<(&'static str, Value)>,
+    /// Throttle groups and the requests they hold back.
+    pub throttle: throttle::Groups,
+    /// The main-loop timer armed for the next throttle deadline.
+    pub throttle_timer: Option<crate::main_loop::TimerId>,
+    /// Limits from -drive options, applied once the caller has a clock.
+    pub pending_limits: Vec<(String, block::throttle::ThrottleConfig, Option<String>)>,
 }
 
 pub fn not_found(device: &str) -> QmpError {
@@ -332,6 +339,8 @@ impl BlockDevs {
         let root = graph.backend(name).and_then(|b| b.root());
         let _ = graph.remove_backend(name);
         self.fronts.retain(|f| f.name != name);
+        // Requests still held back have nowhere to go any more.
+        drop(throttle::groups(&self.throttle).disable(name, 0));
         if let Some(r) = root {
             self.drop_tree(graph, &r);
         }
@@ -551,6 +560,7 @@ pub fn open_cmdline_drives(
             _ => continue,
         };
         r.map_err(|e| format!("-{name} {arg}: {e}"))?;
+        apply_pending_limits(emu).map_err(|e| format!("-{name} {arg}: {e}"))?;
     }
     drive::warn_orphaned(&emu.block, &emu.blockdevs);
     Ok(())
@@ -613,6 +623,15 @@ pub fn x_blockdev_del(
             Ok(())
         }
     }
+}
+
+/// Applies throttling limits that -drive/drive_add options asked for.
+pub fn apply_pending_limits(emu: &mut crate::emulator::Emulator) -> Result<(), String> {
+    for (backend, cfg, group) in std::mem::take(&mut emu.blockdevs.pending_limits) {
+        let group = group.unwrap_or_else(|| backend.clone());
+        throttle::set_limits(emu, &backend, Some(&group), &cfg)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

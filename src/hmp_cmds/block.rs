@@ -387,6 +387,21 @@ pub fn block_resize(
     qmp(emu, ctx, "block_resize", args).map(|_| ())
 }
 
+pub fn block_set_io_throttle(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    a: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
+    let n = |k: &str| a.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let args = json!({
+        "device": s(a, "device"),
+        "bps": n("bps"), "bps_rd": n("bps_rd"), "bps_wr": n("bps_wr"),
+        "iops": n("iops"), "iops_rd": n("iops_rd"), "iops_wr": n("iops_wr"),
+    });
+    qmp(emu, ctx, "block_set_io_throttle", args).map(|_| ())
+}
+
 pub fn block_passwd(
     emu: &mut Emulator,
     ctx: &mut CmdCtx,
@@ -496,6 +511,10 @@ pub fn drive_add(
             return Ok(());
         }
     };
+    if let Err(e) = blockdev::apply_pending_limits(emu) {
+        out.push_str(&e);
+        out.push('\n');
+    }
     let legacy = emu.blockdevs.front(&id).and_then(|f| f.legacy.clone());
     let msg = match legacy {
         Some(l) if l.devaddr.is_some() => Some("Parameter addr not supported\n".to_string()),
@@ -542,8 +561,9 @@ pub fn drive_del(
 }
 
 /// `qemu-io <device> "<command>"`: one qemu-io command on a backend's medium
-/// or a node. Like the reference, argument errors go to stderr, `abort`
-/// aborts the process and `sigraise` raises the signal in it.
+/// or a node. Like the reference, its report goes to stdout (the monitor
+/// reply stays empty), argument errors to stderr, `abort` aborts the process
+/// and `sigraise` raises the signal in it.
 pub fn qemu_io(
     emu: &mut Emulator,
     _: &mut CmdCtx,
@@ -555,11 +575,35 @@ pub fn qemu_io(
     let node = block::qemu_io::resolve_device(&emu.block, device).map_err(QmpError::generic)?;
     let mut io = block::qemu_io::QemuIo::new();
     io.set_debug_ops(Box::new(block::drivers::blkdebug::BlkdebugDebugOps));
-    // aio requests on a backend are booked in its statistics, as in QEMU.
+    // aio requests on a backend are booked in its statistics, as in QEMU,
+    // and wait for its throttle group when it has limits.
     if let Some(b) = emu.block.backend(device) {
-        io.set_accounting(Box::new(block::stats::StatsAccounting(b.stats_handle())));
+        let stats = b.stats_handle();
+        io.set_accounting(Box::new(block::stats::StatsAccounting(stats.clone())));
+        let groups = emu.blockdevs.throttle.clone();
+        if blockdev::throttle::groups(&groups).is_throttled(device) {
+            io.set_aio_submit(Box::new(blockdev::throttle::ThrottledSubmit {
+                groups,
+                backend: device.to_string(),
+                now: blockdev::throttle::now(emu),
+                stats: Some(stats),
+            }));
+        }
     }
-    let r = io.run(node.as_ref(), command, out);
+    let mut text = String::new();
+    let r = io.run(node.as_ref(), command, &mut text);
+    // QEMU 2.8's qemu-io prints on the process's stdout, not into the
+    // monitor reply, and events raised by the I/O come out first.
+    crate::blockdev::flush_events(emu);
+    if !text.is_empty() {
+        use std::io::Write;
+        let mut so = std::io::stdout();
+        let _ = so.write_all(text.as_bytes());
+        let _ = so.flush();
+    }
+    let _ = out;
+    // Requests held back by throttling wait for the group's timer.
+    blockdev::throttle::rearm(emu);
     match r {
         Ok(()) => {}
         Err(block::qemu_io::QemuIoError::Abort) => std::process::abort(),

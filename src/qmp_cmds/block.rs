@@ -109,7 +109,15 @@ fn block_info(graph: &BlockGraph, devs: &BlockDevs, backend: &block::Backend) ->
     m.insert("locked".into(), json!(front.is_locked()));
     m.insert("removable".into(), json!(front.has_removable_media()));
     if let Some(root) = backend.root() {
-        m.insert("inserted".into(), block_device_info(&root, Some(front)));
+        let mut ins = block_device_info(&root, Some(front));
+        let groups = crate::blockdev::throttle::groups(&devs.throttle);
+        if let (Some(cfg), Some(o)) = (groups.config_of(name), ins.as_object_mut()) {
+            o.extend(cfg.query_fields());
+            if let Some(g) = groups.group_of(name) {
+                o.insert("group".into(), json!(g));
+            }
+        }
+        m.insert("inserted".into(), ins);
     }
     if let Some(t) = front.tray() {
         m.insert("tray_open".into(), json!(t.open));

@@ -135,3 +135,29 @@ pub fn x_blockdev_change(
     }
     Ok(empty())
 }
+
+pub fn block_set_io_throttle(
+    emu: &mut Emulator,
+    _: &mut CmdCtx,
+    args: &Args,
+) -> Result<Value, QmpError> {
+    let device = arg_str(args, "device").unwrap_or("");
+    let Some(b) = emu.block.backend(device) else {
+        return Err(QmpError::device_not_found(device));
+    };
+    if !b.has_medium() {
+        return Err(QmpError::device_has_no_medium(device));
+    }
+    let cfg = block::throttle::ThrottleConfig::from_qmp(args).map_err(qerr)?;
+    cfg.validate().map_err(qerr)?;
+    let group = arg_str(args, "group");
+    let throttled = crate::blockdev::throttle::groups(&emu.blockdevs.throttle).is_throttled(device);
+    // A new group defaults to the device name; an existing one is kept
+    // unless another is named.
+    let group = match (cfg.enabled(), throttled, group) {
+        (true, false, None) => Some(device),
+        (_, _, g) => g,
+    };
+    crate::blockdev::throttle::set_limits(emu, device, group, &cfg).map_err(QmpError::generic)?;
+    Ok(empty())
+}

@@ -104,18 +104,18 @@ pub fn add_fd_from_cmdline(
     let fd = opts.get_number("fd").ok().flatten();
     let set = opts.get_number("set").ok().flatten();
     let Some(fd) = fd.and_then(|f| i32::try_from(f).ok()) else {
-        return Err("-add-fd: fd option is required and must be non-negative".into());
+        return Err("fd option is required and must be non-negative".into());
     };
     if fd <= libc::STDERR_FILENO {
-        return Err("-add-fd: fd cannot be a standard I/O stream".into());
+        return Err("fd cannot be a standard I/O stream".into());
     }
     // SAFETY: F_GETFD only queries whether fd is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
-        return Err("-add-fd: fd is not valid or already in use".into());
+        return Err("fd is not valid or already in use".into());
     }
     let Some(set) = set.and_then(|s| i64::try_from(s).ok()) else {
-        return Err("-add-fd: set option is required and must be non-negative".into());
+        return Err("set option is required and must be non-negative".into());
     };
     // SAFETY: the descriptor was inherited for us; from here it is owned
     // by the fd set alone.

@@ -157,6 +157,10 @@ pub static COMMANDS: &[CommandEntry] = &[
         block_features::block_dirty_bitmap_clear,
     ),
     cmd("x-blockdev-change", block_features::x_blockdev_change),
+    cmd(
+        "block_set_io_throttle",
+        block_features::block_set_io_throttle,
+    ),
 ];
 
 /// Events this binary can emit (query-events, query-qmp-schema).

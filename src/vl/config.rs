@@ -55,6 +55,8 @@ pub enum MonitorMode {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MonitorConfig {
+    /// The option that asked for it, named in start-up errors.
+    pub loc: String,
     pub chardev: String,
     pub mode: MonitorMode,
     pub pretty: bool,
@@ -93,7 +95,8 @@ pub struct Config {
     pub incoming: Option<String>,
     pub rtc: Option<QemuOpts>,
     /// `-add-fd` descriptors to put into fd sets at start-up.
-    pub add_fds: Vec<QemuOpts>,
+    /// With the option text QEMU names in its errors.
+    pub add_fds: Vec<(String, QemuOpts)>,
     /// Options accepted on the command line for a subsystem that the
     /// machine layer consumes (`-device loader`, `-kernel`...): name and
     /// argument, in order.
