@@ -15,6 +15,7 @@ pub mod misc;
 pub mod pci;
 pub mod qom;
 pub mod run;
+pub mod transaction;
 
 use serde_json::{Map, Value};
 
@@ -111,6 +112,8 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("block-job-resume", jobs::block_job_resume),
     cmd("block-job-complete", jobs::block_job_complete),
     cmd("query-block-jobs", jobs::query_block_jobs),
+    // transaction (transaction.rs)
+    cmd("transaction", transaction::transaction),
     // block commands (block.rs)
     cmd("query-block", block::query_block),
     cmd("query-named-block-nodes", block::query_named_block_nodes),

@@ -52,6 +52,11 @@ pub struct Job {
     driver: Box<dyn JobDriver>,
     /// Waiting on a timer (rate limit or idle), so not busy.
     sleeping: bool,
+    /// Grouped completion (transaction completion-mode=grouped): jobs of one
+    /// group commit together, and one failing cancels the others.
+    txn: Option<u64>,
+    /// Finished its work; waits for the rest of its group.
+    txn_done: bool,
 }
 
 impl Job {
@@ -84,6 +89,7 @@ pub struct JobList {
     /// Source of wake epochs, unique over all jobs ever run (a stale timer
     /// of an ended job must not drive a new job with the same id).
     next_wake: u64,
+    next_txn: u64,
 }
 
 impl Default for JobList {
@@ -93,6 +99,7 @@ impl Default for JobList {
             events: Vec::new(),
             epoch: Instant::now(),
             next_wake: 1,
+            next_txn: 1,
         }
     }
 }
@@ -178,6 +185,8 @@ impl JobList {
             core,
             driver,
             sleeping: false,
+            txn: None,
+            txn_done: false,
         });
     }
 
@@ -251,6 +260,57 @@ impl JobList {
         Ok(())
     }
 
+    /// A new completion group.
+    pub fn new_txn(&mut self) -> u64 {
+        self.next_txn += 1;
+        self.next_txn
+    }
+
+    /// Puts job `id` into completion group `txn`.
+    pub fn set_txn(&mut self, id: &str, txn: u64) {
+        if let Some(j) = self.get_mut(id) {
+            j.txn = Some(txn);
+        }
+    }
+
+    /// Ends a job and, when it failed inside a group, cancels the rest of
+    /// the group (block_job_completed_txn_abort).
+    fn conclude_or_group(
+        &mut self,
+        idx: usize,
+        graph: &mut BlockGraph,
+        ok: bool,
+        error: Option<String>,
+    ) {
+        let txn = self.jobs[idx].txn;
+        let failed = !ok || self.jobs[idx].core.cancelled;
+        self.conclude(idx, graph, ok, error);
+        let Some(t) = txn else { return };
+        if !failed {
+            return;
+        }
+        while let Some(i) = self.jobs.iter().position(|j| j.txn == Some(t)) {
+            self.jobs[i].core.cancelled = true;
+            self.conclude(i, graph, false, None);
+        }
+    }
+
+    /// A grouped job finished its work: the group commits once all have.
+    fn finish_in_group(&mut self, idx: usize, graph: &mut BlockGraph) {
+        let Some(t) = self.jobs[idx].txn else {
+            self.conclude(idx, graph, true, None);
+            return;
+        };
+        self.jobs[idx].txn_done = true;
+        self.jobs[idx].core.scheduled = false;
+        if self.jobs.iter().any(|j| j.txn == Some(t) && !j.txn_done) {
+            return;
+        }
+        while let Some(i) = self.jobs.iter().position(|j| j.txn == Some(t)) {
+            self.conclude(i, graph, true, None);
+        }
+    }
+
     /// Events raised since the last call.
     pub fn take_events(&mut self) -> Vec<JobEvent> {
         std::mem::take(&mut self.events)
@@ -285,8 +345,11 @@ impl JobList {
         };
         let job = &mut self.jobs[idx];
         job.sleeping = false;
+        if job.txn_done {
+            return Step::Done;
+        }
         if job.core.cancelled && !(job.core.ready && job.driver.drains_on_cancel()) {
-            self.conclude(idx, graph, false, None);
+            self.conclude_or_group(idx, graph, false, None);
             return Step::Done;
         }
         if job.core.user_paused && !job.core.cancelled {
@@ -322,7 +385,7 @@ impl JobList {
                 Step::Continue
             }
             Ok(Progress::Finished) => {
-                self.conclude(idx, graph, true, None);
+                self.finish_in_group(idx, graph);
                 Step::Done
             }
             Err(e) => self.handle_error(idx, graph, e),
@@ -345,7 +408,7 @@ impl JobList {
         });
         match action {
             ErrorAction::Report => {
-                self.conclude(idx, graph, false, Some(e.err.strerror()));
+                self.conclude_or_group(idx, graph, false, Some(e.err.strerror()));
                 Step::Done
             }
             ErrorAction::Ignore => Step::Continue,
@@ -370,7 +433,7 @@ impl JobList {
     pub fn take_unscheduled(&mut self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         for j in &mut self.jobs {
-            if !j.core.scheduled && (!j.core.user_paused || j.core.cancelled) {
+            if !j.core.scheduled && !j.txn_done && (!j.core.user_paused || j.core.cancelled) {
                 j.core.scheduled = true;
                 out.push((j.core.id.clone(), j.core.wake_epoch));
             }
@@ -396,6 +459,14 @@ impl JobList {
     /// True when a step scheduled under `epoch` is still the job's current one.
     pub fn is_current(&self, id: &str, epoch: u64) -> bool {
         self.get(id).is_some_and(|j| j.core.wake_epoch == epoch)
+    }
+
+    /// Cancels job `id` and ends it now (block_job_cancel_sync).
+    pub fn cancel_sync(&mut self, id: &str, graph: &mut BlockGraph) {
+        if let Some(i) = self.jobs.iter().position(|j| j.core.id == id) {
+            self.jobs[i].core.cancelled = true;
+            self.conclude_or_group(i, graph, false, None);
+        }
     }
 
     /// Cancels every job and runs it to its end (process exit, QEMU's
