@@ -128,3 +128,43 @@ impl JobDriver for CommitJob {
         vec![self.top.clone(), self.base.clone(), self.overlay.clone()]
     }
 }
+
+/// HMP `commit` (bdrv_commit): synchronously copies what the top layer of
+/// `top` allocates into its backing node. Errors carry QEMU's errno.
+pub fn commit_sync(top: &NodeRef) -> BlockResult<()> {
+    let backing = lock(top)
+        .backing()
+        .ok_or_else(|| BlockError::errno("commit", libc::ENOTSUP))?;
+    let was_ro = lock(&backing).is_read_only();
+    lock(&backing)
+        .set_read_only(false)
+        .map_err(|_| BlockError::errno("commit", libc::EACCES))?;
+    let r = (|| -> BlockResult<()> {
+        let len = lock(top).length()?;
+        {
+            let mut b = lock(&backing);
+            if b.length()? < len {
+                b.truncate(len)?;
+            }
+        }
+        let mut pos = 0;
+        let mut buf = Vec::new();
+        while pos < len {
+            let want = (len - pos).min(STEP_BYTES);
+            let e = lock(top).block_status(pos, want)?;
+            let n = e.len.clamp(1, want);
+            if e.allocated {
+                buf.resize(n as usize, 0);
+                lock(top).read(pos, &mut buf)?;
+                crate::jobs::copy::write_target(&backing, pos, &buf, WriteMode::default())
+                    .map_err(|e| e.err)?;
+            }
+            pos += n;
+        }
+        lock(&backing).flush()
+    })();
+    if was_ro {
+        let _ = lock(&backing).set_read_only(true);
+    }
+    r
+}
