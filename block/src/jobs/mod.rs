@@ -478,3 +478,215 @@ impl JobList {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::backup::{BackupParams, SyncMode};
+    use super::*;
+    use crate::node::lock;
+    use serde_json::json;
+
+    struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let d = std::env::temp_dir().join(format!("rqemu-jobs-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            Dir(d)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).to_str().unwrap().to_string()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn create(path: &str, size: u64, backing: Option<&str>) {
+        let o = crate::CreateOptions {
+            backing_file: backing.map(str::to_string),
+            backing_fmt: backing.map(|_| "qcow2".to_string()),
+            ..Default::default()
+        };
+        crate::create_image("qcow2", path, Some(size), &o).unwrap();
+    }
+
+    fn open(g: &mut BlockGraph, path: &str, blkdebug: Option<serde_json::Value>) -> NodeRef {
+        let file = match blkdebug {
+            Some(rules) => json!({"driver": "blkdebug", "inject-error": rules,
+                                  "image": {"driver": "file", "filename": path}}),
+            None => json!({"driver": "file", "filename": path}),
+        };
+        let o = json!({"driver": "qcow2", "file": file});
+        g.open(o.as_object().unwrap()).unwrap()
+    }
+
+    fn run(jobs: &mut JobList, g: &mut BlockGraph, id: &str) -> Step {
+        for _ in 0..100_000 {
+            match jobs.step(id, g) {
+                Step::Continue | Step::Wait(_) => continue,
+                s => return s,
+            }
+        }
+        panic!("job {id} never stopped");
+    }
+
+    fn read(n: &NodeRef, off: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        lock(n).read(off, &mut b).unwrap();
+        b
+    }
+
+    fn backup(
+        jobs: &mut JobList,
+        id: &str,
+        src: &NodeRef,
+        dst: &NodeRef,
+        on_target_error: OnError,
+    ) {
+        let mut core = JobCore::new(id.into(), src.clone(), 0);
+        core.on_target_error = on_target_error;
+        let p = BackupParams {
+            sync: SyncMode::Full,
+            bitmap: None,
+            compress: false,
+            owned_target: false,
+        };
+        let job = backup::start(&mut core, src.clone(), dst.clone(), p).unwrap();
+        jobs.add(core, Box::new(job));
+    }
+
+    #[test]
+    fn stream_pulls_backing_data_into_the_top_and_drops_the_backing_file() {
+        let d = Dir::new("stream");
+        create(&d.path("base"), 1 << 20, None);
+        create(&d.path("top"), 1 << 20, Some(&d.path("base")));
+        let mut setup = BlockGraph::new();
+        let base = open(&mut setup, &d.path("base"), None);
+        lock(&base).write(4096, &[3u8; 4096], false).unwrap();
+        setup.close_all();
+        let mut g = BlockGraph::new();
+        let top = open(&mut g, &d.path("top"), None);
+        let mut jobs = JobList::new();
+        let mut core = JobCore::new("s".into(), top.clone(), 0);
+        let job = stream::start(&mut core, top.clone(), None, None).unwrap();
+        jobs.add(core, Box::new(job));
+
+        assert_eq!(run(&mut jobs, &mut g, "s"), Step::Done);
+
+        assert!(lock(&top).backing().is_none());
+        assert_eq!(lock(&top).backing_file(), None);
+        assert!(read(&top, 4096, 4096).iter().all(|&b| b == 3));
+    }
+
+    #[test]
+    fn intermediate_commit_moves_data_down_and_relinks_the_overlay() {
+        let d = Dir::new("commit");
+        create(&d.path("base"), 1 << 20, None);
+        create(&d.path("mid"), 1 << 20, Some(&d.path("base")));
+        create(&d.path("top"), 1 << 20, Some(&d.path("mid")));
+        let mut g = BlockGraph::new();
+        let top = open(&mut g, &d.path("top"), None);
+        let mid = lock(&top).backing().unwrap();
+        let base = lock(&mid).backing().unwrap();
+        lock(&mid).set_read_only(false).unwrap();
+        lock(&mid).write(0, &[9u8; 512], false).unwrap();
+        let mut jobs = JobList::new();
+        let mut core = JobCore::new("c".into(), top.clone(), 0);
+        let job = commit::start(&mut core, mid, base.clone(), top.clone(), None).unwrap();
+        jobs.add(core, Box::new(job));
+
+        assert_eq!(run(&mut jobs, &mut g, "c"), Step::Done);
+
+        assert!(Arc::ptr_eq(&lock(&top).backing().unwrap(), &base));
+        assert!(read(&base, 0, 512).iter().all(|&b| b == 9));
+        assert_eq!(lock(&top).backing_file().unwrap().0, d.path("base"));
+    }
+
+    #[test]
+    fn stop_policy_pauses_with_failed_io_status_and_resume_finishes() {
+        let d = Dir::new("stop");
+        create(&d.path("src"), 1 << 20, None);
+        create(&d.path("dst"), 1 << 20, None);
+        let mut g = BlockGraph::new();
+        let src = open(&mut g, &d.path("src"), None);
+        lock(&src).write(0, &[1u8; 65536], false).unwrap();
+        let rules = json!([{"event": "write_aio", "errno": 5, "once": true}]);
+        let dst = open(&mut g, &d.path("dst"), Some(rules));
+        let mut jobs = JobList::new();
+        backup(&mut jobs, "b", &src, &dst, OnError::Stop);
+
+        assert_eq!(run(&mut jobs, &mut g, "b"), Step::Paused);
+        let q = jobs.query();
+        assert_eq!(q[0]["io-status"], "failed");
+        assert_eq!(q[0]["paused"], true);
+        jobs.resume("b").unwrap();
+        assert_eq!(run(&mut jobs, &mut g, "b"), Step::Done);
+
+        let evs = jobs.take_events();
+        assert_eq!(evs.len(), 2);
+        assert!(matches!(
+            evs[0],
+            JobEvent::Error {
+                action: ErrorAction::Stop,
+                is_read: false,
+                ..
+            }
+        ));
+        assert!(matches!(evs[1], JobEvent::Completed { error: None, .. }));
+        assert!(read(&dst, 0, 65536).iter().all(|&b| b == 1));
+    }
+
+    #[test]
+    fn a_failing_job_cancels_the_rest_of_its_group() {
+        let d = Dir::new("group");
+        for f in ["a", "b", "ta", "tb"] {
+            create(&d.path(f), 1 << 20, None);
+        }
+        let mut g = BlockGraph::new();
+        let a = open(&mut g, &d.path("a"), None);
+        let b = open(&mut g, &d.path("b"), None);
+        lock(&b).write(0, &[1u8; 4096], false).unwrap();
+        let ta = open(&mut g, &d.path("ta"), None);
+        let tb = open(&mut g, &d.path("tb"), Some(json!([{"event": "write_aio"}])));
+        let mut jobs = JobList::new();
+        backup(&mut jobs, "ja", &a, &ta, OnError::Report);
+        backup(&mut jobs, "jb", &b, &tb, OnError::Report);
+        let t = jobs.new_txn();
+        jobs.set_txn("ja", t);
+        jobs.set_txn("jb", t);
+
+        assert_eq!(run(&mut jobs, &mut g, "ja"), Step::Done);
+        assert!(jobs.get("ja").is_some());
+        assert_eq!(run(&mut jobs, &mut g, "jb"), Step::Done);
+
+        assert!(jobs.is_empty());
+        let names: Vec<_> = jobs.take_events().iter().map(|e| e.to_qmp().0).collect();
+        assert_eq!(
+            names,
+            [
+                "BLOCK_JOB_ERROR",
+                "BLOCK_JOB_COMPLETED",
+                "BLOCK_JOB_CANCELLED"
+            ]
+        );
+    }
+
+    #[test]
+    fn job_ids_follow_qemu_rules() {
+        let jobs = JobList::new();
+        assert_eq!(jobs.new_job_id(None, "drive0").unwrap(), "drive0");
+        assert_eq!(
+            jobs.new_job_id(None, "").unwrap_err().to_string(),
+            "An explicit job ID is required for this node"
+        );
+        assert_eq!(
+            jobs.new_job_id(Some("0x"), "d").unwrap_err().to_string(),
+            "Invalid job ID '0x'"
+        );
+    }
+}
