@@ -201,7 +201,8 @@ fn run(cfg: Config) -> ExitCode {
             "append" => append = Some(arg.clone()),
             "rtc" => {}
             // Opened in startup::build, once fd sets exist.
-            "drive" | "blockdev" | "snapshot" => {}
+            "drive" | "blockdev" | "snapshot" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda"
+            | "fdb" | "" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
                 Ok(None) => {
