@@ -39,7 +39,7 @@ impl SyncMode {
 /// Smallest unit backup copies (QEMU's BACKUP_CLUSTER_SIZE_DEFAULT).
 pub const BACKUP_CLUSTER: u64 = 64 * 1024;
 /// Clusters one job step copies at most.
-const CLUSTERS_PER_STEP: u64 = 16;
+const CLUSTERS_PER_STEP: u64 = 64;
 
 /// Which clusters already hold their point-in-time data on the target.
 struct Copied {
@@ -302,20 +302,32 @@ impl JobDriver for BackupJob {
             return Ok(Progress::Finished);
         }
         let mut done = 0u64;
-        let end = (self.next_cluster + CLUSTERS_PER_STEP).min(clusters);
+        let cs = self.state.cluster;
+        let per_step = core.step_budget(CLUSTERS_PER_STEP * cs, cs) / cs;
+        let end = (self.next_cluster + per_step.max(1)).min(clusters);
         while self.next_cluster < end {
             let c = self.next_cluster;
-            let (off, n) = self.state.cluster_range(c);
-            if !self.state.is_copied(c) && self.wanted(c)? {
-                self.buf.resize(n as usize, 0);
-                read_source(&self.source, off, &mut self.buf)?;
-                write_target(&self.state.target, off, &self.buf, self.state.mode)?;
-                self.state.mark_copied(c);
-                done += n;
+            if self.state.is_copied(c) || !self.wanted(c)? {
+                self.next_cluster += 1;
+                continue;
             }
-            self.next_cluster += 1;
-            core.offset = (off + n).min(core.len);
+            // One request for the whole run of clusters still to copy.
+            let mut e = c + 1;
+            while e < end && !self.state.is_copied(e) && self.wanted(e)? {
+                e += 1;
+            }
+            let off = c * self.state.cluster;
+            let n = (e * self.state.cluster).min(self.state.len) - off;
+            self.buf.resize(n as usize, 0);
+            read_source(&self.source, off, &mut self.buf)?;
+            write_target(&self.state.target, off, &self.buf, self.state.mode)?;
+            for k in c..e {
+                self.state.mark_copied(k);
+            }
+            done += n;
+            self.next_cluster = e;
         }
+        core.offset = (self.next_cluster * self.state.cluster).min(core.len);
         Ok(Progress::Worked(done.max(1)))
     }
 

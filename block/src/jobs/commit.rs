@@ -91,7 +91,7 @@ impl JobDriver for CommitJob {
         if self.pos >= self.len {
             return Ok(Progress::Finished);
         }
-        let want = (self.len - self.pos).min(STEP_BYTES);
+        let want = (self.len - self.pos).min(core.step_budget(STEP_BYTES, 65536));
         let (alloc, n) = lock(&self.top)
             .is_allocated_above(Some(&self.base), self.pos, want)
             .map_err(JobIoError::read)?;

@@ -285,6 +285,17 @@ impl JobCore {
         }
     }
 
+    /// Bytes one step may copy: `max` when unlimited, else about one
+    /// rate-limit slice's quota in whole `unit`s (at least one), so a slow
+    /// job moves in small steps instead of bursts.
+    pub fn step_budget(&self, max: u64, unit: u64) -> u64 {
+        if self.speed == 0 || unit == 0 {
+            return max;
+        }
+        let quota = self.speed.saturating_mul(SLICE_NS) / 1_000_000_000;
+        ((quota / unit).max(1) * unit).min(max)
+    }
+
     /// The fields query-block-jobs and the job events share.
     pub fn info(&self, kind: JobType) -> JobInfo {
         JobInfo {

@@ -34,7 +34,7 @@ pub enum BackingMode {
 /// Default copy buffer (QEMU's DEFAULT_MIRROR_BUF_SIZE).
 pub const DEFAULT_BUF_SIZE: u64 = 16 << 20;
 /// Most bytes one step copies.
-const STEP_BYTES: u64 = 1 << 20;
+const STEP_BYTES: u64 = 4 << 20;
 /// Extents the initial scan looks at per step.
 const SCAN_EXTENTS: usize = 256;
 
@@ -65,6 +65,7 @@ pub struct MirrorJob {
     /// For top: the source's backing, never copied.
     base: Option<NodeRef>,
     sync: MirrorSync,
+    granularity: u64,
     chunk: u64,
     unmap: bool,
     backing_mode: BackingMode,
@@ -134,6 +135,7 @@ pub fn start(
         target,
         base,
         sync,
+        granularity,
         chunk: buf_size.min(STEP_BYTES).max(granularity),
         unmap: p.unmap,
         backing_mode: p.backing_mode,
@@ -241,8 +243,7 @@ impl MirrorJob {
     }
 
     /// The next dirty range to copy (at most one chunk), bits cleared.
-    fn take_dirty(&mut self) -> Option<(u64, u64)> {
-        let chunk = self.chunk;
+    fn take_dirty(&mut self, chunk: u64) -> Option<(u64, u64)> {
         let cursor = self.cursor;
         self.with_bitmap(|b| {
             let r = b
@@ -340,7 +341,8 @@ impl JobDriver for MirrorJob {
             core.len = core.offset + self.dirty_bytes();
             return Ok(Progress::Worked(0));
         }
-        match self.take_dirty() {
+        let chunk = core.step_budget(self.chunk, self.granularity);
+        match self.take_dirty(chunk) {
             Some((off, n)) => {
                 if let Err(e) = self.copy(off, n) {
                     self.with_bitmap(|b| b.set_range(off, n));

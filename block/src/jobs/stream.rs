@@ -81,7 +81,7 @@ impl JobDriver for StreamJob {
         if self.pos >= self.len {
             return Ok(Progress::Finished);
         }
-        let want = (self.len - self.pos).min(STEP_BYTES);
+        let want = (self.len - self.pos).min(core.step_budget(STEP_BYTES, 65536));
         let (copy, n) = self.needs_copy(self.pos, want)?;
         if copy {
             self.buf.resize(n as usize, 0);
