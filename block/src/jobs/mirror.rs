@@ -66,6 +66,8 @@ pub struct MirrorJob {
     base: Option<NodeRef>,
     sync: MirrorSync,
     granularity: u64,
+    /// Copy unit: the larger of granularity and the target's cluster size.
+    align: u64,
     chunk: u64,
     unmap: bool,
     backing_mode: BackingMode,
@@ -128,6 +130,7 @@ pub fn start(
         _ => None,
     };
     let zero_init = lock(&target).has_zero_init() && lock(&target).backing().is_none();
+    let align = granularity.max(lock(&target).cluster_size().unwrap_or(0));
     install_bitmap(&source, granularity, len)?;
     core.len = len;
     Ok(MirrorJob {
@@ -136,6 +139,7 @@ pub fn start(
         base,
         sync,
         granularity,
+        align,
         chunk: buf_size.min(STEP_BYTES).max(granularity),
         unmap: p.unmap,
         backing_mode: p.backing_mode,
@@ -243,16 +247,23 @@ impl MirrorJob {
     }
 
     /// The next dirty range to copy (at most one chunk), bits cleared.
+    /// Ranges are widened to whole target clusters: a partial cluster
+    /// write would make the target fill the rest from a backing file it may
+    /// not have yet (QEMU's cow_bitmap does the same job).
     fn take_dirty(&mut self, chunk: u64) -> Option<(u64, u64)> {
         let cursor = self.cursor;
+        let align = self.align;
+        let len = self.len;
         self.with_bitmap(|b| {
             let r = b
                 .dirty_ranges(cursor)
                 .next()
                 .or_else(|| b.dirty_ranges(0).next())?;
-            let n = r.1.min(chunk);
-            b.reset_range(r.0, n);
-            Some((r.0, n))
+            let n = r.1.min(chunk.max(align));
+            let start = r.0 / align * align;
+            let end = (r.0 + n).div_ceil(align).saturating_mul(align).min(len);
+            b.reset_range(start, end - start);
+            Some((start, end - start))
         })
         .flatten()
     }
