@@ -511,6 +511,7 @@ impl Emulator {
             }
         }
         self.machine.shutdown();
+        self.jobs.cancel_all(&mut self.block);
         self.blockdevs.cleanup(&mut self.block);
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);
