@@ -610,6 +610,8 @@ pub fn block_job_set_speed(
     emu.jobs
         .set_speed(device_arg(args), speed)
         .map_err(cmd_err)?;
+    // A job sleeping off the old limit runs at once under the new one.
+    kick(emu, device_arg(args));
     Ok(empty())
 }
 

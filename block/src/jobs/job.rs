@@ -204,6 +204,9 @@ pub const SLICE_NS: u64 = 100_000_000;
 impl RateLimit {
     /// `speed` bytes per second; 0 means unlimited.
     pub fn set_speed(&mut self, speed: u64) {
+        // Debt owed under the old limit is forgiven: a new slice starts.
+        self.dispatched = 0;
+        self.slice_end_ns = 0;
         self.quota = speed.saturating_mul(SLICE_NS) / 1_000_000_000;
         if speed > 0 && self.quota == 0 {
             self.quota = 1;
