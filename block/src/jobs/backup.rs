@@ -107,7 +107,7 @@ impl BeforeWrite for CbwHook {
             return Ok(());
         }
         let first = offset / s.cluster;
-        let last = (offset + len - 1).min(s.len - 1) / s.cluster;
+        let last = offset.saturating_add(len - 1).min(s.len - 1) / s.cluster;
         let mut buf = Vec::new();
         for c in first..=last {
             if s.is_copied(c) {

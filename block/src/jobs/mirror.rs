@@ -259,6 +259,11 @@ impl MirrorJob {
                 .dirty_ranges(cursor)
                 .next()
                 .or_else(|| b.dirty_ranges(0).next())?;
+            if r.0 >= len {
+                // Past the end the job started with (the device grew).
+                b.reset_range(r.0, r.1);
+                return Some((r.0, 0));
+            }
             let n = r.1.min(chunk.max(align));
             let start = r.0 / align * align;
             let end = (r.0 + n).div_ceil(align).saturating_mul(align).min(len);
