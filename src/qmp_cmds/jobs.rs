@@ -242,6 +242,24 @@ fn open_target(
     emu.block.open(&o).map_err(qerr)
 }
 
+/// Creating or opening a job target over a file of the source's own chain
+/// would destroy the data being copied; refused before anything is touched.
+fn refuse_chain_file(bs: &NodeRef, target: &str) -> Result<(), QmpError> {
+    let Ok(t) = std::fs::canonicalize(target) else {
+        return Ok(());
+    };
+    let mut cur = Some(bs.clone());
+    for _ in 0..block::graph::MAX_BACKING_DEPTH {
+        let Some(n) = cur else { break };
+        let file = lock(&n).filename().to_string();
+        if std::fs::canonicalize(&file).is_ok_and(|f| f == t) {
+            return Err(QmpError::generic("Source and target cannot be the same"));
+        }
+        cur = lock(&n).backing();
+    }
+    Ok(())
+}
+
 fn drop_target(emu: &mut Emulator, node: &NodeRef) {
     let name = lock(node).name().to_string();
     let _ = emu.block.remove_node(&name);
@@ -379,6 +397,7 @@ pub fn do_drive_backup(emu: &mut Emulator, args: &Args) -> Result<String, QmpErr
         .length()
         .map_err(|e| QmpError::generic(format!("bdrv_getlength failed: {}", e.strerror())))?;
     let target_path = arg_str(args, "target").unwrap_or("");
+    refuse_chain_file(&bs, target_path)?;
     if !existing {
         create_target(
             target_path,
@@ -538,6 +557,7 @@ pub fn drive_mirror(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
     let (granularity, buf_size) = mirror_sizes(args)?;
     check_free(emu, &bs)?;
     let target_path = arg_str(args, "target").unwrap_or("");
+    refuse_chain_file(&bs, target_path)?;
     if !existing {
         let fmt = format.as_deref().unwrap_or("qcow2");
         let chain = if sync == MirrorSync::Full {
