@@ -92,8 +92,11 @@ fn display_name(emu: &Emulator, node: &NodeRef) -> String {
     emu.blockdevs.device_or_node_name(&emu.block, node)
 }
 
-/// The op-blocker check for a node a new job would use.
-fn check_free(emu: &Emulator, node: &NodeRef) -> Result<(), QmpError> {
+/// The op-blocker check: refuses a node a block job works on, with QEMU's
+/// "Node '...' is busy: block device is in use by block job: ..." error.
+/// Other commands that change or remove a node (eject, change, drive_del,
+/// x-blockdev-del, block_resize, snapshots) should call it too.
+pub fn check_free(emu: &Emulator, node: &NodeRef) -> Result<(), QmpError> {
     let name = display_name(emu, node);
     emu.jobs.check_node_free(node, &name).map_err(qerr)
 }
