@@ -171,6 +171,13 @@ pub trait JobDriver: Send {
         )))
     }
 
+    /// Error action `ignore`: returns true when the driver skipped the
+    /// failed range itself (stream, which then ends with the error); false
+    /// retries the same range on the next step.
+    fn skip_failed(&mut self, _core: &mut JobCore, _errno: i32) -> bool {
+        false
+    }
+
     /// A cancel after READY copies what is left and ends as completed
     /// (mirror and active commit), instead of stopping at once.
     fn drains_on_cancel(&self) -> bool {

@@ -411,7 +411,10 @@ impl JobList {
                 self.conclude_or_group(idx, graph, false, Some(e.err.strerror()));
                 Step::Done
             }
-            ErrorAction::Ignore => Step::Continue,
+            ErrorAction::Ignore => {
+                job.driver.skip_failed(&mut job.core, errno);
+                Step::Continue
+            }
             ErrorAction::Stop => {
                 job.core.user_paused = true;
                 job.core.status = JobStatus::Paused;
@@ -674,6 +677,45 @@ mod tests {
                 "BLOCK_JOB_CANCELLED"
             ]
         );
+    }
+
+    #[test]
+    fn stream_with_ignored_read_error_finishes_with_the_error_and_keeps_its_backing() {
+        let d = Dir::new("stream-ignore");
+        create(&d.path("base"), 1 << 20, None);
+        create(&d.path("top"), 1 << 20, Some(&d.path("base")));
+        let mut setup = BlockGraph::new();
+        let base = open(&mut setup, &d.path("base"), None);
+        lock(&base).write(0, &[3u8; 4096], false).unwrap();
+        setup.close_all();
+        let mut g = BlockGraph::new();
+        let o = json!({"driver": "qcow2",
+            "file": {"driver": "file", "filename": d.path("top")},
+            "backing": {"driver": "qcow2", "file": {"driver": "blkdebug",
+                "inject-error": [{"event": "read_aio", "once": true}],
+                "image": {"driver": "file", "filename": d.path("base")}}}});
+        let top = g.open(o.as_object().unwrap()).unwrap();
+        let mut jobs = JobList::new();
+        let mut core = JobCore::new("s".into(), top.clone(), 0);
+        core.on_source_error = OnError::Ignore;
+        let job = stream::start(&mut core, top.clone(), None, None).unwrap();
+        jobs.add(core, Box::new(job));
+
+        assert_eq!(run(&mut jobs, &mut g, "s"), Step::Done);
+
+        let evs = jobs.take_events();
+        assert!(matches!(
+            evs[0],
+            JobEvent::Error {
+                action: ErrorAction::Ignore,
+                is_read: true,
+                ..
+            }
+        ));
+        assert!(
+            matches!(&evs[1], JobEvent::Completed { error: Some(e), .. } if e == "Input/output error")
+        );
+        assert!(lock(&top).backing().is_some());
     }
 
     #[test]

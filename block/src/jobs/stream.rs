@@ -19,6 +19,11 @@ pub struct StreamJob {
     pos: u64,
     len: u64,
     buf: Vec<u8>,
+    /// Length of the range the current step works on.
+    chunk: u64,
+    /// First error skipped under on-error=ignore; the job ends with it and
+    /// keeps its backing file.
+    skipped: Option<i32>,
 }
 
 /// Starts streaming into `top` from its chain down to (not including) `base`.
@@ -37,6 +42,8 @@ pub fn start(
         pos: 0,
         len,
         buf: Vec::new(),
+        chunk: 0,
+        skipped: None,
     })
 }
 
@@ -82,7 +89,9 @@ impl JobDriver for StreamJob {
             return Ok(Progress::Finished);
         }
         let want = (self.len - self.pos).min(core.step_budget(STEP_BYTES, 65536));
+        self.chunk = want;
         let (copy, n) = self.needs_copy(self.pos, want)?;
+        self.chunk = n;
         if copy {
             self.buf.resize(n as usize, 0);
             read_source(&self.top, self.pos, &mut self.buf)?;
@@ -99,12 +108,22 @@ impl JobDriver for StreamJob {
         Ok(Progress::Worked(if copy { n } else { 0 }))
     }
 
+    fn skip_failed(&mut self, core: &mut JobCore, errno: i32) -> bool {
+        self.skipped.get_or_insert(errno);
+        self.pos = (self.pos + self.chunk.max(1)).min(self.len);
+        core.offset = self.pos;
+        true
+    }
+
     fn finish(
         &mut self,
         _core: &mut JobCore,
         graph: &mut BlockGraph,
         ok: bool,
     ) -> Result<(), BlockError> {
+        if let Some(errno) = self.skipped {
+            return Err(BlockError::errno("stream", errno));
+        }
         if !ok {
             return Ok(());
         }
