@@ -375,7 +375,11 @@ impl JobDriver for MirrorJob {
                 }
                 Ok(Progress::Ready)
             }
-            None if core.should_complete => Ok(Progress::Finished),
+            None if core.should_complete => {
+                // A cancel after block-job-complete does not stop the pivot.
+                core.cancelled = false;
+                Ok(Progress::Finished)
+            }
             None if core.cancelled => {
                 // Synced: a cancel now leaves a consistent copy and counts
                 // as a successful end, without the pivot.
