@@ -2,6 +2,21 @@
 //! `-mon mode=readline` and QMP's human-monitor-command. Most commands call
 //! the QMP handler and format its reply as QEMU's hmp.c does.
 
+// HMP commands that are exactly a QMP command with the same argument
+// names and no output.
+macro_rules! qmp_passthrough {
+    ($($fn_name:ident => $qmp:literal),* $(,)?) => {$(
+        pub fn $fn_name(
+            emu: &mut Emulator,
+            ctx: &mut CmdCtx,
+            args: &HmpArgs,
+            _: &mut String,
+        ) -> Result<(), QmpError> {
+            $crate::qmp_cmds::dispatch(emu, ctx, $qmp, args).map(|_| ())
+        }
+    )*};
+}
+
 pub mod args;
 pub mod block;
 pub mod chardev;
