@@ -120,6 +120,39 @@ impl Mode {
     }
 }
 
+/// The guest-physical address of virtual `va` through `cpu`'s page tables,
+/// as a debugger reads memory (`memsave`); `va` itself without paging.
+/// None when the address is not mapped or a table lies outside RAM.
+pub fn translate(ram: &dyn GuestRam, cpu: &CpuState, va: u64) -> Option<u64> {
+    let Some((mode, root)) = Mode::of(cpu) else {
+        return Some(va);
+    };
+    let mut table = root;
+    let mut level = mode.top_level();
+    loop {
+        let shift = mode.shift(level);
+        let index = (va >> shift) & (mode.entries(level) as u64 - 1);
+        let width = mode.entry_bytes();
+        let mut raw = [0u8; 8];
+        let at = table.checked_add(index * width as u64)?;
+        if !ram.read_phys(at, &mut raw[..width]) {
+            return None;
+        }
+        let entry = u64::from_le_bytes(raw);
+        if entry & PRESENT == 0 {
+            return None;
+        }
+        if level == 1 {
+            return Some(mode.next_table(entry) | (va & 0xfff));
+        }
+        if let Some(base) = mode.large_page(level, entry) {
+            return Some(base | (va & ((1u64 << shift) - 1)));
+        }
+        table = mode.next_table(entry);
+        level -= 1;
+    }
+}
+
 struct Frame {
     level: u8,
     entries: Vec<u64>,
