@@ -166,9 +166,9 @@ fn write_pidfile(path: &str) -> Result<(), String> {
         .create(true)
         .truncate(true)
         .open(path)
-        .map_err(|e| format!("could not acquire pid file: {}", sys::errno_text(&e)))?;
+        .map_err(|e| format!("could not acquire pid file: {}", sys::oserror::strerror(&e)))?;
     writeln!(f, "{}", std::process::id())
-        .map_err(|e| format!("could not acquire pid file: {}", sys::errno_text(&e)))
+        .map_err(|e| format!("could not acquire pid file: {}", sys::oserror::strerror(&e)))
 }
 
 fn run(cfg: Config) -> ExitCode {
@@ -201,7 +201,8 @@ fn run(cfg: Config) -> ExitCode {
             "append" => append = Some(arg.clone()),
             "rtc" => {}
             // Opened in startup::build, once fd sets exist.
-            "drive" | "blockdev" | "snapshot" => {}
+            "drive" | "blockdev" | "snapshot" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda"
+            | "fdb" | "" => {}
             "device" => match devices::parse_isa_debug_exit(arg) {
                 Ok(Some(d)) => debug_exits.push(d),
                 Ok(None) => {
@@ -274,6 +275,7 @@ fn run(cfg: Config) -> ExitCode {
         kernel,
         initrd,
         append,
+        serial_ports: cfg.serials.len().clamp(1, 4),
         debug_exits,
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {

@@ -76,8 +76,9 @@ pub fn handle_char_event(emu: &mut Emulator, ev: CharEvent) {
     }
     for l in lines {
         let reply = process_line(emu, &l);
-        send(emu, &reply);
+        // Interrupt changes the command caused go out before its reply.
         emu.flush_machine_output();
+        send(emu, &reply);
     }
 }
 

@@ -175,6 +175,7 @@ pub(crate) mod tests {
             kernel: None,
             initrd: None,
             append: None,
+            serial_ports: 1,
             debug_exits: Vec::new(),
         };
         let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");

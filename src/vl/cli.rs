@@ -113,13 +113,13 @@ static OPTIONS: &[OptionDef] = &[
     opt("device", true, M),
     opt("name", true, Y),
     opt("uuid", true, Y),
-    opt("fda", true, N),
-    opt("fdb", true, N),
-    opt("hda", true, N),
-    opt("hdb", true, N),
-    opt("hdc", true, N),
-    opt("hdd", true, N),
-    opt("cdrom", true, N),
+    opt("fda", true, M),
+    opt("fdb", true, M),
+    opt("hda", true, M),
+    opt("hdb", true, M),
+    opt("hdc", true, M),
+    opt("hdd", true, M),
+    opt("cdrom", true, M),
     opt("drive", true, M),
     opt("blockdev", true, M),
     opt("mtdblock", true, N),
@@ -528,7 +528,7 @@ fn add_monitor(
     } else {
         let label = format!("compat_monitor{}", cfg.monitors.len());
         let mut opts = crate::chardev::compat::parse_compat(&label, spec)
-            .ok_or_else(|| CliError::at(loc, "could not connect monitor device"))?;
+            .ok_or_else(|| CliError::at(loc, format!("parse error: {spec}")))?;
         // A monitor on a legacy spec owns its chardev; mux is decided by
         // the spec itself (`mon:`).
         opts.id = Some(label.clone());
@@ -537,6 +537,7 @@ fn add_monitor(
         (label, mode)
     };
     cfg.monitors.push(MonitorConfig {
+        loc: loc.to_string(),
         chardev,
         mode,
         pretty,
@@ -569,6 +570,7 @@ fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
     cfg.chardev_locs.push(loc.to_string());
     if muxed {
         cfg.monitors.push(MonitorConfig {
+            loc: loc.to_string(),
             chardev: label.clone(),
             mode: MonitorMode::Readline,
             pretty: false,
@@ -595,11 +597,11 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
     let mut i = 1;
     while i < args.len() {
         let raw = &args[i];
-        if !raw.starts_with('-') || raw == "-" {
+        if !raw.starts_with('-') {
             // A bare argument is the first hard disk in QEMU.
-            return Err(CliError::global(format!(
-                "{raw}: disk images on the command line are not supported yet (block devices need -drive, which is not supported yet)"
-            )));
+            cfg.machine_args.push(("".to_string(), raw.to_string()));
+            i += 1;
+            continue;
         }
         let name = raw.strip_prefix("--").unwrap_or(&raw[1..]);
         let Some(def) = OPTIONS.iter().find(|o| o.name == name) else {
@@ -738,6 +740,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                     .get_bool("pretty", false)
                     .map_err(|e| CliError::from_opts(&loc, e))?;
                 cfg.monitors.push(MonitorConfig {
+                    loc: loc.clone(),
                     chardev: chardev.to_string(),
                     mode,
                     pretty,
@@ -791,7 +794,13 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 match kind {
                     "none" => cfg.display_none = true,
                     "sdl" | "curses" | "gtk" | "vnc" | "egl-headless" | "spice-app" => {
-                        return Err(CliError::at(&loc, format!("{kind} support is disabled")))
+                        let name = match kind {
+                            "sdl" => "SDL",
+                            "gtk" => "GTK",
+                            "vnc" => "VNC",
+                            other => other,
+                        };
+                        return Err(CliError::at(&loc, format!("{name} support is disabled")));
                     }
                     _ => return Err(CliError::at(&loc, "unknown display type")),
                 }
@@ -815,7 +824,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 let o = ADD_FD_OPTS
                     .parse(arg, false)
                     .map_err(|e| CliError::from_opts(&loc, e))?;
-                cfg.add_fds.push(o);
+                cfg.add_fds.push((loc.clone(), o));
             }
             // We read no configuration files, so these have nothing to turn off.
             "nodefconfig" | "no-user-config" => {}
@@ -842,6 +851,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 cfg.chardev_locs.push("-nographic".to_string());
                 cfg.serials.insert(0, "serial0".to_string());
                 cfg.monitors.push(MonitorConfig {
+                    loc: "-nographic".to_string(),
                     chardev: "serial0".to_string(),
                     mode: MonitorMode::Readline,
                     pretty: false,
@@ -868,6 +878,22 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
         let _ = (parallel_given, vga_given);
     }
     Ok(Action::Run(Box::new(cfg)))
+}
+
+/// The option lists query-command-line-options reports.
+pub fn option_lists() -> Vec<&'static OptsList> {
+    vec![
+        &MACHINE_OPTS,
+        &ACCEL_OPTS,
+        &MEMORY_OPTS,
+        &SMP_OPTS,
+        &NAME_OPTS,
+        &MON_OPTS,
+        &crate::chardev::CHARDEV_OPTS,
+        &FREE_OPTS_QOM_TYPE,
+        &ADD_FD_OPTS,
+        &RTC_OPTS,
+    ]
 }
 
 #[cfg(test)]
@@ -990,20 +1016,4 @@ mod tests {
         assert_eq!(c.monitors[0].chardev, "serial0");
         assert_eq!(c.chardevs[0].get("mux"), Some("on"));
     }
-}
-
-/// The option lists query-command-line-options reports.
-pub fn option_lists() -> Vec<&'static OptsList> {
-    vec![
-        &MACHINE_OPTS,
-        &ACCEL_OPTS,
-        &MEMORY_OPTS,
-        &SMP_OPTS,
-        &NAME_OPTS,
-        &MON_OPTS,
-        &crate::chardev::CHARDEV_OPTS,
-        &FREE_OPTS_QOM_TYPE,
-        &ADD_FD_OPTS,
-        &RTC_OPTS,
-    ]
 }

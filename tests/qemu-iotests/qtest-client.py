@@ -61,25 +61,34 @@ def main():
         shown = line if len(line) < 200 else line[:60] + "...(%d bytes)" % len(line)
         print("> " + shown)
         conn.sendall(line.encode() + b"\n")
-        while b"\n" not in buf:
-            r, _, _ = select.select([conn], [], [], TIMEOUT)
-            if not r:
-                print("qtest-client: timeout")
-                proc.kill()
-                proc.wait()
-                return 1
-            chunk = conn.recv(1 << 20)
-            if not chunk:
-                print("< EOF")
+        # Asynchronous "IRQ raise/lower N" lines are printed in the order
+        # they arrive; the reply is the first other line.
+        eof = False
+        while True:
+            while b"\n" not in buf:
+                r, _, _ = select.select([conn], [], [], TIMEOUT)
+                if not r:
+                    print("qtest-client: timeout")
+                    proc.kill()
+                    proc.wait()
+                    return 1
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    print("< EOF")
+                    eof = True
+                    break
+                buf += chunk
+            if eof:
                 break
-            buf += chunk
-        if b"\n" not in buf:
+            reply, buf = buf.split(b"\n", 1)
+            text = reply.decode("utf-8", "replace")
+            if len(text) > 200:
+                text = text[:60] + "...(%d bytes)" % len(text)
+            print("< " + text)
+            if not text.startswith("IRQ "):
+                break
+        if eof:
             break
-        reply, buf = buf.split(b"\n", 1)
-        text = reply.decode("utf-8", "replace")
-        if len(text) > 200:
-            text = text[:60] + "...(%d bytes)" % len(text)
-        print("< " + text)
     conn.close()
     proc.send_signal(signal.SIGTERM)
     try:

@@ -78,6 +78,15 @@ pub(crate) enum Cl {
     },
 }
 
+/// Runtime options of a qcow2 node (QEMU's names in brackets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Qcow2Options {
+    /// Bytes of L2 tables to cache (`l2-cache-size`).
+    pub l2_cache_size: Option<u64>,
+    /// Bytes of refcount blocks to cache (`refcount-cache-size`).
+    pub refcount_cache_size: Option<u64>,
+}
+
 /// An open qcow2 image.
 pub struct Qcow2 {
     pub(crate) hdr: Header,
@@ -110,6 +119,10 @@ pub struct Qcow2 {
     pub(crate) frees: Vec<u64>,
     pub(crate) l1_dirty: bool,
     pub(crate) snap_table_bytes: u64,
+    /// L1 indices whose new value is not on disk yet.
+    pub(crate) l1_pending: Vec<u64>,
+    /// Shared L2 tables replaced by copies, released once the L1 is on disk.
+    pub(crate) l2_pending_free: Vec<u64>,
 }
 
 pub(crate) fn file_of(c: &Children) -> BlockResult<&NodeRef> {
@@ -125,8 +138,13 @@ pub(crate) fn be64_at(b: &[u8], i: usize) -> u64 {
 }
 
 impl Qcow2 {
-    /// Opens the image in `c.file`.
+    /// Opens the image in `c.file` with default options.
     pub fn open(c: &Children, read_only: bool) -> BlockResult<Qcow2> {
+        Self::open_with(c, read_only, &Qcow2Options::default())
+    }
+
+    /// Opens the image in `c.file`.
+    pub fn open_with(c: &Children, read_only: bool, opts: &Qcow2Options) -> BlockResult<Qcow2> {
         let file = file_of(c)?;
         let flen = lock(file).length()?;
         let mut first = vec![0u8; 104.min(flen as usize)];
@@ -184,8 +202,16 @@ impl Qcow2 {
             frees: Vec::new(),
             l1_dirty: false,
             snap_table_bytes: 0,
+            l1_pending: Vec::new(),
+            l2_pending_free: Vec::new(),
             hdr,
         };
+        if let Some(b) = opts.l2_cache_size {
+            q.l2.set_size(b, cs);
+        }
+        if let Some(b) = opts.refcount_cache_size {
+            q.rc.set_size(b, cs);
+        }
         q.check_tables_inside_file()?;
         q.load_l1(c)?;
         q.load_reftable(c)?;
@@ -427,6 +453,20 @@ impl Qcow2 {
         BlockError::Corrupt(format!("qcow2: Image is corrupt: {}", msg))
     }
 
+    /// True when `off` lies past the end of the image file, after re-reading the
+    /// file size (another process may have appended to it since we looked).
+    pub(crate) fn past_eof(&mut self, c: &Children, off: u64) -> bool {
+        if off < self.file_len.next_multiple_of(self.cs) {
+            return false;
+        }
+        if let Ok(f) = file_of(c) {
+            if let Ok(len) = lock(f).refresh_length() {
+                self.file_len = self.file_len.max(len);
+            }
+        }
+        off >= self.file_len.next_multiple_of(self.cs)
+    }
+
     pub(crate) fn pread(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
         lock(file_of(c)?).read(off, buf)
     }
@@ -499,6 +539,7 @@ impl Qcow2 {
     pub(crate) fn flush_metadata(&mut self, c: &Children, sync: bool) -> BlockResult<()> {
         let rc_dirty = self.rc.any_dirty();
         let l2_dirty = self.l2.any_dirty();
+        let l1_dirty = !self.l1_pending.is_empty();
         if rc_dirty {
             self.write_dirty_refblocks(c)?;
             if l2_dirty && !self.lazy() {
@@ -508,7 +549,19 @@ impl Qcow2 {
         if l2_dirty {
             self.write_dirty_l2(c)?;
         }
-        if sync && (rc_dirty || l2_dirty) {
+        if l1_dirty {
+            // An L1 entry must never point at a table that is not on disk.
+            if rc_dirty || l2_dirty {
+                self.sync(c)?;
+            }
+            self.write_pending_l1(c)?;
+            // Releasing replaced tables dirtied refcounts again; their
+            // references are gone from the disk, so they can follow directly.
+            if self.rc.any_dirty() {
+                self.write_dirty_refblocks(c)?;
+            }
+        }
+        if sync && (rc_dirty || l2_dirty || l1_dirty) {
             self.sync(c)?;
         }
         Ok(())
