@@ -204,7 +204,7 @@ fn save_memory(
     let file = std::fs::File::create(filename).map_err(|e| {
         QmpError::generic(format!(
             "Could not open '{filename}': {}",
-            crate::sys::errno_text(&e)
+            crate::sys::oserror::strerror(&e)
         ))
     })?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
