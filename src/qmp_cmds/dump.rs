@@ -180,21 +180,15 @@ pub fn query_dump_guest_memory_capability(
     Ok(json!({"formats": formats}))
 }
 
-/// Where `memsave`/`pmemsave` copy bytes from.
-enum SaveFrom {
-    Physical,
-    /// Virtual addresses through this vCPU's page tables.
-    Virtual(crate::dump::CpuState),
-}
-
 /// Copies guest memory to `filename` in pieces, as QEMU does: the file is
-/// created first and keeps what was written before an error.
+/// created first and keeps what was written before an error. With `cpu`,
+/// addresses are virtual and go through that vCPU's page tables.
 fn save_memory(
     emu: &Emulator,
     filename: &str,
     addr: i64,
     size: i64,
-    from: &SaveFrom,
+    cpu: Option<&crate::dump::CpuState>,
 ) -> Result<(), QmpError> {
     use std::io::Write;
 
@@ -217,9 +211,9 @@ fn save_memory(
         // scattered over physical memory.
         let n = left.min(4096 - (at & 0xfff));
         let piece = &mut buf[..n as usize];
-        let phys = match from {
-            SaveFrom::Physical => Some(at),
-            SaveFrom::Virtual(cpu) => crate::dump::translate(&ram, cpu, at),
+        let phys = match cpu {
+            None => Some(at),
+            Some(cpu) => crate::dump::translate(&ram, cpu, at),
         };
         let Some(phys) = phys else {
             return Err(QmpError::generic(format!(
@@ -252,11 +246,11 @@ pub fn save_virtual(
     cpu: i64,
 ) -> Result<(), QmpError> {
     let cpu = memsave_cpu(emu, cpu)?;
-    save_memory(emu, filename, addr, size, &SaveFrom::Virtual(cpu))
+    save_memory(emu, filename, addr, size, Some(&cpu))
 }
 
 pub fn save_physical(emu: &Emulator, filename: &str, addr: i64, size: i64) -> Result<(), QmpError> {
-    save_memory(emu, filename, addr, size, &SaveFrom::Physical)
+    save_memory(emu, filename, addr, size, None)
 }
 
 pub fn memsave(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
