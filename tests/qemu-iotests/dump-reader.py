@@ -154,7 +154,12 @@ def check_elf(path, pmem):
         elif p_type == PT_LOAD:
             loads.append((p_vaddr, p_paddr, p_filesz, p_memsz, p_offset))
     print("elf: %d PT_LOAD" % len(loads))
-    for v, p, fs, ms, _o in loads:
+    shown = loads if len(loads) <= 40 else loads[:5] + [None] + loads[-5:]
+    for load in shown:
+        if load is None:
+            print("  ... %d more" % (len(loads) - 10))
+            continue
+        v, p, fs, ms, _o = load
         print("  LOAD vaddr 0x%x paddr 0x%x filesz 0x%x memsz 0x%x" % (v, p, fs, ms))
     for name, ntype, desc in notes:
         print("  NOTE %s type %d size %d" % (name, ntype, len(desc)))
