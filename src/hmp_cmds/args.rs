@@ -42,19 +42,22 @@ pub fn get_str(p: &mut &str) -> Result<String, String> {
 
 /// HMP integer syntax: decimal, 0x hex, or octal with a leading 0, with a
 /// leading `-` allowed.
+/// Numbers are 64-bit unsigned as in QEMU's expression parser (strtoull),
+/// so addresses above 2^63 (kernel virtual addresses) are accepted and
+/// wrap to negative i64.
 fn parse_int(tok: &str) -> Option<i64> {
     let (neg, t) = match tok.strip_prefix('-') {
         Some(t) => (true, t),
         None => (false, tok),
     };
     let v = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        i64::from_str_radix(h, 16).ok()?
+        u64::from_str_radix(h, 16).ok()?
     } else if t.len() > 1 && t.starts_with('0') {
-        i64::from_str_radix(&t[1..], 8).ok()?
+        u64::from_str_radix(&t[1..], 8).ok()?
     } else {
         t.parse().ok()?
-    };
-    Some(if neg { -v } else { v })
+    } as i64;
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 struct Item<'a> {
