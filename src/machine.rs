@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use hw::events::{EventQueue, MachineEvent as HwEvent};
 use hw::kvm::{Vcpu, VcpuControl};
+use hw::loader::generic::{GenericLoader, SetPc};
 use hw::machine::{KernelImages, MachineConfig, PcMachine};
-use hw::memory::GuestMemory;
+use hw::memory::{GuestMemory, RamSpec};
 use hw::pc::PcDevices;
 
 use crate::chardev::CharEvent;
+use crate::devices::DeviceSpec;
 use crate::machine_types::MachineType;
 use crate::vl::config::{Accel, SmpConfig};
 
@@ -29,6 +31,7 @@ pub enum MachineEvent {
 }
 
 /// What the command line configures on the machine.
+#[derive(Clone)]
 pub struct MachineOpts {
     pub ram_size: u64,
     pub smp: SmpConfig,
@@ -39,8 +42,11 @@ pub struct MachineOpts {
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub append: Option<String>,
-    /// `-device isa-debug-exit,iobase=,iosize=` instances.
-    pub debug_exits: Vec<(u16, u16)>,
+    /// `-device isa-debug-exit` and `-device loader` instances, in
+    /// command-line order.
+    pub devices: Vec<DeviceSpec>,
+    /// Guest RAM from `-numa node,memdev=` backends; empty: anonymous `-m`.
+    pub ram: Vec<RamSpec>,
 }
 
 /// vCPU threads of a KVM machine.
@@ -64,6 +70,11 @@ pub struct Machine {
     serial_out: Arc<Mutex<Vec<u8>>>,
     serial_in: VecDeque<u8>,
     pub events: EventQueue,
+    /// `-device loader` instances, applied again on every system reset.
+    loaders: Vec<GenericLoader>,
+    /// The options the machine was built from (a rebuild with
+    /// `-numa` memory backends starts from them).
+    pub opts: MachineOpts,
 }
 
 #[derive(Debug)]
@@ -81,6 +92,32 @@ const MAX_SERIAL_BACKLOG: usize = 64 << 10;
 
 fn read_image(path: &str, what: &str) -> Result<Vec<u8>, MachineError> {
     std::fs::read(path).map_err(|_| MachineError(format!("qemu: could not load {what} '{path}'")))
+}
+
+/// Writes one `-device loader` into guest memory; the PC it wants set, if
+/// any, names an existing vCPU.
+fn apply_loader(
+    l: &GenericLoader,
+    mem: &GuestMemory,
+    cpus: usize,
+) -> Result<Option<SetPc>, MachineError> {
+    if let Some(cpu) = l.cpu_num {
+        if cpu >= cpus {
+            return Err(MachineError(format!(
+                "-device loader: Specified boot CPU#{cpu} is nonexistent"
+            )));
+        }
+    }
+    l.apply(mem).map_err(|e| {
+        MachineError(match e {
+            hw::HwError::Invalid { what } => format!("-device loader: {what}"),
+            hw::HwError::BadImage { what } => format!("-device loader: {what}"),
+            hw::HwError::File { path, .. } => {
+                format!("-device loader: Cannot load specified image {path}")
+            }
+            other => format!("-device loader: {other}"),
+        })
+    })
 }
 
 impl Machine {
@@ -102,6 +139,8 @@ impl Machine {
                 serial_out,
                 serial_in: VecDeque::new(),
                 events: EventQueue::new(),
+                loaders: Vec::new(),
+                opts: opts.clone(),
             });
         }
         let kernel = match &opts.kernel {
@@ -142,7 +181,7 @@ impl Machine {
                 hw::machine::Accel::Qtest
             },
             ram_size: opts.ram_size,
-            ram: Vec::new(),
+            ram: opts.ram.clone(),
             max_ram_below_4g: None,
             cpus: opts.smp.cpus as usize,
             bios,
@@ -155,8 +194,26 @@ impl Machine {
             }),
         };
         let mut pcm = PcMachine::build(cfg)?;
-        for (base, size) in &opts.debug_exits {
-            pcm.devices.add_debug_exit(*base, *size)?;
+        let mut loaders = Vec::new();
+        for d in &opts.devices {
+            match d {
+                DeviceSpec::DebugExit { iobase, iosize, .. } => {
+                    pcm.devices.add_debug_exit(*iobase, *iosize)?;
+                }
+                DeviceSpec::Loader { loader, .. } => loaders.push(loader.clone()),
+            }
+        }
+        for l in &loaders {
+            let set_pc = apply_loader(l, &pcm.mem, opts.smp.cpus as usize)?;
+            let Some(SetPc { cpu, pc }) = set_pc else {
+                continue;
+            };
+            if let Some(v) = pcm.vcpus.get(cpu) {
+                v.set_pc(pc)?;
+                if cpu != 0 {
+                    v.set_runnable()?;
+                }
+            }
         }
         let vcpus = (accel == Accel::Kvm).then(|| VcpuThreads {
             pending: std::mem::take(&mut pcm.vcpus),
@@ -173,6 +230,8 @@ impl Machine {
             running: false,
             serial_out,
             serial_in: VecDeque::new(),
+            loaders,
+            opts: opts.clone(),
         })
     }
 
@@ -232,6 +291,22 @@ impl Machine {
                     if let Ok(job) = pcm.vcpu_reset_job(i) {
                         let _ = c.post(i, job);
                     }
+                }
+            }
+            // As QEMU's loader: the image or value is written again and
+            // the PC set after the CPU reset.
+            for l in &self.loaders {
+                let Ok(Some(SetPc { cpu, pc })) = apply_loader(l, &pcm.mem, self.smp.cpus as usize)
+                else {
+                    continue;
+                };
+                if let Some(c) = self.vcpus.as_ref().and_then(|t| t.control.as_ref()) {
+                    let _ = c.post(cpu, move |v: &mut Vcpu| {
+                        let _ = v.set_pc(pc);
+                        if cpu != 0 {
+                            let _ = v.set_runnable();
+                        }
+                    });
                 }
             }
         }
@@ -385,4 +460,152 @@ impl Machine {
             .map(|l| l.take_changes())
             .unwrap_or_default()
     }
+}
+
+static NUMA_OPTS: crate::vl::opts::OptsList = crate::vl::opts::OptsList {
+    name: "numa",
+    implied: Some("type"),
+    descs: &[],
+};
+
+/// One `-numa node` as far as guest RAM cares.
+struct NumaNode {
+    arg: String,
+    memdev: Option<String>,
+    mem: Option<u64>,
+}
+
+fn parse_numa_node(arg: &str) -> Result<NumaNode, String> {
+    let o = NUMA_OPTS
+        .parse(arg, true)
+        .map_err(|e| format!("-numa {arg}: {}", e.message))?;
+    match o.get("type") {
+        Some("node") => {}
+        Some(t) => {
+            return Err(format!(
+                "-numa {arg}: Invalid parameter 'type'; {t} is not a valid value"
+            ))
+        }
+        None => return Err(format!("-numa {arg}: Parameter 'type' is missing")),
+    }
+    for k in o.keys() {
+        if !matches!(k, "type" | "nodeid" | "cpus" | "mem" | "memdev") {
+            return Err(format!("-numa {arg}: Invalid parameter '{k}'"));
+        }
+    }
+    let mem = match o.get("mem") {
+        None => None,
+        Some(v) => {
+            let n = crate::vl::opts::parse_size("mem", v)
+                .map_err(|e| format!("-numa {arg}: {}", e.message))?;
+            // A suffix-less size is in MiB, for compatibility.
+            Some(if v.ends_with(|c: char| c.is_ascii_digit()) {
+                n << 20
+            } else {
+                n
+            })
+        }
+    };
+    let node = NumaNode {
+        arg: arg.to_string(),
+        memdev: o.get("memdev").map(String::from),
+        mem,
+    };
+    if node.mem.is_some() && node.memdev.is_some() {
+        return Err(format!(
+            "-numa {arg}: qemu: cannot specify both mem= and memdev="
+        ));
+    }
+    Ok(node)
+}
+
+/// The host memory of one backend as guest RAM. A file backend is mapped
+/// again through its open descriptor, so a `share=on` guest writes the
+/// very pages the backend (and the host file) holds.
+fn ram_spec_of(b: &crate::qom::hostmem::MemoryBackend) -> RamSpec {
+    use hw::memory::RamBackend;
+    let backend = match (&b.kind, b.fd()) {
+        (crate::qom::hostmem::BackendKind::File { share, .. }, Some(fd)) => RamBackend::File {
+            path: format!("/proc/self/fd/{fd}").into(),
+            share: *share,
+        },
+        _ => RamBackend::Anonymous,
+    };
+    RamSpec {
+        size: b.size(),
+        backend,
+        prealloc: false,
+    }
+}
+
+/// `-numa node,memdev=ID`: once the `-object`s exist, the machine is
+/// built again on their memory and the backends are marked in use.
+pub fn apply_numa(
+    emu: &mut crate::emulator::Emulator,
+    cfg: &crate::vl::Config,
+) -> Result<(), String> {
+    let mut nodes = Vec::new();
+    for (name, arg) in &cfg.machine_args {
+        if name == "numa" {
+            nodes.push(parse_numa_node(arg)?);
+        }
+    }
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let with_memdev = nodes[0].memdev.is_some();
+    if let Some(n) = nodes.iter().find(|n| n.memdev.is_some() != with_memdev) {
+        return Err(format!(
+            "-numa {}: qemu: memdev option must be specified for either all or no nodes",
+            n.arg
+        ));
+    }
+    let ram_size = emu.machine.opts.ram_size;
+    let mut specs = Vec::new();
+    let mut used: Vec<&str> = Vec::new();
+    for n in &nodes {
+        let Some(id) = n.memdev.as_deref() else {
+            continue;
+        };
+        let Some(b) = emu.qom.memory_backend(id) else {
+            return Err(format!("-numa {}: memdev={id} is ambiguous", n.arg));
+        };
+        if used.contains(&id) {
+            return Err(format!(
+                "memory backend {id} is used multiple times. Each -numa option must use a different memdev value."
+            ));
+        }
+        used.push(id);
+        specs.push(ram_spec_of(b));
+    }
+    let total: u64 = if with_memdev {
+        specs.iter().map(|s| s.size).sum()
+    } else {
+        let given: u64 = nodes.iter().filter_map(|n| n.mem).sum();
+        // Nodes without mem= share what is left, as QEMU spreads it.
+        if nodes.iter().any(|n| n.mem.is_none()) {
+            ram_size
+        } else {
+            given
+        }
+    };
+    if total != ram_size {
+        return Err(format!(
+            "total memory for NUMA nodes (0x{total:x}) should equal RAM size (0x{ram_size:x})"
+        ));
+    }
+    if !with_memdev || emu.machine.pc().is_none() {
+        return Ok(());
+    }
+    let mut opts = emu.machine.opts.clone();
+    opts.ram = specs;
+    let (mtype, accel) = (emu.machine.mtype, emu.machine.accel);
+    let new = Machine::new(mtype, accel, &opts).map_err(|e| e.0)?;
+    emu.machine = new;
+    for id in used {
+        if let Some(b) = emu.qom.memory_backend_mut(id) {
+            b.set_mapped(true);
+        }
+    }
+    Ok(())
 }

@@ -192,7 +192,7 @@ fn run(cfg: Config) -> ExitCode {
     };
     let mut bios = None;
     let (mut kernel, mut initrd, mut append) = (None, None, None);
-    let mut debug_exits = Vec::new();
+    let mut device_specs = Vec::new();
     for (name, arg) in &cfg.machine_args {
         match name.as_str() {
             "bios" => bios = Some(arg.clone()),
@@ -200,10 +200,12 @@ fn run(cfg: Config) -> ExitCode {
             "initrd" => initrd = Some(arg.clone()),
             "append" => append = Some(arg.clone()),
             "rtc" => {}
+            // Applied in startup::build, once the memory backends exist.
+            "numa" => {}
             // Opened in startup::build, once fd sets exist.
             "drive" | "blockdev" | "snapshot" => {}
-            "device" => match devices::parse_isa_debug_exit(arg) {
-                Ok(Some(d)) => debug_exits.push(d),
+            "device" => match devices::parse_device(arg) {
+                Ok(Some(d)) => device_specs.push(d),
                 Ok(None) => {
                     return fatal(format!(
                         "-device {arg}: device not supported yet by this emulator"
@@ -226,7 +228,10 @@ fn run(cfg: Config) -> ExitCode {
             return fatal("-initrd only allowed with -kernel option");
         }
     }
-    if !debug_exits.is_empty() && mtype.name == "none" {
+    let has_debug_exit = device_specs
+        .iter()
+        .any(|d| matches!(d, devices::DeviceSpec::DebugExit { .. }));
+    if has_debug_exit && mtype.name == "none" {
         return fatal("-device isa-debug-exit: No 'ISA' bus found for device 'isa-debug-exit'");
     }
     let smp = cfg.smp.clone().unwrap_or(SmpConfig {
@@ -274,7 +279,8 @@ fn run(cfg: Config) -> ExitCode {
         kernel,
         initrd,
         append,
-        debug_exits,
+        devices: device_specs,
+        ram: Vec::new(),
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {
         Ok(m) => m,
