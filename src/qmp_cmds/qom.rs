@@ -175,7 +175,8 @@ pub(crate) mod tests {
             kernel: None,
             initrd: None,
             append: None,
-            debug_exits: Vec::new(),
+            devices: Vec::new(),
+            ram: Vec::new(),
         };
         let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");
         let mut e = Emulator::new(cfg, m).expect("emulator");
