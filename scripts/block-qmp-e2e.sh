@@ -13,6 +13,7 @@ qemu-img create -q -f qcow2 base.qcow2 1M
 qemu-img create -q -f qcow2 -b "$DIR/base.qcow2" -F qcow2 top.qcow2
 qemu-img create -q -f raw r.img 1M
 qemu-img create -q -f qcow2 ov.qcow2 1M
+qemu-img create -q -f qcow2 q.qcow2 1M
 
 # run ARGS... < commands: one QMP command per line; '#' lines are echoed.
 run() {
@@ -146,3 +147,72 @@ run -M none -drive if=none,id=cd0 -drive "file=$DIR/r.img,format=raw,if=none,id=
 CMDS
 for i in top.qcow2 ov.qcow2; do qemu-img check "$i" | sed "s|$DIR|DIR|"; done
 qemu-img info top.qcow2 | sed "s|$DIR|DIR|"
+
+echo "=== qemu-io over HMP, BLOCK_IMAGE_CORRUPTED ==="
+qemu-img create -q -f qcow2 c.qcow2 1M
+qemu-io -c "write -P 0x11 0 64k" c.qcow2 >/dev/null
+# Point the first data cluster's L2 entry at the active L1 table.
+python3 - "$DIR/c.qcow2" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    h = f.read(104)
+    l1 = struct.unpack(">Q", h[40:48])[0]
+    f.seek(l1)
+    l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+    f.seek(l2)
+    f.write(struct.pack(">Q", (1 << 63) | l1))
+PY
+run -M none -drive "file=$DIR/q.qcow2,if=none,id=q0" -drive "file=$DIR/c.qcow2,if=none,id=c0" 3<<CMDS
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"write -P 0x5a 0 64k\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"read -P 0x5a 0 64k\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"bogus\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io nodev \"read 0 512\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io c0 \"write -P 0x22 0 512\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info block c0"}}
+CMDS
+qemu-img check q.qcow2 | sed "s|$DIR|DIR|"
+qemu-io -c "read -P 0x5a 0 64k" q.qcow2 | head -1
+
+echo "=== statistics, dirty bitmaps, write threshold, throttling, quorum ==="
+for i in 1 2 3 4; do qemu-img create -q -f raw "qr$i.img" 1M; done
+run -M none -drive "file=$DIR/q.qcow2,if=none,id=d0,node-name=n0,stats-intervals.0=60" \
+    -drive "file=$DIR/r.img,format=raw,if=none,id=t0,throttling.iops-total=1" 3<<CMDS
+{"execute":"block-dirty-bitmap-add","arguments":{"node":"d0","name":"b0"}}
+{"execute":"block-dirty-bitmap-add","arguments":{"node":"d0","name":"b0"}}
+{"execute":"block-dirty-bitmap-add","arguments":{"node":"d0","name":"b1","granularity":1000}}
+{"execute":"block-dirty-bitmap-add","arguments":{"node":"nope","name":"b1"}}
+{"execute":"block-set-write-threshold","arguments":{"node-name":"n0","write-threshold":4096}}
+{"execute":"block-set-write-threshold","arguments":{"node-name":"d0","write-threshold":4096}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io d0 \"aio_write -P 1 0 64k\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io d0 \"aio_flush\""}}
+{"execute":"query-block"}
+{"execute":"query-blockstats"}
+{"execute":"query-blockstats","arguments":{"query-nodes":true}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info blockstats"}}
+{"execute":"block-dirty-bitmap-clear","arguments":{"node":"d0","name":"b0"}}
+{"execute":"block-dirty-bitmap-clear","arguments":{"node":"d0","name":"zz"}}
+{"execute":"block-dirty-bitmap-remove","arguments":{"node":"d0","name":"b0"}}
+{"execute":"block-dirty-bitmap-remove","arguments":{"node":"xx","name":"b0"}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info block t0"}}
+{"execute":"block_set_io_throttle","arguments":{"device":"d0","bps":1024,"bps_rd":1,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0}}
+{"execute":"block_set_io_throttle","arguments":{"device":"nod","bps":1024,"bps_rd":0,"bps_wr":0,"iops":0,"iops_rd":0,"iops_wr":0}}
+{"execute":"block_set_io_throttle","arguments":{"device":"d0","bps":0,"bps_rd":0,"bps_wr":4096,"iops":0,"iops_rd":0,"iops_wr":0,"group":"gg"}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io t0 \"aio_read 0 512\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io t0 \"aio_read 0 512\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io t0 \"aio_flush\""}}
+{"execute":"human-monitor-command","arguments":{"command-line":"block_set_io_throttle d0 0 0 0 0 0 0"}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info block d0"}}
+{"execute":"blockdev-add","arguments":{"options":{"driver":"quorum","id":"q0","node-name":"qn","vote-threshold":2,"children":[{"driver":"raw","node-name":"c1","file":{"driver":"file","filename":"$DIR/qr1.img"}},{"driver":"raw","node-name":"c2","file":{"driver":"file","filename":"$DIR/qr2.img"}},{"driver":"raw","node-name":"c3","file":{"driver":"file","filename":"$DIR/qr3.img"}}]}}}
+{"execute":"blockdev-add","arguments":{"options":{"driver":"raw","node-name":"c4","file":{"driver":"file","filename":"$DIR/qr4.img"}}}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"write -P 7 0 4k\""}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn","child":"children.2"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn","child":"children.7"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn","node":"c4","child":"children.0"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn","node":"zz"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn","node":"c1"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"c4","node":"c1"}}
+{"execute":"x-blockdev-change","arguments":{"parent":"qn","node":"c4"}}
+{"execute":"x-blockdev-del","arguments":{"node-name":"c4"}}
+{"execute":"human-monitor-command","arguments":{"command-line":"qemu-io q0 \"read -P 7 0 4k\""}}
+CMDS

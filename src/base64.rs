@@ -53,12 +53,6 @@ pub fn decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// Strict check used where QEMU rejects bad base64 (ringbuf-write).
-pub fn is_valid(s: &str) -> bool {
-    let t = s.trim_end_matches('=');
-    s.len().is_multiple_of(4) && s.len() - t.len() <= 2 && t.bytes().all(|c| value(c).is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +64,5 @@ mod tests {
         }
         assert_eq!(encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(encode(b"fo"), "Zm8=");
-        assert!(is_valid("Zm8="));
-        assert!(!is_valid("Zm8"));
     }
 }

@@ -77,7 +77,7 @@ pub struct Emulator {
     pub autostart: bool,
     pub pidfile: Option<String>,
     /// Chardev ids of the serial ports, COM1 first.
-    pub serial_chardevs: Vec<String>,
+    pub serial_chardevs: Vec<Option<String>>,
     pub dump: crate::qmp_cmds::dump::DumpState,
     /// The host-clock timer serving the RTC's periodic/alarm/update
     /// interrupts, with the deadline it was armed for.
@@ -192,11 +192,6 @@ impl Emulator {
         for t in added {
             self.owners.insert(*t, FdOwner::Chardev(id.to_string()));
         }
-    }
-
-    /// Removes a chardev; refused while a frontend uses it.
-    pub fn remove_chardev(&mut self, id: &str) -> Result<(), String> {
-        self.chardev_remove(id)
     }
 
     /// Connects a frontend; it hears `Opened` at once when the device is
@@ -401,9 +396,8 @@ impl Emulator {
 
     /// Sends device output to its chardevs and qtest's IRQ lines.
     pub fn flush_machine_output(&mut self) {
-        let out = self.machine.take_serial_output();
-        if !out.is_empty() {
-            if let Some(id) = self.serial_chardevs.first().cloned() {
+        for (port, out) in self.machine.take_serial_output() {
+            if let Some(Some(id)) = self.serial_chardevs.get(port).cloned() {
                 self.chardev_write(&id, &out);
             }
         }

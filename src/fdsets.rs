@@ -13,8 +13,6 @@ pub struct FdSetEntry {
 pub struct FdSet {
     pub id: i64,
     pub fds: Vec<FdSetEntry>,
-    /// Duplicates handed out through /dev/fdset/N still open.
-    pub dup_fds: Vec<RawFd>,
 }
 
 #[derive(Default)]
@@ -73,14 +71,13 @@ impl FdSets {
         Ok(())
     }
 
+    /// Closes removed descriptors and drops empty sets. Duplicates handed
+    /// out by `dup_for_open` are independent descriptors and stay valid.
     fn cleanup(&mut self) {
         for set in self.sets.iter_mut() {
-            if set.dup_fds.is_empty() {
-                set.fds.retain(|e| !e.removed);
-            }
+            set.fds.retain(|e| !e.removed);
         }
-        self.sets
-            .retain(|s| !s.fds.is_empty() || !s.dup_fds.is_empty());
+        self.sets.retain(|s| !s.fds.is_empty());
     }
 
     /// Opens `/dev/fdset/N` with `flags`: duplicates the first fd whose
@@ -98,25 +95,18 @@ impl FdSets {
             if fl < 0 || fl & libc::O_ACCMODE != want {
                 continue;
             }
-            let dup = e.fd.try_clone()?;
-            set.dup_fds.push(dup.as_raw_fd());
-            return Ok(dup);
+            return e.fd.try_clone();
         }
         Err(std::io::Error::from_raw_os_error(libc::EACCES))
     }
 
-    /// A duplicate handed out by `dup_for_open` was closed.
-    pub fn dup_closed(&mut self, fd: RawFd) {
-        for set in self.sets.iter_mut() {
-            set.dup_fds.retain(|d| *d != fd);
-        }
-        self.cleanup();
-    }
-
     pub fn query(&self) -> serde_json::Value {
+        // QEMU builds the reply by prepending, so sets come out in
+        // descending id order.
         let sets: Vec<serde_json::Value> = self
             .sets
             .iter()
+            .rev()
             .map(|s| {
                 let fds: Vec<serde_json::Value> = s
                     .fds

@@ -42,6 +42,8 @@ pub struct MachineOpts {
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub append: Option<String>,
+    /// Number of serial ports `-serial` asked for (COM1 always exists).
+    pub serial_ports: usize,
     /// `-device isa-debug-exit` and `-device loader` instances, in
     /// command-line order.
     pub devices: Vec<DeviceSpec>,
@@ -67,8 +69,11 @@ pub struct Machine {
     vcpus: Option<VcpuThreads>,
     /// vCPUs are running guest code (between vm_start and vm_stop).
     running: bool,
-    serial_out: Arc<Mutex<Vec<u8>>>,
-    serial_in: VecDeque<u8>,
+    /// Per serial port (COM1 first): output not yet sent to its chardev,
+    /// input not yet taken by the UART.
+    serial_out: Vec<Arc<Mutex<Vec<u8>>>>,
+    serial_in: Vec<VecDeque<u8>>,
+    uarts: Vec<Arc<Mutex<hw::devices::serial::Serial>>>,
     pub events: EventQueue,
     /// `-device loader` instances, applied again on every system reset.
     loaders: Vec<GenericLoader>,
@@ -85,6 +90,9 @@ impl From<hw::HwError> for MachineError {
         MachineError(e.to_string())
     }
 }
+
+/// COM2, COM3, COM4: I/O base and IRQ.
+const EXTRA_UARTS: [(u16, u32); 3] = [(0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
 
 /// Bytes of serial input held while the UART's FIFO is full; more is
 /// dropped, as a real line without flow control would.
@@ -126,7 +134,7 @@ impl Machine {
         accel: Accel,
         opts: &MachineOpts,
     ) -> Result<Self, MachineError> {
-        let serial_out = Arc::new(Mutex::new(Vec::new()));
+        let serial_out = vec![Arc::new(Mutex::new(Vec::new()))];
         if mtype.name == "none" {
             return Ok(Machine {
                 mtype,
@@ -136,8 +144,9 @@ impl Machine {
                 pcm: None,
                 vcpus: None,
                 running: false,
-                serial_out,
-                serial_in: VecDeque::new(),
+                serial_out: Vec::new(),
+                serial_in: Vec::new(),
+                uarts: Vec::new(),
                 events: EventQueue::new(),
                 loaders: Vec::new(),
                 opts: opts.clone(),
@@ -173,7 +182,7 @@ impl Machine {
             })?,
             None => hw::devices::rtc::RtcBase::Utc,
         };
-        let out = serial_out.clone();
+        let out = serial_out[0].clone();
         let cfg = MachineConfig {
             accel: if accel == Accel::Kvm {
                 hw::machine::Accel::Kvm
@@ -215,6 +224,21 @@ impl Machine {
                 }
             }
         }
+        let mut serial_out = serial_out;
+        let mut uarts = vec![pcm.devices.serial.clone()];
+        // COM2..COM4 at their ISA ports and IRQs, as many as -serial asked.
+        for &(base, irq) in EXTRA_UARTS.iter().take(opts.serial_ports.saturating_sub(1)) {
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let out = buf.clone();
+            let sink: hw::devices::serial::SerialSink = Box::new(move |b: &[u8]| {
+                out.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(b)
+            });
+            uarts.push(pcm.devices.add_serial(base, irq, sink)?);
+            serial_out.push(buf);
+        }
+        let serial_in = vec![VecDeque::new(); serial_out.len()];
         let vcpus = (accel == Accel::Kvm).then(|| VcpuThreads {
             pending: std::mem::take(&mut pcm.vcpus),
             control: None,
@@ -229,7 +253,8 @@ impl Machine {
             vcpus,
             running: false,
             serial_out,
-            serial_in: VecDeque::new(),
+            serial_in,
+            uarts,
             loaders,
             opts: opts.clone(),
         })
@@ -381,34 +406,39 @@ impl Machine {
             .collect()
     }
 
-    /// Serial output produced since the last call.
-    pub fn take_serial_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut *self.serial_out.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Serial output produced since the last call, per port.
+    pub fn take_serial_output(&mut self) -> Vec<(usize, Vec<u8>)> {
+        self.serial_out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let data = std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
+                (!data.is_empty()).then_some((i, data))
+            })
+            .collect()
     }
 
-    /// Input for COM1 from its chardev.
-    pub fn serial_input(&mut self, _index: usize, ev: CharEvent) {
-        if let CharEvent::Data(d) = ev {
-            let room = MAX_SERIAL_BACKLOG.saturating_sub(self.serial_in.len());
-            self.serial_in.extend(d.iter().take(room));
+    /// Input for serial port `index` from its chardev.
+    pub fn serial_input(&mut self, index: usize, ev: CharEvent) {
+        if let (CharEvent::Data(d), Some(q)) = (ev, self.serial_in.get_mut(index)) {
+            let room = MAX_SERIAL_BACKLOG.saturating_sub(q.len());
+            q.extend(d.iter().take(room));
             self.push_serial_input();
         }
     }
 
-    /// Moves held input into the UART as its FIFO drains.
+    /// Moves held input into the UARTs as their FIFOs drain.
     pub fn push_serial_input(&mut self) {
-        if self.serial_in.is_empty() {
-            return;
-        }
-        let Some(pc) = self.pcm.as_ref().map(|m| &m.devices) else {
-            self.serial_in.clear();
-            return;
-        };
-        let mut s = pc.serial.lock().unwrap_or_else(|e| e.into_inner());
-        let n = s.can_receive().min(self.serial_in.len());
-        if n > 0 {
-            let chunk: Vec<u8> = self.serial_in.drain(..n).collect();
-            s.receive(&chunk);
+        for (q, uart) in self.serial_in.iter_mut().zip(self.uarts.iter()) {
+            if q.is_empty() {
+                continue;
+            }
+            let mut s = uart.lock().unwrap_or_else(|e| e.into_inner());
+            let n = s.can_receive().min(q.len());
+            if n > 0 {
+                let chunk: Vec<u8> = q.drain(..n).collect();
+                s.receive(&chunk);
+            }
         }
     }
 

@@ -166,9 +166,9 @@ fn write_pidfile(path: &str) -> Result<(), String> {
         .create(true)
         .truncate(true)
         .open(path)
-        .map_err(|e| format!("could not acquire pid file: {}", sys::errno_text(&e)))?;
+        .map_err(|e| format!("could not acquire pid file: {}", sys::oserror::strerror(&e)))?;
     writeln!(f, "{}", std::process::id())
-        .map_err(|e| format!("could not acquire pid file: {}", sys::errno_text(&e)))
+        .map_err(|e| format!("could not acquire pid file: {}", sys::oserror::strerror(&e)))
 }
 
 fn run(cfg: Config) -> ExitCode {
@@ -279,6 +279,7 @@ fn run(cfg: Config) -> ExitCode {
         kernel,
         initrd,
         append,
+        serial_ports: cfg.serials.len().clamp(1, 4),
         devices: device_specs,
         ram: Vec::new(),
     };

@@ -22,22 +22,21 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
         })?;
     }
     for m in &cfg.monitors {
-        crate::monitor::add_monitor(emu, &m.chardev, m.mode, m.pretty)?;
+        crate::monitor::add_monitor(emu, &m.chardev, m.mode, m.pretty)
+            .map_err(|e| format!("{}: {e}", m.loc))?;
     }
     for (i, s) in cfg.serials.iter().enumerate() {
         if s == "none" {
+            emu.serial_chardevs.push(None);
             continue;
         }
         if emu.chardev(s).is_none() {
             return Err(format!("-serial chardev:{s}: chardev \"{s}\" not found"));
         }
-        // Only COM1 is modelled; `-M none` has no serial port at all.
-        if i == 0 && emu.machine.pc().is_some() {
-            let busy = emu.chardev(s).is_some_and(|c| c.frontend.is_some());
-            if !busy {
-                emu.attach_frontend(s, crate::chardev::Frontend::Serial(0))?;
-            }
-            emu.serial_chardevs.push(s.clone());
+        // `-M none` has no serial port at all.
+        if emu.machine.pc().is_some() {
+            emu.attach_frontend(s, crate::chardev::Frontend::Serial(i))?;
+            emu.serial_chardevs.push(Some(s.clone()));
         }
     }
     if let Some(q) = &cfg.qtest {
@@ -47,8 +46,8 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
             .map_err(|e| format!("-qtest {q}: {e}"))?;
         crate::qtest::start(emu, "qtest", cfg.qtest_log.as_deref())?;
     }
-    for fdopt in &cfg.add_fds {
-        crate::qmp_cmds::fd::add_fd_from_cmdline(emu, fdopt)?;
+    for (loc, fdopt) in &cfg.add_fds {
+        crate::qmp_cmds::fd::add_fd_from_cmdline(emu, fdopt).map_err(|e| format!("{loc}: {e}"))?;
     }
     crate::blockdev::open_cmdline_drives(emu, cfg)?;
     wait_for_server_sockets(emu)

@@ -112,6 +112,12 @@ pub trait Driver: Send {
     /// Size of the device in bytes.
     fn length(&mut self, c: &Children) -> BlockResult<u64>;
 
+    /// Size re-read from the underlying storage (another process may have
+    /// grown the file); drivers without such storage return `length`.
+    fn refresh_length(&mut self, c: &Children) -> BlockResult<u64> {
+        self.length(c)
+    }
+
     /// Fills `buf` from `offset`.
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()>;
 

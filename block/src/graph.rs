@@ -19,7 +19,7 @@ use crate::events::{BlockEvent, EventSink};
 use crate::node::{lock, DetectZeroes, Node, NodeOptions, NodeRef};
 use crate::options::{get_bool, get_size, get_str, nest, Options};
 use crate::probe::{probe_format, PROBE_LEN};
-use crate::qcow2::Qcow2;
+use crate::qcow2::{Qcow2, Qcow2Options};
 
 /// Opening blkdebug and quorum nodes.
 mod feature_drivers;
@@ -504,7 +504,13 @@ impl BlockGraph {
                 get_size(opts, "offset")?.unwrap_or(0),
                 get_size(opts, "size")?,
             )?),
-            "qcow2" => Box::new(Qcow2::open(&children, nopts.read_only)?),
+            "qcow2" => {
+                let qo = Qcow2Options {
+                    l2_cache_size: get_size(opts, "l2-cache-size")?,
+                    refcount_cache_size: get_size(opts, "refcount-cache-size")?,
+                };
+                Box::new(Qcow2::open_with(&children, nopts.read_only, &qo)?)
+            }
             other => {
                 return Err(BlockError::Unsupported(format!(
                     "Unknown driver '{}'",

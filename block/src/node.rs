@@ -222,6 +222,11 @@ impl Node {
         self.driver.length(&self.children)
     }
 
+    /// Re-reads the size from storage (for files another process may grow).
+    pub fn refresh_length(&mut self) -> BlockResult<u64> {
+        self.driver.refresh_length(&self.children)
+    }
+
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
         if buf.is_empty() {
             return Ok(());

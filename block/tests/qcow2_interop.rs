@@ -165,13 +165,26 @@ fn compressed_image_from_qemu_img_convert_reads_exact() {
 
 #[test]
 fn our_compressed_writes_pass_check() {
+    our_compressed_writes(16);
+}
+
+#[test]
+fn our_compressed_writes_pass_check_with_1bit_refcounts() {
+    our_compressed_writes(1);
+}
+
+fn our_compressed_writes(refcount_bits: u32) {
     if !have_qemu_img() {
         return;
     }
-    let d = tmpdir("ourcomp");
+    let d = tmpdir(&format!("ourcomp{}", refcount_bits));
     let img = p(&d, "c.qcow2");
     let exp = p(&d, "e.raw");
-    block::create_image("qcow2", &img, Some(1 << 20), &Default::default()).unwrap();
+    let o = block::CreateOptions {
+        refcount_bits: Some(refcount_bits),
+        ..Default::default()
+    };
+    block::create_image("qcow2", &img, Some(1 << 20), &o).unwrap();
     let mut g = BlockGraph::new();
     let n = open(&mut g, &img, Some("qcow2"), false);
     let mut data = vec![0u8; 1 << 20];

@@ -82,6 +82,10 @@ pub struct CommonOpts {
     pub on_read_error: Option<OnError>,
     pub on_write_error: Option<OnError>,
     pub detect_zeroes: DetectZeroes,
+    /// stats-account-invalid, stats-account-failed, stats-intervals.N.
+    pub stats_opts: Options,
+    /// throttling.* limits and group.
+    pub throttle: Option<(block::throttle::ThrottleConfig, Option<String>)>,
 }
 
 /// A parsed `-drive`: where it goes and what to open.
@@ -161,11 +165,15 @@ pub fn parse_drive(
             }
         }
     }
-    if let Some((k, _)) = items.iter().find(|(k, _)| is_throttle_key(k)) {
-        return Err(format!(
-            "I/O throttling ('{k}') is not supported yet by this emulator"
-        ));
+    let mut throttle_opts = Options::new();
+    for (k, v) in items.iter().filter(|(k, _)| is_throttle_key(k)) {
+        throttle_opts.insert(k.clone(), Value::String(v.clone()));
     }
+    items.retain(|(k, _)| !is_throttle_key(k));
+    let (throttle_cfg, throttle_group) =
+        block::throttle::ThrottleConfig::from_drive_options(&throttle_opts)
+            .map_err(|e| e.to_string())?;
+    throttle_cfg.validate().map_err(|e| e.to_string())?;
     if let Some(mode) = take(&mut items, "cache") {
         let (direct, writethrough, no_flush) = match mode.as_str() {
             "off" | "none" => (true, false, false),
@@ -334,6 +342,9 @@ pub fn parse_drive(
         read_only,
         ..Default::default()
     };
+    if throttle_cfg.enabled() {
+        common.throttle = Some((throttle_cfg, throttle_group));
+    }
     common.snapshot = boolean(&mut items, "snapshot")?.unwrap_or(false);
     common.writethrough = !boolean(&mut items, "cache.writeback")?.unwrap_or(true);
     if let Some(w) = werror {
@@ -346,6 +357,9 @@ pub fn parse_drive(
     for (k, v) in items {
         if k == "stats-account-invalid" || k == "stats-account-failed" {
             parse_bool(&k, &v).map_err(|e| e.message)?;
+        }
+        if k.starts_with("stats-") {
+            common.stats_opts.insert(k, Value::String(v));
             continue;
         }
         node_opts.insert(k, Value::String(v));
@@ -441,6 +455,7 @@ pub fn append_temp_snapshot(
     graph: &mut BlockGraph,
     devs: &mut BlockDevs,
     base: &NodeRef,
+    read_only: bool,
 ) -> Result<NodeRef, String> {
     let (size, base_name) = {
         let mut g = lock(base);
@@ -454,6 +469,7 @@ pub fn append_temp_snapshot(
     o.insert("file.driver".into(), Value::from("file"));
     o.insert("file.filename".into(), Value::from(path.clone()));
     o.insert("backing".into(), Value::from(base_name));
+    o.insert("read-only".into(), Value::from(read_only));
     match graph.open(&o) {
         Ok(n) => {
             devs.add_temp_file(n.clone(), path);
@@ -478,12 +494,28 @@ pub fn blockdev_init(
     if !crate::vl::opts::is_valid_id(id) {
         return Err("Invalid device name".into());
     }
+    let stats = block::stats::BlockStats::from_drive_options(
+        &common.stats_opts,
+        block::stats::realtime_ns(),
+    )
+    .map_err(|e| e.to_string())?;
     let has_medium = node_opts.keys().any(|k| k != "read-only");
     let root = if has_medium {
-        let n = graph.open(node_opts).map_err(|e| e.to_string())?;
+        // With snapshot=on the image itself is only read (QEMU opens it as
+        // a backing file); the temporary overlay takes the writes.
+        let mut base_opts = node_opts.clone();
+        if common.snapshot {
+            base_opts.insert("read-only".into(), Value::String("on".into()));
+        }
+        merge_legacy_filename(&mut base_opts);
+        let n = graph.open(&base_opts).map_err(|e| e.to_string())?;
+        if let Err(e) = check_unknown_options(&base_opts, &n) {
+            devs.drop_tree(graph, &n);
+            return Err(e);
+        }
         super::warn_if_probed_raw(&n);
         let n = if common.snapshot {
-            match append_temp_snapshot(graph, devs, &n) {
+            match append_temp_snapshot(graph, devs, &n, common.read_only) {
                 Ok(top) => top,
                 Err(e) => {
                     devs.drop_tree(graph, &n);
@@ -502,6 +534,13 @@ pub fn blockdev_init(
             devs.drop_tree(graph, &r);
         }
         return Err(e.to_string());
+    }
+    if let Some(b) = graph.backend(id) {
+        *b.stats() = stats;
+    }
+    if let Some((cfg, group)) = &common.throttle {
+        devs.pending_limits
+            .push((id.to_string(), *cfg, group.clone()));
     }
     let mut front = BackendFront::new(id);
     front.legacy = legacy;
@@ -568,6 +607,10 @@ pub fn blockdev_node_from_opts(
         return Err("'node-name' needs to be specified".into());
     }
     let n = graph.open(&o).map_err(|e| e.to_string())?;
+    if let Err(e) = check_unknown_options(&o, &n) {
+        devs.drop_tree(graph, &n);
+        return Err(e);
+    }
     super::warn_if_probed_raw(&n);
     devs.own_node(n.clone());
     Ok(n)
@@ -622,9 +665,108 @@ pub fn blockdev_from_arg(
                 );
             }
             let n = graph.open(&o).map_err(|e| e.to_string())?;
+            if let Err(e) = check_unknown_options(&o, &n) {
+                devs.drop_tree(graph, &n);
+                return Err(e);
+            }
             super::warn_if_probed_raw(&n);
             devs.own_node(n);
             Ok(())
+        }
+    }
+}
+
+/// Options each driver takes besides the common ones (QEMU 2.8's runtime
+/// options). Drivers not listed are not checked.
+fn driver_keys(driver: &str) -> Option<&'static [&'static str]> {
+    Some(match driver {
+        "file" | "host_device" | "host_cdrom" => &["filename", "aio"],
+        "null-co" | "null-aio" => &["size", "latency-ns", "read-zeroes"],
+        "raw" => &["file", "offset", "size"],
+        "qcow2" => &[
+            "file",
+            "backing",
+            "lazy-refcounts",
+            "pass-discard-request",
+            "pass-discard-snapshot",
+            "pass-discard-other",
+            "overlap-check",
+            "cache-size",
+            "l2-cache-size",
+            "refcount-cache-size",
+            "cache-clean-interval",
+        ],
+        _ => return None,
+    })
+}
+
+const COMMON_NODE_KEYS: &[&str] = &[
+    "node-name",
+    "driver",
+    "cache",
+    "read-only",
+    "discard",
+    "detect-zeroes",
+    "filename",
+];
+
+fn is_protocol(driver: &str) -> bool {
+    matches!(
+        driver,
+        "file" | "host_device" | "host_cdrom" | "null-co" | "null-aio"
+    )
+}
+
+/// Refuses options the opened drivers do not take, as bdrv_open does
+/// (dotted `-drive`/`-blockdev` keys have no schema to catch them).
+pub fn check_unknown_options(opts: &Options, node: &NodeRef) -> Result<(), String> {
+    let nested = block::options::nest(opts).map_err(|e| e.to_string())?;
+    check_level(&nested, node, 0)
+}
+
+fn check_level(opts: &Options, node: &NodeRef, depth: usize) -> Result<(), String> {
+    if depth > 64 {
+        return Ok(());
+    }
+    let (driver, file, backing) = {
+        let g = lock(node);
+        (g.driver_name(), g.file(), g.backing())
+    };
+    let Some(keys) = driver_keys(driver) else {
+        return Ok(());
+    };
+    for k in opts.keys() {
+        if !COMMON_NODE_KEYS.contains(&k.as_str()) && !keys.contains(&k.as_str()) {
+            return Err(if is_protocol(driver) {
+                format!("Block protocol '{driver}' doesn't support the option '{k}'")
+            } else {
+                format!("Block format '{driver}' does not support the option '{k}'")
+            });
+        }
+    }
+    if let (Some(Value::Object(f)), Some(n)) = (opts.get("file"), file) {
+        check_level(f, &n, depth + 1)?;
+    }
+    if let (Some(Value::Object(b)), Some(n)) = (opts.get("backing"), backing) {
+        check_level(b, &n, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// A legacy `file=` name goes to the protocol child when other `file.*`
+/// options are given, as bdrv_open hands the filename down.
+fn merge_legacy_filename(opts: &mut Options) {
+    let driver = opts.get("driver").and_then(Value::as_str).unwrap_or("");
+    if is_protocol(driver) || !opts.keys().any(|k| k.starts_with("file.")) {
+        return;
+    }
+    if opts.contains_key("file.filename") {
+        return;
+    }
+    if let Some(f) = opts.remove("filename") {
+        opts.insert("file.filename".into(), f);
+        if !opts.contains_key("file.driver") {
+            opts.insert("file.driver".into(), Value::from("file"));
         }
     }
 }
@@ -692,10 +834,12 @@ mod tests {
     }
 
     #[test]
-    fn throttling_options_are_refused_until_supported() {
-        assert!(spec("if=none,bps=100")
-            .unwrap_err()
-            .contains("throttling.bps-total"));
+    fn throttling_options_become_limits() {
+        let s = spec("if=none,bps=100,group=g1").unwrap();
+        let (cfg, group) = s.common.throttle.unwrap();
+        assert!(cfg.enabled());
+        assert_eq!(group.as_deref(), Some("g1"));
+        assert!(!s.node_opts.keys().any(|k| k.starts_with("throttling")));
     }
 
     #[test]
@@ -706,5 +850,30 @@ mod tests {
         assert_eq!(s.node_opts["node-name"], "n0");
         assert_eq!(s.node_opts["read-only"], "on");
         assert!(s.common.read_only);
+    }
+
+    #[test]
+    fn unknown_driver_options_are_refused_with_the_driver_named() {
+        let mut g = BlockGraph::new();
+        let mut d = BlockDevs::default();
+        let e = drive_new(
+            &mut g,
+            &mut d,
+            "driver=null-co,if=none,bogus=1",
+            IfType::None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "Block protocol 'null-co' doesn't support the option 'bogus'"
+        );
+        assert!(g.nodes().is_empty() && g.backends().is_empty());
+        drive_new(
+            &mut g,
+            &mut d,
+            "driver=null-co,if=none,size=4096",
+            IfType::None,
+        )
+        .unwrap();
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod drive;
 pub mod medium;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -20,8 +21,8 @@ use qmp::error::{ErrorClass, QmpError};
 /// QEMU's BlockInterfaceType, in QEMU's numbering (HMP prints the number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IfType {
-    None = 0,
-    Ide,
+    Ide = 0,
+    None,
     Scsi,
     Floppy,
     Pflash,
@@ -33,8 +34,8 @@ pub enum IfType {
 
 impl IfType {
     pub const ALL: [IfType; 9] = [
-        IfType::None,
         IfType::Ide,
+        IfType::None,
         IfType::Scsi,
         IfType::Floppy,
         IfType::Pflash,
@@ -209,6 +210,12 @@ pub struct BlockDevs {
     temp_files: Vec<TempFile>,
     /// Events raised by medium changes, sent after the command.
     events: Vec<(&'static str, Value)>,
+    /// Throttle groups and the requests they hold back.
+    pub throttle: throttle::Groups,
+    /// The main-loop timer armed for the next throttle deadline.
+    pub throttle_timer: Option<crate::main_loop::TimerId>,
+    /// Limits from -drive options, applied once the caller has a clock.
+    pub pending_limits: Vec<(String, block::throttle::ThrottleConfig, Option<String>)>,
 }
 
 pub fn not_found(device: &str) -> QmpError {
@@ -301,7 +308,8 @@ impl BlockDevs {
         let (name, children) = {
             let g = lock(node);
             let c = g.children();
-            let kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            let mut kids: Vec<NodeRef> = c.file.iter().chain(c.backing.iter()).cloned().collect();
+            kids.extend(g.other_children());
             (g.name().to_string(), kids)
         };
         if graph.find_node(&name).is_some() {
@@ -331,6 +339,8 @@ impl BlockDevs {
         let root = graph.backend(name).and_then(|b| b.root());
         let _ = graph.remove_backend(name);
         self.fronts.retain(|f| f.name != name);
+        // Requests still held back have nowhere to go any more.
+        drop(throttle::groups(&self.throttle).disable(name, 0));
         if let Some(r) = root {
             self.drop_tree(graph, &r);
         }
@@ -418,16 +428,12 @@ pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
         let c = g.children();
         c.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, node))
             || c.backing.as_ref().is_some_and(|b| Arc::ptr_eq(b, node))
+            || g.other_children().iter().any(|o| Arc::ptr_eq(o, node))
     })
 }
 
 /// qmp_get_root_bs: a device or node name that must be a root with a medium.
 pub fn get_root_bs(graph: &BlockGraph, name: &str) -> Result<NodeRef, QmpError> {
-    if let Some(b) = graph.backend(name) {
-        return b
-            .root()
-            .ok_or_else(|| QmpError::generic("Device has no medium"));
-    }
     let node = lookup_bs(graph, Some(name), Some(name))?;
     if !is_root_node(graph, &node) {
         return Err(QmpError::generic("Need a root block node"));
@@ -531,11 +537,12 @@ pub fn open_cmdline_drives(
     emu: &mut crate::emulator::Emulator,
     cfg: &crate::vl::Config,
 ) -> Result<(), String> {
-    let default_if = if emu.machine.pc().is_some() {
-        IfType::Ide
-    } else {
-        IfType::None
-    };
+    // Every x86 machine, `none` included, defaults to IDE (QEMU's
+    // block_default_type is zero-initialised to IF_IDE).
+    let default_if = IfType::Ide;
+    // Under qtest, I/O latencies are faked as QEMU's virtual-clock accounting
+    // makes them deterministic.
+    block::stats::set_qtest_mode(emu.machine.accel == crate::vl::config::Accel::Qtest);
     // -snapshot turns snapshot=on for every -drive that does not say.
     let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {
@@ -553,6 +560,7 @@ pub fn open_cmdline_drives(
             _ => continue,
         };
         r.map_err(|e| format!("-{name} {arg}: {e}"))?;
+        apply_pending_limits(emu).map_err(|e| format!("-{name} {arg}: {e}"))?;
     }
     drive::warn_orphaned(&emu.block, &emu.blockdevs);
     Ok(())
@@ -615,6 +623,15 @@ pub fn x_blockdev_del(
             Ok(())
         }
     }
+}
+
+/// Applies throttling limits that -drive/drive_add options asked for.
+pub fn apply_pending_limits(emu: &mut crate::emulator::Emulator) -> Result<(), String> {
+    for (backend, cfg, group) in std::mem::take(&mut emu.blockdevs.pending_limits) {
+        let group = group.unwrap_or_else(|| backend.clone());
+        throttle::set_limits(emu, &backend, Some(&group), &cfg)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -728,6 +745,11 @@ mod tests {
         assert!(on_disk[4096..4608].iter().all(|&x| x == 0));
         let root = b.root().unwrap();
         assert_eq!(lock(&root).driver_name(), "qcow2");
+        let base = lock(&root).backing().unwrap();
+        assert!(
+            lock(&base).is_read_only(),
+            "the image under the overlay is read-only"
+        );
         let overlay = lock(&root).filename().to_string();
         d.delete_backend(&mut g, &id);
         assert!(!std::path::Path::new(&overlay).exists());

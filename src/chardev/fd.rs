@@ -10,10 +10,10 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::oserror::{file_open_error, with_errno};
 use super::{CharBackend, CharEvent, ChardevError, FdRegistry};
 use crate::main_loop::Token;
 use crate::sys::fd::{read_nonblocking, set_nonblocking, write_some, ReadOutcome};
+use crate::sys::oserror::{file_open_error, with_errno};
 
 const READ_CHUNK: usize = 4096;
 
@@ -145,7 +145,7 @@ impl FdChardev {
                 vec![CharEvent::Data(buf)]
             }
             ReadOutcome::WouldBlock => Vec::new(),
-            ReadOutcome::Eof | ReadOutcome::Error(_) => {
+            ReadOutcome::Eof | ReadOutcome::Error => {
                 // End of input: stop reading, as QEMU removes its watch.
                 if let Some(t) = self.in_token.take() {
                     fds.remove(t);

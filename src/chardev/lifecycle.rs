@@ -38,7 +38,7 @@ fn open_logfile(path: &str, append: bool) -> Result<std::fs::File, ChardevError>
         .mode(0o666)
         .open(path)
         .map_err(|e| {
-            ChardevError::Msg(super::oserror::with_errno(
+            ChardevError::Msg(crate::sys::oserror::with_errno(
                 &format!("Unable to open logfile {path}"),
                 &e,
             ))
@@ -62,7 +62,7 @@ fn create_backend(
         Backend::Udp { remote, local } => Box::new(UdpChardev::new(remote, local.as_ref())?),
         Backend::Pty => {
             let p = PtyChardev::new().map_err(|e| {
-                ChardevError::Msg(super::oserror::with_errno("Failed to create PTY", &e))
+                ChardevError::Msg(crate::sys::oserror::with_errno("Failed to create PTY", &e))
             })?;
             if let Some(path) = p.pty_path() {
                 eprintln!("char device redirected to {path} (label {id})");

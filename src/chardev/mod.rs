@@ -12,7 +12,7 @@ pub mod fd;
 pub mod lifecycle;
 pub mod mux;
 pub mod null;
-pub mod oserror;
+
 pub mod pty;
 pub mod ringbuf;
 pub mod ringbuf_format;
@@ -175,7 +175,7 @@ impl std::fmt::Display for ChardevError {
 
 impl From<io::Error> for ChardevError {
     fn from(e: io::Error) -> Self {
-        ChardevError::Msg(oserror::strerror(&e))
+        ChardevError::Msg(crate::sys::oserror::strerror(&e))
     }
 }
 

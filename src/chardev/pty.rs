@@ -142,7 +142,7 @@ impl CharBackend for PtyChardev {
             ReadOutcome::WouldBlock => Vec::new(),
             // The slave was closed (EIO): back to polling, and, as QEMU,
             // no close event.
-            ReadOutcome::Eof | ReadOutcome::Error(_) => {
+            ReadOutcome::Eof | ReadOutcome::Error => {
                 self.disconnect(fds);
                 Vec::new()
             }

@@ -10,13 +10,13 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use super::oserror::{strerror, with_errno};
 use super::sockaddr::{describe, numeric, resolve, SockAddr};
 use super::spec::SocketSpec;
 use super::telnet::{IacFilter, NEGOTIATION};
 use super::{CharBackend, CharEvent, ChardevError, FdRegistry};
 use crate::main_loop::Token;
 use crate::sys::fd::ReadOutcome;
+use crate::sys::oserror::{strerror, with_errno};
 use crate::sys::scm::recv_with_fds;
 
 const READ_CHUNK: usize = 65536;
@@ -607,7 +607,7 @@ impl CharBackend for SocketChardev {
                 Ok(0) => ReadOutcome::Eof,
                 Ok(n) => ReadOutcome::Data(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
-                Err(e) => ReadOutcome::Error(e),
+                Err(_) => ReadOutcome::Error,
             },
         };
         match outcome {
@@ -622,7 +622,7 @@ impl CharBackend for SocketChardev {
                 }
             }
             ReadOutcome::WouldBlock => {}
-            ReadOutcome::Eof | ReadOutcome::Error(_) => events.extend(self.disconnect(fds)),
+            ReadOutcome::Eof | ReadOutcome::Error => events.extend(self.disconnect(fds)),
         }
         events
     }

@@ -103,7 +103,7 @@ impl CharBackend for StdioChardev {
         match read_nonblocking(0, &mut buf) {
             ReadOutcome::Data(n) => vec![CharEvent::Data(buf[..n].to_vec())],
             ReadOutcome::WouldBlock => Vec::new(),
-            ReadOutcome::Eof | ReadOutcome::Error(_) => {
+            ReadOutcome::Eof | ReadOutcome::Error => {
                 self.eof = true;
                 if let Some(t) = self.token.take() {
                     fds.remove(t);

@@ -6,10 +6,10 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use super::oserror::with_errno;
 use super::sockaddr::{resolve, SockAddr};
 use super::{CharBackend, CharEvent, ChardevError, FdRegistry};
 use crate::main_loop::Token;
+use crate::sys::oserror::with_errno;
 
 pub struct UdpChardev {
     sock: UdpSocket,

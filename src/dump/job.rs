@@ -180,6 +180,7 @@ impl DumpJob {
     }
 
     /// Runs the dump to its end (a dump without `detach`).
+    #[cfg(test)]
     pub fn run(&mut self) -> Result<(), DumpError> {
         while self.step()? != DumpProgress::Done {}
         Ok(())

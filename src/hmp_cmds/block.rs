@@ -344,6 +344,37 @@ pub fn info_block(
     Ok(())
 }
 
+pub fn info_blockstats(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let list = qmp(emu, ctx, "query-blockstats", json!({}))?;
+    for e in list.as_array().into_iter().flatten() {
+        let Some(dev) = e.get("device").and_then(Value::as_str) else {
+            continue;
+        };
+        let st = &e["stats"];
+        let n = |k: &str| st.get(k).and_then(Value::as_i64).unwrap_or(0);
+        out.push_str(&format!(
+            "{dev}: rd_bytes={} wr_bytes={} rd_operations={} wr_operations={} flush_operations={} wr_total_time_ns={} rd_total_time_ns={} flush_total_time_ns={} rd_merged={} wr_merged={} idle_time_ns={}\n",
+            n("rd_bytes"),
+            n("wr_bytes"),
+            n("rd_operations"),
+            n("wr_operations"),
+            n("flush_operations"),
+            n("wr_total_time_ns"),
+            n("rd_total_time_ns"),
+            n("flush_total_time_ns"),
+            n("rd_merged"),
+            n("wr_merged"),
+            n("idle_time_ns")
+        ));
+    }
+    Ok(())
+}
+
 // ---- commands ----------------------------------------------------------------
 
 pub fn block_resize(
@@ -354,6 +385,21 @@ pub fn block_resize(
 ) -> Result<(), QmpError> {
     let args = json!({"device": s(a, "device"), "size": a.get("size")});
     qmp(emu, ctx, "block_resize", args).map(|_| ())
+}
+
+pub fn block_set_io_throttle(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    a: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
+    let n = |k: &str| a.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let args = json!({
+        "device": s(a, "device"),
+        "bps": n("bps"), "bps_rd": n("bps_rd"), "bps_wr": n("bps_wr"),
+        "iops": n("iops"), "iops_rd": n("iops_rd"), "iops_wr": n("iops_wr"),
+    });
+    qmp(emu, ctx, "block_set_io_throttle", args).map(|_| ())
 }
 
 pub fn block_passwd(
@@ -455,11 +501,7 @@ pub fn drive_add(
         }
         return Ok(());
     }
-    let default_if = if emu.machine.pc().is_some() {
-        IfType::Ide
-    } else {
-        IfType::None
-    };
+    let default_if = IfType::Ide;
     let r = blockdev::with_fdsets(emu, |g, d| drive::drive_new(g, d, opts, default_if));
     let id = match r {
         Ok(id) => id,
@@ -469,6 +511,10 @@ pub fn drive_add(
             return Ok(());
         }
     };
+    if let Err(e) = blockdev::apply_pending_limits(emu) {
+        out.push_str(&e);
+        out.push('\n');
+    }
     let legacy = emu.blockdevs.front(&id).and_then(|f| f.legacy.clone());
     let msg = match legacy {
         Some(l) if l.devaddr.is_some() => Some("Parameter addr not supported\n".to_string()),
@@ -510,6 +556,63 @@ pub fn drive_del(
     // A device keeps using an anonymous, medium-less backend; we have no
     // device models yet, so the backend goes entirely.
     emu.blockdevs.delete_backend(&mut emu.block, id);
+    emu.nbd_backend_removed(id);
+    Ok(())
+}
+
+/// `qemu-io <device> "<command>"`: one qemu-io command on a backend's medium
+/// or a node. Like the reference, its report goes to stdout (the monitor
+/// reply stays empty), argument errors to stderr, `abort` aborts the process
+/// and `sigraise` raises the signal in it.
+pub fn qemu_io(
+    emu: &mut Emulator,
+    _: &mut CmdCtx,
+    a: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let device = s(a, "device").unwrap_or("");
+    let command = s(a, "command").unwrap_or("");
+    let node = block::qemu_io::resolve_device(&emu.block, device).map_err(QmpError::generic)?;
+    let mut io = block::qemu_io::QemuIo::new();
+    io.set_debug_ops(Box::new(block::drivers::blkdebug::BlkdebugDebugOps));
+    // aio requests on a backend are booked in its statistics, as in QEMU,
+    // and wait for its throttle group when it has limits.
+    if let Some(b) = emu.block.backend(device) {
+        let stats = b.stats_handle();
+        io.set_accounting(Box::new(block::stats::StatsAccounting(stats.clone())));
+        let groups = emu.blockdevs.throttle.clone();
+        if blockdev::throttle::groups(&groups).is_throttled(device) {
+            io.set_aio_submit(Box::new(blockdev::throttle::ThrottledSubmit {
+                groups,
+                backend: device.to_string(),
+                now: blockdev::throttle::now(emu),
+                stats: Some(stats),
+            }));
+        }
+    }
+    let mut text = String::new();
+    let r = io.run(node.as_ref(), command, &mut text);
+    // QEMU 2.8's qemu-io prints on the process's stdout, not into the
+    // monitor reply, and events raised by the I/O come out first.
+    crate::blockdev::flush_events(emu);
+    if !text.is_empty() {
+        use std::io::Write;
+        let mut so = std::io::stdout();
+        let _ = so.write_all(text.as_bytes());
+        let _ = so.flush();
+    }
+    let _ = out;
+    // Requests held back by throttling wait for the group's timer.
+    blockdev::throttle::rearm(emu);
+    match r {
+        Ok(()) => {}
+        Err(block::qemu_io::QemuIoError::Abort) => std::process::abort(),
+        Err(block::qemu_io::QemuIoError::Raise(sig)) => {
+            // SAFETY: raise only delivers a signal to this process.
+            unsafe { libc::raise(sig) };
+        }
+        Err(e) => eprintln!("{e}"),
+    }
     Ok(())
 }
 

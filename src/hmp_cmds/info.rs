@@ -67,6 +67,13 @@ pub static COMMANDS: &[HmpCommand] = &[
         "show info of one block device or all block devices (-n: show named nodes; -v: show details)",
         super::block::info_block,
     ),
+    hmp(
+        "blockstats",
+        "",
+        "",
+        "show block device statistics",
+        super::block::info_blockstats,
+    ),
 ];
 
 fn query(emu: &mut Emulator, ctx: &mut CmdCtx, cmd: &str) -> Result<Value, QmpError> {

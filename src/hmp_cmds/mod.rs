@@ -234,6 +234,20 @@ pub static COMMANDS: &[HmpCommand] = &[
         block::drive_del,
     ),
     hmp(
+        "qemu-io",
+        "device:B,command:s",
+        "[device] \"[command]\"",
+        "run a qemu-io command on a block device",
+        block::qemu_io,
+    ),
+    hmp(
+        "block_set_io_throttle",
+        "device:B,bps:l,bps_rd:l,bps_wr:l,iops:l,iops_rd:l,iops_wr:l",
+        "device bps bps_rd bps_wr iops iops_rd iops_wr",
+        "change I/O throttle limits for a block drive",
+        block::block_set_io_throttle,
+    ),
+    hmp(
         "block_passwd",
         "device:B,password:s",
         "block_passwd device password",
@@ -286,6 +300,7 @@ fn run_command(
         Err(e) => {
             out.push_str(&e);
             out.push('\n');
+            out.push_str(&format!("Try \"help {primary}\" for more information\n"));
             return;
         }
     };

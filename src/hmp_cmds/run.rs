@@ -1,91 +1,35 @@
 //! HMP run-state and fd commands, calling the QMP handlers.
 
-use serde_json::json;
-
 use qmp::error::QmpError;
 
 use super::HmpArgs;
 use crate::emulator::Emulator;
 use crate::qmp_cmds::{self, CmdCtx};
 
-fn call(emu: &mut Emulator, ctx: &mut CmdCtx, name: &str, args: &HmpArgs) -> Result<(), QmpError> {
-    qmp_cmds::dispatch(emu, ctx, name, args).map(|_| ())
+// HMP commands that are exactly a QMP command with the same argument
+// names and no output.
+macro_rules! qmp_passthrough {
+    ($($fn_name:ident => $qmp:literal),* $(,)?) => {$(
+        pub fn $fn_name(
+            emu: &mut Emulator,
+            ctx: &mut CmdCtx,
+            args: &HmpArgs,
+            _: &mut String,
+        ) -> Result<(), QmpError> {
+            qmp_cmds::dispatch(emu, ctx, $qmp, args).map(|_| ())
+        }
+    )*};
 }
 
-pub fn quit(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    _: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    call(emu, ctx, "quit", &HmpArgs::new())
-}
-
-pub fn stop(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    _: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    call(emu, ctx, "stop", &HmpArgs::new())
-}
-
-pub fn cont(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    _: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    call(emu, ctx, "cont", &HmpArgs::new())
-}
-
-pub fn system_reset(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    _: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    call(emu, ctx, "system_reset", &HmpArgs::new())
-}
-
-pub fn system_powerdown(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    _: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    call(emu, ctx, "system_powerdown", &HmpArgs::new())
-}
-
-pub fn system_wakeup(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    _: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    call(emu, ctx, "system_wakeup", &HmpArgs::new())
-}
-
-pub fn getfd(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    let mut args = HmpArgs::new();
-    args.insert("fdname".into(), json!(a.get("fdname")));
-    call(emu, ctx, "getfd", &args)
-}
-
-pub fn closefd(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    let mut args = HmpArgs::new();
-    args.insert("fdname".into(), json!(a.get("fdname")));
-    call(emu, ctx, "closefd", &args)
+qmp_passthrough! {
+    quit => "quit",
+    stop => "stop",
+    cont => "cont",
+    system_reset => "system_reset",
+    system_powerdown => "system_powerdown",
+    system_wakeup => "system_wakeup",
+    getfd => "getfd",
+    closefd => "closefd",
 }
 
 /// `cpu N`: the CPU later commands of this monitor look at.

@@ -46,10 +46,6 @@ impl<T> TimerList<T> {
         Some(self.timers.swap_remove(pos).payload)
     }
 
-    pub fn is_pending(&self, id: TimerId) -> bool {
-        self.timers.iter().any(|t| t.id == id)
-    }
-
     /// Nanoseconds until the nearest deadline; `None` when no timer can fire
     /// by the passage of real time (empty, or only qtest-driven virtual ones).
     pub fn next_timeout_ns(&self, clocks: &Clocks) -> Option<i64> {

@@ -93,7 +93,10 @@ pub fn block_device_info(node: &NodeRef, front: Option<&BackendFront>) -> Value 
             "no-flush": opts.no_flush,
         }),
     );
-    m.insert("write_threshold".into(), json!(0));
+    m.insert(
+        "write_threshold".into(),
+        json!(g.tracking().threshold.get()),
+    );
     Value::Object(m)
 }
 
@@ -106,13 +109,29 @@ fn block_info(graph: &BlockGraph, devs: &BlockDevs, backend: &block::Backend) ->
     m.insert("locked".into(), json!(front.is_locked()));
     m.insert("removable".into(), json!(front.has_removable_media()));
     if let Some(root) = backend.root() {
-        m.insert("inserted".into(), block_device_info(&root, Some(front)));
+        let mut ins = block_device_info(&root, Some(front));
+        let groups = crate::blockdev::throttle::groups(&devs.throttle);
+        if let (Some(cfg), Some(o)) = (groups.config_of(name), ins.as_object_mut()) {
+            o.extend(cfg.query_fields());
+            if let Some(g) = groups.group_of(name) {
+                o.insert("group".into(), json!(g));
+            }
+        }
+        m.insert("inserted".into(), ins);
     }
     if let Some(t) = front.tray() {
         m.insert("tray_open".into(), json!(t.open));
     }
     if let Some(s) = front.iostatus {
         m.insert("io-status".into(), json!(s));
+    }
+    if let Some(root) = backend.root() {
+        let g = lock(&root);
+        let bitmaps = g.tracking().bitmaps.all();
+        if !bitmaps.is_empty() {
+            let list: Vec<Value> = bitmaps.iter().map(|b| b.info_json()).collect();
+            m.insert("dirty-bitmaps".into(), Value::Array(list));
+        }
     }
     m.insert("type".into(), json!("unknown"));
     let _ = graph;
@@ -138,10 +157,9 @@ pub fn query_named_block_nodes(
         .block
         .nodes()
         .iter()
-        .map(|n| {
-            let dev = emu.blockdevs.device_name_of(&emu.block, n);
-            block_device_info(n, emu.blockdevs.front(&dev))
-        })
+        // QEMU describes nodes here without their backend: writeback is
+        // always reported on.
+        .map(|n| block_device_info(n, None))
         .collect();
     Ok(Value::Array(list))
 }
@@ -199,12 +217,12 @@ pub fn blockdev_add(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
 }
 
 pub fn x_blockdev_del(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
-    blockdev::x_blockdev_del(
-        &mut emu.block,
-        &mut emu.blockdevs,
-        arg_str(args, "id"),
-        arg_str(args, "node-name"),
-    )?;
+    let id = arg_str(args, "id");
+    let node = arg_str(args, "node-name");
+    blockdev::x_blockdev_del(&mut emu.block, &mut emu.blockdevs, id, node)?;
+    if let Some(name) = id.or(node) {
+        emu.nbd_backend_removed(name);
+    }
     Ok(empty())
 }
 
@@ -302,6 +320,8 @@ pub fn eject(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, Q
     let device = arg_str(args, "device").unwrap_or("");
     let force = arg_bool(args, "force").unwrap_or(false);
     medium::eject(&mut emu.block, &mut emu.blockdevs, device, force)?;
+    // An NBD export of the medium ends with it, as QEMU's eject notifier does.
+    emu.nbd_backend_removed(device);
     Ok(empty())
 }
 
@@ -333,6 +353,7 @@ pub fn x_blockdev_remove_medium(
 ) -> Result<Value, QmpError> {
     let device = arg_str(args, "device").unwrap_or("");
     medium::remove_medium(&mut emu.block, &mut emu.blockdevs, device)?;
+    emu.nbd_backend_removed(device);
     Ok(empty())
 }
 
@@ -367,7 +388,9 @@ pub fn change_medium(
     let mode = read_only_mode(mode)?;
     blockdev::with_fdsets(emu, |g, d| {
         medium::change_medium(g, d, device, filename, format, mode)
-    })
+    })?;
+    emu.nbd_backend_removed(device);
+    Ok(())
 }
 
 pub fn blockdev_change_medium(

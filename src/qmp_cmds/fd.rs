@@ -95,27 +95,6 @@ pub fn query_fdsets(emu: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Valu
     Ok(emu.fdsets.query())
 }
 
-/// Opens a file name that may be `/dev/fdset/N`, as QEMU's qemu_open.
-pub fn open_path(
-    emu: &mut Emulator,
-    path: &str,
-    flags: i32,
-    mode: u32,
-) -> std::io::Result<OwnedFd> {
-    if let Some(id) = crate::fdsets::fdset_id_of_path(path) {
-        return emu.fdsets.dup_for_open(id, flags);
-    }
-    let c = std::ffi::CString::new(path)
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: c is a valid NUL-terminated path; open returns a new fd or -1.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by open and is owned by nobody else.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-}
-
 /// `-add-fd fd=N,set=M[,opaque=S]`: puts an inherited descriptor into an fd
 /// set, with QEMU's checks.
 pub fn add_fd_from_cmdline(
@@ -125,18 +104,18 @@ pub fn add_fd_from_cmdline(
     let fd = opts.get_number("fd").ok().flatten();
     let set = opts.get_number("set").ok().flatten();
     let Some(fd) = fd.and_then(|f| i32::try_from(f).ok()) else {
-        return Err("-add-fd: fd option is required and must be non-negative".into());
+        return Err("fd option is required and must be non-negative".into());
     };
     if fd <= libc::STDERR_FILENO {
-        return Err("-add-fd: fd cannot be a standard I/O stream".into());
+        return Err("fd cannot be a standard I/O stream".into());
     }
     // SAFETY: F_GETFD only queries whether fd is open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
-        return Err("-add-fd: fd is not valid or already in use".into());
+        return Err("fd is not valid or already in use".into());
     }
     let Some(set) = set.and_then(|s| i64::try_from(s).ok()) else {
-        return Err("-add-fd: set option is required and must be non-negative".into());
+        return Err("set option is required and must be non-negative".into());
     };
     // SAFETY: the descriptor was inherited for us; from here it is owned
     // by the fd set alone.

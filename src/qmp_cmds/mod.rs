@@ -4,6 +4,7 @@
 //! query-qmp-schema).
 
 pub mod block;
+pub mod block_features;
 pub mod block_snapshot;
 pub mod chardev;
 pub mod cpus;
@@ -124,6 +125,28 @@ pub static COMMANDS: &[CommandEntry] = &[
         "blockdev-snapshot-delete-internal-sync",
         block_snapshot::blockdev_snapshot_delete_internal_sync,
     ),
+    cmd("query-blockstats", block_features::query_blockstats),
+    cmd(
+        "block-set-write-threshold",
+        block_features::block_set_write_threshold,
+    ),
+    cmd(
+        "block-dirty-bitmap-add",
+        block_features::block_dirty_bitmap_add,
+    ),
+    cmd(
+        "block-dirty-bitmap-remove",
+        block_features::block_dirty_bitmap_remove,
+    ),
+    cmd(
+        "block-dirty-bitmap-clear",
+        block_features::block_dirty_bitmap_clear,
+    ),
+    cmd("x-blockdev-change", block_features::x_blockdev_change),
+    cmd(
+        "block_set_io_throttle",
+        block_features::block_set_io_throttle,
+    ),
 ];
 
 /// Events this binary can emit (query-events, query-qmp-schema).
@@ -140,6 +163,9 @@ pub static EVENTS: &[&str] = &[
     // block events
     "BLOCK_IMAGE_CORRUPTED",
     "DEVICE_TRAY_MOVED",
+    "BLOCK_WRITE_THRESHOLD",
+    "QUORUM_FAILURE",
+    "QUORUM_REPORT_BAD",
 ];
 
 pub fn is_implemented(name: &str) -> bool {

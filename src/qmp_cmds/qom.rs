@@ -175,6 +175,7 @@ pub(crate) mod tests {
             kernel: None,
             initrd: None,
             append: None,
+            serial_ports: 1,
             devices: Vec::new(),
             ram: Vec::new(),
         };

@@ -7,7 +7,7 @@ pub enum ReadOutcome {
     Data(usize),
     WouldBlock,
     Eof,
-    Error(io::Error),
+    Error,
 }
 
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -42,7 +42,7 @@ pub fn read_nonblocking(fd: RawFd, buf: &mut [u8]) -> ReadOutcome {
         match e.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
-            _ => return ReadOutcome::Error(e),
+            _ => return ReadOutcome::Error,
         }
     }
 }

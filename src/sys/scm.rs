@@ -35,7 +35,7 @@ pub fn recv_with_fds(fd: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> ReadO
         match e.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
-            _ => return ReadOutcome::Error(e),
+            _ => return ReadOutcome::Error,
         }
     };
     // SAFETY: msg was filled by recvmsg; the CMSG macros walk its control

@@ -537,6 +537,7 @@ fn add_monitor(
         (label, mode)
     };
     cfg.monitors.push(MonitorConfig {
+        loc: loc.to_string(),
         chardev,
         mode,
         pretty,
@@ -569,6 +570,7 @@ fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
     cfg.chardev_locs.push(loc.to_string());
     if muxed {
         cfg.monitors.push(MonitorConfig {
+            loc: loc.to_string(),
             chardev: label.clone(),
             mode: MonitorMode::Readline,
             pretty: false,
@@ -738,6 +740,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                     .get_bool("pretty", false)
                     .map_err(|e| CliError::from_opts(&loc, e))?;
                 cfg.monitors.push(MonitorConfig {
+                    loc: loc.clone(),
                     chardev: chardev.to_string(),
                     mode,
                     pretty,
@@ -791,7 +794,13 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 match kind {
                     "none" => cfg.display_none = true,
                     "sdl" | "curses" | "gtk" | "vnc" | "egl-headless" | "spice-app" => {
-                        return Err(CliError::at(&loc, format!("{kind} support is disabled")))
+                        let name = match kind {
+                            "sdl" => "SDL",
+                            "gtk" => "GTK",
+                            "vnc" => "VNC",
+                            other => other,
+                        };
+                        return Err(CliError::at(&loc, format!("{name} support is disabled")));
                     }
                     _ => return Err(CliError::at(&loc, "unknown display type")),
                 }
@@ -815,7 +824,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 let o = ADD_FD_OPTS
                     .parse(arg, false)
                     .map_err(|e| CliError::from_opts(&loc, e))?;
-                cfg.add_fds.push(o);
+                cfg.add_fds.push((loc.clone(), o));
             }
             // We read no configuration files, so these have nothing to turn off.
             "nodefconfig" | "no-user-config" => {}
@@ -842,6 +851,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
                 cfg.chardev_locs.push("-nographic".to_string());
                 cfg.serials.insert(0, "serial0".to_string());
                 cfg.monitors.push(MonitorConfig {
+                    loc: "-nographic".to_string(),
                     chardev: "serial0".to_string(),
                     mode: MonitorMode::Readline,
                     pretty: false,
@@ -868,6 +878,22 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
         let _ = (parallel_given, vga_given);
     }
     Ok(Action::Run(Box::new(cfg)))
+}
+
+/// The option lists query-command-line-options reports.
+pub fn option_lists() -> Vec<&'static OptsList> {
+    vec![
+        &MACHINE_OPTS,
+        &ACCEL_OPTS,
+        &MEMORY_OPTS,
+        &SMP_OPTS,
+        &NAME_OPTS,
+        &MON_OPTS,
+        &crate::chardev::CHARDEV_OPTS,
+        &FREE_OPTS_QOM_TYPE,
+        &ADD_FD_OPTS,
+        &RTC_OPTS,
+    ]
 }
 
 #[cfg(test)]
@@ -990,20 +1016,4 @@ mod tests {
         assert_eq!(c.monitors[0].chardev, "serial0");
         assert_eq!(c.chardevs[0].get("mux"), Some("on"));
     }
-}
-
-/// The option lists query-command-line-options reports.
-pub fn option_lists() -> Vec<&'static OptsList> {
-    vec![
-        &MACHINE_OPTS,
-        &ACCEL_OPTS,
-        &MEMORY_OPTS,
-        &SMP_OPTS,
-        &NAME_OPTS,
-        &MON_OPTS,
-        &crate::chardev::CHARDEV_OPTS,
-        &FREE_OPTS_QOM_TYPE,
-        &ADD_FD_OPTS,
-        &RTC_OPTS,
-    ]
 }

@@ -55,6 +55,8 @@ pub enum MonitorMode {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MonitorConfig {
+    /// The option that asked for it, named in start-up errors.
+    pub loc: String,
     pub chardev: String,
     pub mode: MonitorMode,
     pub pretty: bool,
@@ -91,10 +93,10 @@ pub struct Config {
     pub qtest: Option<String>,
     pub qtest_log: Option<String>,
     pub incoming: Option<String>,
-    pub bios: Option<String>,
     pub rtc: Option<QemuOpts>,
     /// `-add-fd` descriptors to put into fd sets at start-up.
-    pub add_fds: Vec<QemuOpts>,
+    /// With the option text QEMU names in its errors.
+    pub add_fds: Vec<(String, QemuOpts)>,
     /// Options accepted on the command line for a subsystem that the
     /// machine layer consumes (`-device loader`, `-kernel`...): name and
     /// argument, in order.

@@ -16,6 +16,7 @@
 #   sendfd PATH TEXT   send TEXT + "\n" with PATH's fd attached (SCM_RIGHTS),
 #                      then wait for the reply
 #   garbage N          send N bytes of deterministic non-JSON garbage
+#   letters N          send N bytes of letters (one giant bad keyword) + "\n"
 #   blob N             send an N-byte JSON string value that never becomes
 #                      a command: {"execute": "aaaa...a"} (unknown command)
 #   nest N             send N nested "[" then N "]" and wait for the reply
@@ -46,7 +47,10 @@ class Conn:
     def __init__(self, addr, timeout):
         self.addr = addr
         self.timeout = timeout
-        self.buf = b""
+        # Unread input is buf[pos:]; consumed bytes are dropped in bulk so
+        # millions of small replies do not cost quadratic copying.
+        self.buf = bytearray()
+        self.pos = 0
         self.eof = False
         self.sock = self._connect(addr)
 
@@ -88,14 +92,17 @@ class Conn:
         lines, so lines are joined until the text parses."""
         acc = b""
         while True:
-            nl = self.buf.find(b"\n")
+            nl = self.buf.find(b"\n", self.pos)
             if nl < 0:
                 if self.eof:
                     return None
+                if self.pos > (1 << 20):
+                    del self.buf[:self.pos]
+                    self.pos = 0
                 self._fill()
                 continue
-            acc += self.buf[: nl + 1]
-            self.buf = self.buf[nl + 1:]
+            acc += bytes(self.buf[self.pos:nl + 1])
+            self.pos = nl + 1
             text = acc.decode("utf-8", "replace")
             if not text.strip():
                 acc = b""
@@ -196,10 +203,12 @@ def main():
             c.send(text.encode() + b"\n", [fd])
             os.close(fd)
             show_until(c, is_reply)
-        elif word in ("garbage", "blob", "nest"):
+        elif word in ("garbage", "letters", "blob", "nest"):
             n = int(rest)
             if word == "garbage":
                 data = garbage(n)
+            elif word == "letters":
+                data = bytes(b"abcdefghijklmnopqrstuvwxyz"[i % 26] for i in range(n)) + b"\n"
             elif word == "blob":
                 data = b'{"execute": "' + b"a" * n + b'"}\n'
             else:
@@ -244,9 +253,10 @@ def main():
                         print("%s (x%s)" % (k, "N" if seen[k] > 1 else "1"))
                     print(shown(m[0]))
                     break
-                key = shown(json.dumps(o, sort_keys=True))
                 # The keyword in this message is whatever junk came in.
-                key = re.sub(r"invalid keyword '[^']*'", "invalid keyword 'K'", key)
+                key = re.sub(r"invalid keyword '[^'\x22]*'?", "invalid keyword 'K'",
+                             json.dumps(o, sort_keys=True))
+                key = shown(key)
                 seen[key] = seen.get(key, 0) + 1
         elif word == "expect-eof":
             show_until(c, lambda o: False)

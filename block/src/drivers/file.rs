@@ -309,6 +309,20 @@ impl Driver for FileDriver {
         Ok(self.len)
     }
 
+    fn refresh_length(&mut self, _c: &Children) -> BlockResult<u64> {
+        if self.block_device {
+            return Ok(self.len);
+        }
+        // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is open and st is a valid out-pointer.
+        if unsafe { libc::fstat(self.raw(), &mut st) } < 0 {
+            return Err(BlockError::errno("Could not stat file", last_errno()));
+        }
+        self.len = st.st_size as u64;
+        Ok(self.len)
+    }
+
     fn read(&mut self, _c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
         self.read_at(offset, buf)
     }

@@ -95,7 +95,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if off < self.cs || off >= self.file_len {
+        if off < self.cs || self.past_eof(c, off) {
             return Err(self.signal_corruption(
                 c,
                 true,
@@ -315,7 +315,7 @@ impl Qcow2 {
                     copied: true,
                 } => {
                     let n = n as usize;
-                    if host + n as u64 > self.file_len.next_multiple_of(self.cs) {
+                    if self.past_eof(c, host + n as u64 - 1) {
                         return Err(self.signal_corruption(
                             c,
                             true,

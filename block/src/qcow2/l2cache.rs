@@ -40,6 +40,11 @@ impl L2Cache {
         self.slots.iter().any(|s| s.dirty)
     }
 
+    /// Sets the capacity from a byte size (the `l2-cache-size` option).
+    pub fn set_size(&mut self, bytes: u64, cs: u64) {
+        self.cap = (bytes / cs).clamp(2, 65536) as usize;
+    }
+
     pub fn lookup(&mut self, off: u64) -> Option<usize> {
         let i = *self.index.get(&off)?;
         self.tick += 1;

@@ -78,6 +78,15 @@ pub(crate) enum Cl {
     },
 }
 
+/// Runtime options of a qcow2 node (QEMU's names in brackets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Qcow2Options {
+    /// Bytes of L2 tables to cache (`l2-cache-size`).
+    pub l2_cache_size: Option<u64>,
+    /// Bytes of refcount blocks to cache (`refcount-cache-size`).
+    pub refcount_cache_size: Option<u64>,
+}
+
 /// An open qcow2 image.
 pub struct Qcow2 {
     pub(crate) hdr: Header,
@@ -125,8 +134,13 @@ pub(crate) fn be64_at(b: &[u8], i: usize) -> u64 {
 }
 
 impl Qcow2 {
-    /// Opens the image in `c.file`.
+    /// Opens the image in `c.file` with default options.
     pub fn open(c: &Children, read_only: bool) -> BlockResult<Qcow2> {
+        Self::open_with(c, read_only, &Qcow2Options::default())
+    }
+
+    /// Opens the image in `c.file`.
+    pub fn open_with(c: &Children, read_only: bool, opts: &Qcow2Options) -> BlockResult<Qcow2> {
         let file = file_of(c)?;
         let flen = lock(file).length()?;
         let mut first = vec![0u8; 104.min(flen as usize)];
@@ -186,6 +200,12 @@ impl Qcow2 {
             snap_table_bytes: 0,
             hdr,
         };
+        if let Some(b) = opts.l2_cache_size {
+            q.l2.set_size(b, cs);
+        }
+        if let Some(b) = opts.refcount_cache_size {
+            q.rc.set_size(b, cs);
+        }
         q.check_tables_inside_file()?;
         q.load_l1(c)?;
         q.load_reftable(c)?;
@@ -425,6 +445,20 @@ impl Qcow2 {
             });
         }
         BlockError::Corrupt(format!("qcow2: Image is corrupt: {}", msg))
+    }
+
+    /// True when `off` lies past the end of the image file, after re-reading the
+    /// file size (another process may have appended to it since we looked).
+    pub(crate) fn past_eof(&mut self, c: &Children, off: u64) -> bool {
+        if off < self.file_len.next_multiple_of(self.cs) {
+            return false;
+        }
+        if let Ok(f) = file_of(c) {
+            if let Ok(len) = lock(f).refresh_length() {
+                self.file_len = self.file_len.max(len);
+            }
+        }
+        off >= self.file_len.next_multiple_of(self.cs)
     }
 
     pub(crate) fn pread(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {

@@ -50,6 +50,11 @@ impl Refcounts {
         self.blocks.values().any(|b| b.dirty)
     }
 
+    /// Sets the capacity from a byte size (the `refcount-cache-size` option).
+    pub fn set_size(&mut self, bytes: u64, cs: u64) {
+        self.cap = (bytes / cs).clamp(4, 65536) as usize;
+    }
+
     pub fn max_value(&self) -> u64 {
         if self.order == 6 {
             u64::MAX
@@ -126,7 +131,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if off < self.cs || off >= self.file_len || kind.is_some_and(|k| k != Meta::RefBlock) {
+        if off < self.cs || self.past_eof(c, off) || kind.is_some_and(|k| k != Meta::RefBlock) {
             return Err(self.signal_corruption(
                 c,
                 true,
@@ -231,8 +236,14 @@ impl Qcow2 {
             Refcounts::set(&mut b.data, order, i, v);
             b.dirty = true;
         }
-        if v == 0 && cluster < self.free_cluster_index {
-            self.free_cluster_index = cluster;
+        if v == 0 {
+            if cluster < self.free_cluster_index {
+                self.free_cluster_index = cluster;
+            }
+            // The partly used compressed cluster is gone: never pack into it again.
+            if self.free_byte_offset != 0 && self.free_byte_offset >> self.cb == cluster {
+                self.free_byte_offset = 0;
+            }
         }
         Ok(())
     }
@@ -461,7 +472,11 @@ impl Qcow2 {
     /// Allocates `len` (< cluster size) bytes for compressed data, packing
     /// several compressed clusters into one host cluster.
     pub(crate) fn alloc_bytes(&mut self, c: &Children, len: u64) -> BlockResult<u64> {
-        let fbo = self.free_byte_offset;
+        let mut fbo = self.free_byte_offset;
+        if fbo != 0 && self.get_refcount(c, fbo >> self.cb)? >= self.rc.max_value() {
+            // Narrow refcounts (down to 1 bit) cannot count another user.
+            fbo = 0;
+        }
         if fbo != 0 && !fbo.is_multiple_of(self.cs) && self.cs - fbo % self.cs >= len {
             self.update_refcount(c, fbo >> self.cb, 1)?;
             self.free_byte_offset = fbo + len;
@@ -482,10 +497,7 @@ impl Qcow2 {
             let start = coff & !511;
             let end = start + nsect * 512;
             for cl in (start >> self.cb)..=((end - 1) >> self.cb) {
-                let v = self.update_refcount(c, cl, -1)?;
-                if v == 0 && self.free_byte_offset >> self.cb == cl {
-                    self.free_byte_offset = 0;
-                }
+                self.update_refcount(c, cl, -1)?;
             }
             self.dcache = None;
             return Ok(());

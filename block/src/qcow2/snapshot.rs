@@ -203,7 +203,7 @@ impl Qcow2 {
             if l2_off == 0 {
                 continue;
             }
-            if !l2_off.is_multiple_of(cs) || l2_off < cs || l2_off >= self.file_len {
+            if !l2_off.is_multiple_of(cs) || l2_off < cs || self.past_eof(c, l2_off) {
                 return Err(self.signal_corruption(
                     c,
                     true,
@@ -224,7 +224,7 @@ impl Qcow2 {
                 } else {
                     e & L2E_OFFSET_MASK
                 };
-                if host >= self.file_len.next_multiple_of(cs) {
+                if self.past_eof(c, host) {
                     return Err(self.signal_corruption(
                         c,
                         true,
