@@ -361,6 +361,21 @@ impl Machine {
             .collect()
     }
 
+    /// inject-nmi / HMP `nmi`: an NMI to every vCPU, as QEMU's x86 does.
+    /// Without vCPUs there is nothing to interrupt.
+    pub fn inject_nmi(&self) -> Result<(), MachineError> {
+        let Some(c) = self.control() else {
+            return Ok(());
+        };
+        for i in 0..c.count() {
+            c.post(i, |v: &mut Vcpu| {
+                // A failure shows up as the guest never taking the NMI.
+                let _ = v.nmi();
+            })?;
+        }
+        Ok(())
+    }
+
     /// Stops the vCPU threads for good (process exit).
     pub fn shutdown(&mut self) {
         if let Some(c) = self.control() {

@@ -1,4 +1,5 @@
-//! query-cpus: the vCPUs of the machine, their host threads and PCs.
+//! query-cpus: the vCPUs of the machine, their host threads and PCs;
+//! inject-nmi.
 
 use serde_json::{json, Value};
 
@@ -57,4 +58,12 @@ pub fn query_cpus(emu: &mut Emulator, ctx: &mut CmdCtx, _: &Args) -> Result<Valu
         Vec::new()
     };
     Ok(Value::Array(cpus))
+}
+
+/// inject-nmi: an NMI on every vCPU.
+pub fn inject_nmi(emu: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
+    emu.machine
+        .inject_nmi()
+        .map_err(|e| QmpError::generic(e.0))?;
+    Ok(json!({}))
 }

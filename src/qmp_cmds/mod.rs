@@ -68,6 +68,7 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
     cmd("query-cpus", cpus::query_cpus),
+    cmd("inject-nmi", cpus::inject_nmi),
     cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),

@@ -16,7 +16,8 @@
 #   6 counter: increments the dword at 0x6000 forever
 #   7 SMP: INIT/SIPI to the other CPUs; an AP sets 0x7300 and halts; the BSP
 #     prints once it sees that
-#   8 int3 (a KVM internal error under kvm_pvm)
+#   8 int3 through a handler, then XRSTOR (a KVM internal error under
+#     kvm_pvm, whose instruction emulator lacks it)
 #   9 registers: loads known values and halts with interrupts off
 #  10 NMI: points the NMI vector at a handler that prints, then halts
 # An alternative entry at offset 0x1000 (for -device loader,cpu-num=) prints
@@ -182,10 +183,28 @@ mode_smp:
         ljmpl   $0x08, $(0xf0000 + smp32)
 
 mode_int3:
+        movw    $int3_handler, %es:0xc
+        movw    $0xf000, %es:0xe
         mov     $msg_int3, %si
         call    puts
         int3
+        mov     $msg_after_int3, %si
+        call    puts
+        mov     %cr4, %eax
+        or      $0x40000, %eax
+        mov     %eax, %cr4
+        mov     $3, %eax
+        xor     %edx, %edx
+        mov     $0x7400, %di
+        xrstor  %es:(%di)
+        mov     $msg_after_xrstor, %si
+        call    puts
         jmp     halt
+
+int3_handler:
+        mov     $msg_int3_handler, %si
+        call    puts
+        iret
 
 mode_regs:
         mov     $msg_regs, %si
@@ -267,6 +286,9 @@ msg_triple:     .asciz  "fw: triple fault\n"
 msg_count:      .asciz  "fw: counting\n"
 msg_ap:         .asciz  "fw: AP started\n"
 msg_int3:       .asciz  "fw: int3\n"
+msg_int3_handler: .asciz "fw: int3 handler\n"
+msg_after_int3: .asciz  "fw: after int3, xrstor next\n"
+msg_after_xrstor: .asciz "fw: after xrstor\n"
 msg_regs:       .asciz  "fw: registers loaded\n"
 msg_wait_nmi:   .asciz  "fw: waiting for NMI\n"
 msg_nmi:        .asciz  "fw: NMI\n"
