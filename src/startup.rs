@@ -7,6 +7,7 @@ use crate::vl::Config;
 
 pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     crate::qom::populate_machine(emu, cfg);
+    crate::machine::populate_qom(emu);
     for o in &cfg.objects {
         crate::qom::objects::add_from_opts(emu, o)?;
     }

@@ -61,25 +61,34 @@ def main():
         shown = line if len(line) < 200 else line[:60] + "...(%d bytes)" % len(line)
         print("> " + shown)
         conn.sendall(line.encode() + b"\n")
-        while b"\n" not in buf:
-            r, _, _ = select.select([conn], [], [], TIMEOUT)
-            if not r:
-                print("qtest-client: timeout")
-                proc.kill()
-                proc.wait()
-                return 1
-            chunk = conn.recv(1 << 20)
-            if not chunk:
-                print("< EOF")
+        # "IRQ raise N" / "IRQ lower N" lines are asynchronous: shown as
+        # they come, before the command's own reply.
+        eof = False
+        while True:
+            while b"\n" not in buf:
+                r, _, _ = select.select([conn], [], [], TIMEOUT)
+                if not r:
+                    print("qtest-client: timeout")
+                    proc.kill()
+                    proc.wait()
+                    return 1
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    print("< EOF")
+                    break
+                buf += chunk
+            if b"\n" not in buf:
+                eof = True
                 break
-            buf += chunk
-        if b"\n" not in buf:
+            reply, buf = buf.split(b"\n", 1)
+            text = reply.decode("utf-8", "replace")
+            if len(text) > 200:
+                text = text[:60] + "...(%d bytes)" % len(text)
+            print("< " + text)
+            if not text.startswith("IRQ "):
+                break
+        if eof:
             break
-        reply, buf = buf.split(b"\n", 1)
-        text = reply.decode("utf-8", "replace")
-        if len(text) > 200:
-            text = text[:60] + "...(%d bytes)" % len(text)
-        print("< " + text)
     conn.close()
     proc.send_signal(signal.SIGTERM)
     try:
