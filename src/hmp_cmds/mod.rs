@@ -7,6 +7,7 @@ pub mod block;
 pub mod chardev;
 pub mod dump;
 pub mod info;
+pub mod memory;
 pub mod nbd;
 pub mod qom;
 pub mod registers;
@@ -58,6 +59,20 @@ pub static COMMANDS: &[HmpCommand] = &[
         info_cmd,
     ),
     hmp("quit|q", "", "", "quit the emulator", run::quit),
+    hmp(
+        "x",
+        "args:S?",
+        "/fmt addr",
+        "virtual memory dump starting at 'addr'",
+        memory::x,
+    ),
+    hmp(
+        "xp",
+        "args:S?",
+        "/fmt addr",
+        "physical memory dump starting at 'addr'",
+        memory::xp,
+    ),
     hmp("stop", "", "", "stop emulation", run::stop),
     hmp("cont|c", "", "", "resume emulation", run::cont),
     hmp(

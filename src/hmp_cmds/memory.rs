@@ -1,0 +1,303 @@
+//! HMP `x /fmt addr` (virtual, through the current vCPU's page tables)
+//! and `xp /fmt addr` (physical): guest memory in QEMU's dump layout.
+//!
+//! The format is `/[count][format][size]`: format one of x d u o c (i,
+//! disassembly, is not offered), size b h w g (or L). Like QEMU, the last
+//! format and size given become the defaults of later dumps.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use hw::memory::paging::{read_virt, PagingMode};
+use qmp::error::QmpError;
+
+use super::HmpArgs;
+use crate::emulator::Emulator;
+use crate::qmp_cmds::CmdCtx;
+
+static DEFAULT_FORMAT: AtomicU8 = AtomicU8::new(b'x');
+static DEFAULT_SIZE: AtomicU8 = AtomicU8::new(4);
+
+/// A parsed `/fmt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpFormat {
+    pub count: u64,
+    pub format: u8,
+    pub size: usize,
+}
+
+/// Splits `/fmt addr` into the format and the rest; the error is the
+/// line QEMU prints.
+fn parse_format(line: &str) -> Result<(DumpFormat, &str), String> {
+    let s = line.trim_start();
+    let Some(f) = s.strip_prefix('/') else {
+        return Ok((
+            DumpFormat {
+                count: 1,
+                format: DEFAULT_FORMAT.load(Ordering::Relaxed),
+                size: DEFAULT_SIZE.load(Ordering::Relaxed) as usize,
+            },
+            s,
+        ));
+    };
+    let digits = f.bytes().take_while(u8::is_ascii_digit).count();
+    let count = if digits == 0 {
+        1
+    } else {
+        f[..digits].parse::<u64>().unwrap_or(u64::MAX)
+    };
+    let mut format = None;
+    let mut size = None;
+    let mut rest = &f[digits..];
+    while let Some(c) = rest.bytes().next() {
+        match c {
+            b'o' | b'd' | b'u' | b'x' | b'c' | b'i' => format = Some(c),
+            b'b' => size = Some(1),
+            b'h' => size = Some(2),
+            b'w' => size = Some(4),
+            b'g' | b'L' => size = Some(8),
+            _ => break,
+        }
+        rest = &rest[1..];
+    }
+    if let Some(c) = rest.chars().next() {
+        if !c.is_whitespace() {
+            return Err(format!("invalid char in format: '{c}'"));
+        }
+    }
+    let format = format.unwrap_or(DEFAULT_FORMAT.load(Ordering::Relaxed));
+    let size = size.unwrap_or(DEFAULT_SIZE.load(Ordering::Relaxed) as usize);
+    if format == b'i' {
+        return Err("disassembly (/i) is not supported by this emulator".into());
+    }
+    DEFAULT_SIZE.store(size as u8, Ordering::Relaxed);
+    DEFAULT_FORMAT.store(format, Ordering::Relaxed);
+    Ok((
+        DumpFormat {
+            count,
+            format,
+            size,
+        },
+        rest,
+    ))
+}
+
+/// HMP integers: decimal, 0x hex or leading-0 octal.
+fn parse_addr(s: &str) -> Option<u64> {
+    let t = s.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else if t.len() > 1 && t.starts_with('0') {
+        u64::from_str_radix(&t[1..], 8).ok()
+    } else {
+        t.parse().ok()
+    }
+}
+
+/// One value as QEMU's monitor_printc shows a character.
+fn printc(v: u64, out: &mut String) {
+    out.push('\'');
+    match v as u8 {
+        b'\'' => out.push_str("\\'"),
+        b'\\' => out.push_str("\\\\"),
+        b'\n' => out.push_str("\\n"),
+        b'\r' => out.push_str("\\r"),
+        c @ 32..=126 => out.push(c as char),
+        c => out.push_str(&format!("\\x{c:02x}")),
+    }
+    out.push('\'');
+}
+
+/// Formats `len` bytes from `read` starting at `addr`; `read` returns
+/// None for memory that cannot be accessed (virtual dumps stop there).
+pub fn dump(
+    f: DumpFormat,
+    addr: u64,
+    mut read: impl FnMut(u64, &mut [u8]) -> Option<()>,
+    out: &mut String,
+) {
+    let mut wsize = f.size;
+    let max_digits = match f.format {
+        b'o' => (wsize * 8).div_ceil(3),
+        b'u' | b'd' => (wsize * 80).div_ceil(33),
+        b'c' => {
+            wsize = 1;
+            0
+        }
+        _ => wsize * 2,
+    };
+    let line_size = if wsize == 1 { 8 } else { 16 };
+    // A count from the user may be huge; QEMU would print it all, a
+    // monitor reply is better kept to a sane length.
+    let mut len = f.count.saturating_mul(wsize as u64).min(1 << 20);
+    let mut addr = addr;
+    while len > 0 {
+        out.push_str(&format!("{addr:016x}:"));
+        let l = len.min(line_size) as usize;
+        let mut buf = [0u8; 16];
+        if read(addr, &mut buf[..l]).is_none() {
+            out.push_str(" Cannot access memory\n");
+            return;
+        }
+        let mut i = 0;
+        while i < l {
+            let mut b = [0u8; 8];
+            let n = wsize.min(l - i);
+            b[..n].copy_from_slice(&buf[i..i + n]);
+            let v = u64::from_le_bytes(b);
+            out.push(' ');
+            match f.format {
+                b'o' => {
+                    let s = if v == 0 {
+                        "0".to_string()
+                    } else {
+                        format!("0{v:o}")
+                    };
+                    out.push_str(&format!("{s:>max_digits$}"));
+                }
+                b'u' => out.push_str(&format!("{v:>max_digits$}")),
+                b'd' => {
+                    let sv = match wsize {
+                        1 => v as u8 as i8 as i64,
+                        2 => v as u16 as i16 as i64,
+                        4 => v as u32 as i32 as i64,
+                        _ => v as i64,
+                    };
+                    // QEMU prints the unsigned load with %d of 64 bits,
+                    // so narrow values never show negative.
+                    let shown = if wsize == 8 { sv } else { v as i64 };
+                    out.push_str(&format!("{shown:>max_digits$}"));
+                }
+                b'c' => printc(v, out),
+                _ => out.push_str(&format!("0x{v:0max_digits$x}")),
+            }
+            i += wsize;
+        }
+        out.push('\n');
+        addr = addr.wrapping_add(l as u64);
+        len -= l as u64;
+    }
+}
+
+fn parse_line(args: &HmpArgs) -> Result<(DumpFormat, u64), String> {
+    let line = args.get("args").and_then(|v| v.as_str()).unwrap_or("");
+    let (f, rest) = parse_format(line)?;
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Err("Parameter 'addr' is missing".into());
+    }
+    let addr = parse_addr(rest).ok_or_else(|| format!("invalid char in expression: '{rest}'"))?;
+    Ok((f, addr))
+}
+
+/// `xp /fmt addr`.
+pub fn xp(
+    emu: &mut Emulator,
+    _: &mut CmdCtx,
+    args: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let (f, addr) = match parse_line(args) {
+        Ok(v) => v,
+        Err(e) => {
+            out.push_str(&e);
+            out.push('\n');
+            return Ok(());
+        }
+    };
+    let m = &emu.machine;
+    dump(
+        f,
+        addr,
+        |a, buf| {
+            m.read_phys(a, buf);
+            Some(())
+        },
+        out,
+    );
+    Ok(())
+}
+
+/// `x /fmt addr`: virtual addresses of the monitor's current vCPU.
+pub fn x(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    args: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    let (f, addr) = match parse_line(args) {
+        Ok(v) => v,
+        Err(e) => {
+            out.push_str(&e);
+            out.push('\n');
+            return Ok(());
+        }
+    };
+    let cpu = ctx.monitor.map_or(0, |m| emu.monitor_cpu(m));
+    // Without a running vCPU (qtest) nothing is paged: virtual is physical.
+    let mode = emu
+        .machine
+        .cpu_state(cpu)
+        .map(|s| PagingMode::from_sregs(&s.sregs))
+        .unwrap_or_default();
+    let mem = emu.machine.mem.clone();
+    dump(f, addr, |a, buf| read_virt(&mem, &mode, a, buf), out);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump_of(bytes: &[u8], fmt: &str, addr: u64) -> String {
+        let (f, _) = parse_format(fmt).expect("format");
+        let mut out = String::new();
+        dump(
+            f,
+            addr,
+            |a, buf| {
+                let start = (a - addr) as usize;
+                buf.copy_from_slice(&bytes[start..start + buf.len()]);
+                Some(())
+            },
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn words_in_hex_sixteen_bytes_a_line() {
+        let bytes: Vec<u8> = (0u8..32).collect();
+        assert_eq!(
+            dump_of(&bytes, "/6xw", 0x1000),
+            "0000000000001000: 0x03020100 0x07060504 0x0b0a0908 0x0f0e0d0c\n\
+             0000000000001010: 0x13121110 0x17161514\n"
+        );
+    }
+
+    #[test]
+    fn bytes_eight_a_line_and_chars_escaped() {
+        let bytes = b"ab'\\\n\x01cdefgh";
+        assert_eq!(
+            dump_of(bytes, "/6cb", 0),
+            "0000000000000000: 'a' 'b' '\\'' '\\\\' '\\n' '\\x01'\n"
+        );
+    }
+
+    #[test]
+    fn decimal_unsigned_and_octal_are_padded() {
+        let bytes = [0xffu8, 0, 8, 0];
+        assert_eq!(
+            dump_of(&bytes, "/2uh", 0),
+            "0000000000000000:   255     8\n"
+        );
+        assert_eq!(dump_of(&bytes, "/1ob", 0), "0000000000000000: 0377\n");
+    }
+
+    #[test]
+    fn a_bad_format_character_is_named() {
+        assert_eq!(
+            parse_format("/3z 0").unwrap_err(),
+            "invalid char in format: 'z'"
+        );
+    }
+}
