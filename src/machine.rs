@@ -564,15 +564,23 @@ fn parse_numa_node(arg: &str) -> Result<NumaNode, String> {
     Ok(node)
 }
 
-/// The host memory of one backend as guest RAM. A file backend is mapped
-/// again through its open descriptor, so a `share=on` guest writes the
-/// very pages the backend (and the host file) holds.
+/// The host memory of one backend as guest RAM. The backend's file (or
+/// memory file) is mapped again through its open descriptor, so the guest
+/// uses the very pages the backend holds (and, with `share=on`, the host
+/// file's). A private file backend gets a private copy-on-write mapping
+/// of the same file, which is what QEMU's `share=off` is.
 fn ram_spec_of(b: &crate::qom::hostmem::MemoryBackend) -> RamSpec {
     use hw::memory::RamBackend;
     let backend = match (&b.kind, b.fd()) {
         (crate::qom::hostmem::BackendKind::File { share, .. }, Some(fd)) => RamBackend::File {
             path: format!("/proc/self/fd/{fd}").into(),
             share: *share,
+        },
+        // memory-backend-ram keeps its pages in a memory file: shared, so
+        // the guest's RAM is those pages.
+        (crate::qom::hostmem::BackendKind::Ram, Some(fd)) => RamBackend::File {
+            path: format!("/proc/self/fd/{fd}").into(),
+            share: true,
         },
         _ => RamBackend::Anonymous,
     };
