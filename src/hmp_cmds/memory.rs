@@ -1,5 +1,6 @@
 //! HMP `x /fmt addr` (virtual, through the current vCPU's page tables)
-//! and `xp /fmt addr` (physical): guest memory in QEMU's dump layout.
+//! and `xp /fmt addr` (physical): guest memory in QEMU's dump layout;
+//! `memsave`, `pmemsave` and `nmi`.
 //!
 //! The format is `/[count][format][size]`: format one of x d u o c (i,
 //! disassembly, is not offered), size b h w g (or L). Like QEMU, the last
@@ -242,6 +243,37 @@ pub fn x(
     let mem = emu.machine.mem.clone();
     dump(f, addr, |a, buf| read_virt(&mem, &mode, a, buf), out);
     Ok(())
+}
+
+/// `memsave addr size file`: virtual memory of the monitor's vCPU.
+pub fn memsave(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    args: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
+    let cpu = ctx.monitor.map_or(0, |m| emu.monitor_cpu(m));
+    crate::qmp_cmds::cpus::memsave_on(emu, cpu, args).map(|_| ())
+}
+
+/// `pmemsave addr size file`.
+pub fn pmemsave(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    args: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
+    crate::qmp_cmds::cpus::pmemsave(emu, ctx, args).map(|_| ())
+}
+
+/// `nmi`: inject-nmi.
+pub fn nmi(
+    emu: &mut Emulator,
+    ctx: &mut CmdCtx,
+    args: &HmpArgs,
+    _: &mut String,
+) -> Result<(), QmpError> {
+    crate::qmp_cmds::cpus::inject_nmi(emu, ctx, args).map(|_| ())
 }
 
 #[cfg(test)]

@@ -67,6 +67,21 @@ pub static COMMANDS: &[HmpCommand] = &[
         memory::x,
     ),
     hmp(
+        "memsave",
+        "val:l,size:i,filename:s",
+        "addr size file",
+        "save to disk virtual memory dump starting at 'addr' of size 'size'",
+        memory::memsave,
+    ),
+    hmp(
+        "pmemsave",
+        "val:l,size:i,filename:s",
+        "addr size file",
+        "save to disk physical memory dump starting at 'addr' of size 'size'",
+        memory::pmemsave,
+    ),
+    hmp("nmi", "", "", "inject an NMI", memory::nmi),
+    hmp(
         "xp",
         "args:S?",
         "/fmt addr",

@@ -69,6 +69,8 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("query-fdsets", fd::query_fdsets),
     cmd("query-cpus", cpus::query_cpus),
     cmd("inject-nmi", cpus::inject_nmi),
+    cmd("memsave", cpus::memsave),
+    cmd("pmemsave", cpus::pmemsave),
     cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
