@@ -152,3 +152,47 @@ pub fn memsave_on(emu: &mut Emulator, cpu: usize, args: &Args) -> Result<Value, 
         read_virt(&mem, &mode, a, b).is_some()
     })
 }
+
+/// query-hotpluggable-cpus: every possible CPU slot (up to maxcpus) with
+/// its socket/core/thread ids, newest slot first as QEMU lists them; the
+/// present ones with their QOM path.
+pub fn query_hotpluggable_cpus(
+    emu: &mut Emulator,
+    _: &mut CmdCtx,
+    _: &Args,
+) -> Result<Value, QmpError> {
+    if emu.machine.pc().is_none() {
+        return Err(QmpError::generic(
+            "machine does not support hot-plugging CPUs",
+        ));
+    }
+    let smp = &emu.machine.smp;
+    let threads = smp.threads.max(1);
+    let cores = smp.cores.max(1);
+    let possible = smp.max_cpus.max(smp.cpus);
+    let mut list = Vec::new();
+    for i in 0..possible {
+        let mut item = serde_json::Map::new();
+        item.insert("type".into(), json!("qemu64-x86_64-cpu"));
+        item.insert("vcpus-count".into(), json!(1));
+        item.insert(
+            "props".into(),
+            json!({
+                "socket-id": i / (cores * threads),
+                "core-id": (i / threads) % cores,
+                "thread-id": i % threads,
+            }),
+        );
+        if i < smp.cpus {
+            item.insert("qom-path".into(), json!(cpu_qom_path(i as usize)));
+        }
+        list.push(Value::Object(item));
+    }
+    list.reverse();
+    Ok(Value::Array(list))
+}
+
+/// cpu: QEMU's QMP `cpu` does nothing (each command names its CPU).
+pub fn cpu(_: &mut Emulator, _: &mut CmdCtx, _: &Args) -> Result<Value, QmpError> {
+    Ok(json!({}))
+}
