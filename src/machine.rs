@@ -99,7 +99,14 @@ const EXTRA_UARTS: [(u16, u32); 3] = [(0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
 const MAX_SERIAL_BACKLOG: usize = 64 << 10;
 
 fn read_image(path: &str, what: &str) -> Result<Vec<u8>, MachineError> {
-    std::fs::read(path).map_err(|_| MachineError(format!("qemu: could not load {what} '{path}'")))
+    std::fs::read(path).map_err(|e| {
+        let err = crate::qom::hostmem::strerror(&e);
+        MachineError(match what {
+            "kernel" => format!("qemu: could not load kernel '{path}': {err}"),
+            "initrd" => format!("qemu: error reading initrd {path}: {err}"),
+            _ => format!("qemu: could not load {what} '{path}'"),
+        })
+    })
 }
 
 /// Writes one `-device loader` into guest memory; the PC it wants set, if

@@ -33,7 +33,13 @@ use vl::config::{Accel, Config, SmpConfig};
 
 /// Prints `qemu-system-x86_64: MSG` and fails start-up.
 fn fatal(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("qemu-system-x86_64: {msg}");
+    let msg = msg.to_string();
+    // The PC loaders' messages are QEMU's fprintf lines, already "qemu: ".
+    if msg.starts_with("qemu: ") {
+        eprintln!("{msg}");
+    } else {
+        eprintln!("qemu-system-x86_64: {msg}");
+    }
     ExitCode::from(1)
 }
 
