@@ -209,7 +209,8 @@ fn run(cfg: Config) -> ExitCode {
             // Applied in startup::build, once the memory backends exist.
             "numa" => {}
             // Opened in startup::build, once fd sets exist.
-            "drive" | "blockdev" | "snapshot" => {}
+            "drive" | "blockdev" | "snapshot" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda"
+            | "fdb" | "" => {}
             "device" => match devices::parse_device(arg) {
                 Ok(Some(d)) => device_specs.push(d),
                 Ok(None) => {

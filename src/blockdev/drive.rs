@@ -57,22 +57,6 @@ const LEGACY_KEYS: &[&str] = &[
     "copy-on-read",
 ];
 
-/// Options blockdev_init consumes (the rest goes to the node).
-const COMMON_KEYS: &[&str] = &[
-    "snapshot",
-    "discard",
-    "aio",
-    "cache.writeback",
-    "format",
-    "rerror",
-    "werror",
-    "read-only",
-    "copy-on-read",
-    "detect-zeroes",
-    "stats-account-invalid",
-    "stats-account-failed",
-];
-
 /// The options common to `-drive` and blockdev-add with an id.
 #[derive(Clone, Debug, Default)]
 pub struct CommonOpts {
@@ -422,7 +406,6 @@ fn common_node_options(opts: &mut Options, common: &mut CommonOpts) -> Result<()
         opts.remove("format");
         opts.insert("driver".into(), Value::String(f));
     }
-    debug_assert!(COMMON_KEYS.contains(&"format"));
     Ok(())
 }
 
@@ -771,6 +754,27 @@ fn merge_legacy_filename(opts: &mut Options) {
     }
 }
 
+/// The `-drive` options behind `-hda`..`-hdd`, `-cdrom`, `-fda`/`-fdb` and a
+/// bare image argument (`name` empty), as QEMU's drive_add builds them.
+pub fn shortcut_options(name: &str, file: &str) -> String {
+    let file = file.replace(',', ",,");
+    let (ifopt, index, media) = match name {
+        "hdb" => ("", 1, "media=disk"),
+        "hdc" => ("", 2, "media=disk"),
+        "hdd" => ("", 3, "media=disk"),
+        "cdrom" => ("", 2, "media=cdrom"),
+        "fda" => ("if=floppy,", 0, ""),
+        "fdb" => ("if=floppy,", 1, ""),
+        _ => ("", 0, "media=disk"),
+    };
+    let media = if media.is_empty() {
+        String::new()
+    } else {
+        format!("{media},")
+    };
+    format!("{media}{ifopt}index={index},file={file}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -875,5 +879,25 @@ mod tests {
             IfType::None,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn shortcuts_map_to_qemu_drive_options() {
+        assert_eq!(
+            shortcut_options("hda", "a,b.img"),
+            "media=disk,index=0,file=a,,b.img"
+        );
+        assert_eq!(
+            shortcut_options("cdrom", "x.iso"),
+            "media=cdrom,index=2,file=x.iso"
+        );
+        assert_eq!(
+            shortcut_options("fdb", "f.img"),
+            "if=floppy,index=1,file=f.img"
+        );
+        let s = spec(&shortcut_options("cdrom", "x.iso")).unwrap();
+        assert_eq!(s.id, "ide1-cd0");
+        let s = spec(&shortcut_options("fda", "f.img")).unwrap();
+        assert_eq!(s.id, "floppy0");
     }
 }

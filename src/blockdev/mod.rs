@@ -5,7 +5,9 @@
 //! QMP/HMP block commands share (lookup, deletion, medium changes).
 //!
 //! The graph itself (`block::BlockGraph`) lives in `Emulator::block`; this
-//! module never does I/O except through it.
+//! module never does I/O except through it. `drive` parses `-drive` and
+//! `-blockdev`, `medium` holds the removable-medium rules, `throttle` runs
+//! throttle groups on the main loop's clocks.
 
 pub mod drive;
 pub mod medium;
@@ -283,6 +285,44 @@ impl BlockDevs {
         Ok(())
     }
 
+    /// A device locks or unlocks its medium (ATAPI PREVENT ALLOW MEDIUM
+    /// REMOVAL); `eject` then needs `force`.
+    #[allow(dead_code)]
+    pub fn set_medium_locked(&mut self, backend: &str, locked: bool) {
+        if let Some(Some(t)) = self
+            .front_mut(backend)
+            .map(|f| f.device.as_mut().and_then(|d| d.tray.as_mut()))
+        {
+            t.locked = locked;
+        }
+    }
+
+    /// The guest moved the tray itself (START STOP UNIT, eject request
+    /// honoured): DEVICE_TRAY_MOVED when it really moved.
+    #[allow(dead_code)]
+    pub fn device_tray_moved(&mut self, backend: &str, open: bool) {
+        let Some(f) = self.front_mut(backend) else {
+            return;
+        };
+        if f.tray().is_none() || f.is_tray_open() == open {
+            return;
+        }
+        f.set_tray_open(open);
+        self.push_event(
+            "DEVICE_TRAY_MOVED",
+            json!({"device": backend, "tray-open": open}),
+        );
+    }
+
+    /// A device that reports I/O errors enables io-status (query-block shows
+    /// `io-status` from then on).
+    #[allow(dead_code)]
+    pub fn enable_iostatus(&mut self, backend: &str) {
+        if let Some(f) = self.front_mut(backend) {
+            f.iostatus = Some("ok");
+        }
+    }
+
     /// Marks a backend used by something besides the monitor (an NBD
     /// export, a block job): x-blockdev-del refuses it meanwhile.
     #[allow(dead_code)]
@@ -557,10 +597,25 @@ pub fn open_cmdline_drives(
                 drive::drive_new(g, d, &opts, default_if).map(|_| ())
             }),
             "blockdev" => with_fdsets(emu, |g, d| drive::blockdev_from_arg(g, d, arg)),
+            "" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda" | "fdb" => {
+                let mut opts = drive::shortcut_options(name, arg);
+                if all_snapshot {
+                    opts.push_str(",snapshot=on");
+                }
+                with_fdsets(emu, |g, d| {
+                    drive::drive_new(g, d, &opts, default_if).map(|_| ())
+                })
+            }
             _ => continue,
         };
-        r.map_err(|e| format!("-{name} {arg}: {e}"))?;
-        apply_pending_limits(emu).map_err(|e| format!("-{name} {arg}: {e}"))?;
+        // A bare image argument is reported under its own name, as QEMU does.
+        let loc = if name.is_empty() {
+            arg.clone()
+        } else {
+            format!("-{name} {arg}")
+        };
+        r.map_err(|e| format!("{loc}: {e}"))?;
+        apply_pending_limits(emu).map_err(|e| format!("{loc}: {e}"))?;
     }
     drive::warn_orphaned(&emu.block, &emu.blockdevs);
     Ok(())

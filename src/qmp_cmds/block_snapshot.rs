@@ -221,9 +221,11 @@ pub fn blockdev_snapshot_sync(
         format: arg_str(args, "format"),
         existing: arg_str(args, "mode") == Some("existing"),
     };
-    let (g, d) = (&mut emu.block, &mut emu.blockdevs);
-    let p = snapshot_sync_prepare(g, d, &s)?;
-    external_commit(g, d, p)?;
+    // The overlay may be a /dev/fdset/N name (mode=existing).
+    crate::blockdev::with_fdsets(emu, |g, d| {
+        let p = snapshot_sync_prepare(g, d, &s)?;
+        external_commit(g, d, p)
+    })?;
     Ok(empty())
 }
 
@@ -340,8 +342,8 @@ pub fn blockdev_snapshot_delete_internal_sync(
     let Some(sn) = find_snapshot(&node, id, name) else {
         return Err(QmpError::generic(format!(
             "Snapshot with id '{}' and name '{}' does not exist on device '{device}'",
-            id.unwrap_or("(null)"),
-            name.unwrap_or("(null)")
+            id.unwrap_or("null"),
+            name.unwrap_or("null")
         )));
     };
     lock(&node).snapshot_delete(id, name).map_err(qerr)?;

@@ -113,13 +113,13 @@ static OPTIONS: &[OptionDef] = &[
     opt("device", true, M),
     opt("name", true, Y),
     opt("uuid", true, Y),
-    opt("fda", true, N),
-    opt("fdb", true, N),
-    opt("hda", true, N),
-    opt("hdb", true, N),
-    opt("hdc", true, N),
-    opt("hdd", true, N),
-    opt("cdrom", true, N),
+    opt("fda", true, M),
+    opt("fdb", true, M),
+    opt("hda", true, M),
+    opt("hdb", true, M),
+    opt("hdc", true, M),
+    opt("hdd", true, M),
+    opt("cdrom", true, M),
     opt("drive", true, M),
     opt("blockdev", true, M),
     opt("mtdblock", true, N),
@@ -597,11 +597,11 @@ pub fn parse_args(args: &[String]) -> Result<Action, CliError> {
     let mut i = 1;
     while i < args.len() {
         let raw = &args[i];
-        if !raw.starts_with('-') || raw == "-" {
+        if !raw.starts_with('-') {
             // A bare argument is the first hard disk in QEMU.
-            return Err(CliError::global(format!(
-                "{raw}: disk images on the command line are not supported yet (block devices need -drive, which is not supported yet)"
-            )));
+            cfg.machine_args.push(("".to_string(), raw.to_string()));
+            i += 1;
+            continue;
         }
         let name = raw.strip_prefix("--").unwrap_or(&raw[1..]);
         let Some(def) = OPTIONS.iter().find(|o| o.name == name) else {

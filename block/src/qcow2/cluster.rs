@@ -95,7 +95,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if off < self.cs || self.past_eof(c, off) {
+        if off < self.cs || (!self.l2.contains(off) && self.past_eof(c, off)) {
             return Err(self.signal_corruption(
                 c,
                 true,
@@ -277,10 +277,37 @@ impl Qcow2 {
         };
         self.meta.insert(new >> self.cb, Meta::ActiveL2);
         self.new_l2(c, new, from)?;
-        self.flush_metadata(c, true)?;
-        self.write_l1_entry(c, l1i, new | OFLAG_COPIED)?;
+        // The L1 entry reaches the disk in flush_metadata, after the table it
+        // points to; the shared table it replaces is released after that.
+        self.l1[l1i as usize] = new | OFLAG_COPIED;
+        self.l1_pending.push(l1i);
         if old != 0 {
-            self.sync(c)?;
+            self.l2_pending_free.push(old);
+        }
+        Ok(new)
+    }
+
+    /// Writes L1 entries changed since the last flush (their tables are on
+    /// disk already), then drops the shared tables they replaced.
+    pub(crate) fn write_pending_l1(&mut self, c: &Children) -> BlockResult<()> {
+        let mut pending = std::mem::take(&mut self.l1_pending);
+        pending.sort_unstable();
+        pending.dedup();
+        for &i in &pending {
+            let v = self.l1[i as usize];
+            let off = self.hdr.l1_table_offset + i * 8;
+            blkdebug::signal(c, BlkdebugEvent::L1Update);
+            if let Err(e) = self.pwrite_meta(c, off, &v.to_be_bytes()) {
+                self.l1_pending = pending;
+                return Err(e);
+            }
+        }
+        if self.l2_pending_free.is_empty() {
+            return Ok(());
+        }
+        self.sync(c)?;
+        let frees = std::mem::take(&mut self.l2_pending_free);
+        for old in frees {
             self.meta.remove(&(old >> self.cb));
             let left = self.update_refcount(c, old >> self.cb, -1)?;
             if left == 0 {
@@ -290,14 +317,7 @@ impl Qcow2 {
                 self.meta.insert(old >> self.cb, Meta::ActiveL2);
             }
         }
-        Ok(new)
-    }
-
-    pub(crate) fn write_l1_entry(&mut self, c: &Children, l1i: u64, v: u64) -> BlockResult<()> {
-        self.l1[l1i as usize] = v;
-        let off = self.hdr.l1_table_offset + l1i * 8;
-        blkdebug::signal(c, BlkdebugEvent::L1Update);
-        self.pwrite_meta(c, off, &v.to_be_bytes())
+        Ok(())
     }
 
     pub(crate) fn do_write(

@@ -52,6 +52,10 @@ impl L2Cache {
         Some(i)
     }
 
+    pub fn contains(&self, off: u64) -> bool {
+        self.index.contains_key(&off)
+    }
+
     /// Forgets a table (it was freed); its dirty content is dropped.
     pub fn forget(&mut self, off: u64) {
         if let Some(i) = self.index.remove(&off) {

@@ -119,6 +119,10 @@ pub struct Qcow2 {
     pub(crate) frees: Vec<u64>,
     pub(crate) l1_dirty: bool,
     pub(crate) snap_table_bytes: u64,
+    /// L1 indices whose new value is not on disk yet.
+    pub(crate) l1_pending: Vec<u64>,
+    /// Shared L2 tables replaced by copies, released once the L1 is on disk.
+    pub(crate) l2_pending_free: Vec<u64>,
 }
 
 pub(crate) fn file_of(c: &Children) -> BlockResult<&NodeRef> {
@@ -198,6 +202,8 @@ impl Qcow2 {
             frees: Vec::new(),
             l1_dirty: false,
             snap_table_bytes: 0,
+            l1_pending: Vec::new(),
+            l2_pending_free: Vec::new(),
             hdr,
         };
         if let Some(b) = opts.l2_cache_size {
@@ -533,6 +539,7 @@ impl Qcow2 {
     pub(crate) fn flush_metadata(&mut self, c: &Children, sync: bool) -> BlockResult<()> {
         let rc_dirty = self.rc.any_dirty();
         let l2_dirty = self.l2.any_dirty();
+        let l1_dirty = !self.l1_pending.is_empty();
         if rc_dirty {
             self.write_dirty_refblocks(c)?;
             if l2_dirty && !self.lazy() {
@@ -542,7 +549,19 @@ impl Qcow2 {
         if l2_dirty {
             self.write_dirty_l2(c)?;
         }
-        if sync && (rc_dirty || l2_dirty) {
+        if l1_dirty {
+            // An L1 entry must never point at a table that is not on disk.
+            if rc_dirty || l2_dirty {
+                self.sync(c)?;
+            }
+            self.write_pending_l1(c)?;
+            // Releasing replaced tables dirtied refcounts again; their
+            // references are gone from the disk, so they can follow directly.
+            if self.rc.any_dirty() {
+                self.write_dirty_refblocks(c)?;
+            }
+        }
+        if sync && (rc_dirty || l2_dirty || l1_dirty) {
             self.sync(c)?;
         }
         Ok(())
