@@ -76,8 +76,7 @@ pub fn handle_char_event(emu: &mut Emulator, ev: CharEvent) {
     }
     for l in lines {
         let reply = process_line(emu, &l);
-        // IRQ lines the command caused go out before its reply, as QEMU
-        // sends them from inside the device access.
+        // Interrupt changes the command caused go out before its reply.
         emu.flush_machine_output();
         send(emu, &reply);
     }

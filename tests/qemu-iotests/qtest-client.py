@@ -61,8 +61,8 @@ def main():
         shown = line if len(line) < 200 else line[:60] + "...(%d bytes)" % len(line)
         print("> " + shown)
         conn.sendall(line.encode() + b"\n")
-        # "IRQ raise N" / "IRQ lower N" lines are asynchronous: shown as
-        # they come, before the command's own reply.
+        # Asynchronous "IRQ raise/lower N" lines are printed in the order
+        # they arrive; the reply is the first other line.
         eof = False
         while True:
             while b"\n" not in buf:
@@ -75,10 +75,10 @@ def main():
                 chunk = conn.recv(1 << 20)
                 if not chunk:
                     print("< EOF")
+                    eof = True
                     break
                 buf += chunk
-            if b"\n" not in buf:
-                eof = True
+            if eof:
                 break
             reply, buf = buf.split(b"\n", 1)
             text = reply.decode("utf-8", "replace")
