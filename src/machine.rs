@@ -347,6 +347,13 @@ impl Machine {
         }
     }
 
+    /// Wake-up from S3: a system reset, then the vCPUs run again (the
+    /// run state is already back to running).
+    pub fn wakeup(&mut self) {
+        self.reset();
+        self.resume();
+    }
+
     /// One vCPU's registers, for `info registers`.
     pub fn cpu_state(&self, cpu: usize) -> Option<hw::kvm::CpuState> {
         let c = self.control()?;

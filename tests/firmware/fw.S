@@ -20,6 +20,7 @@
 #     kvm_pvm, whose instruction emulator lacks it)
 #   9 registers: loads known values and halts with interrupts off
 #  10 NMI: points the NMI vector at a handler that prints, then halts
+#  11 S3: suspends to RAM through PM1 control (SLP_TYP 1)
 # An alternative entry at offset 0x1000 (for -device loader,cpu-num=) prints
 # "fw: entry 0x1000" and halts.
         .code16
@@ -34,7 +35,7 @@ start:
         mov     $msg_start, %si
         call    puts
         movzbw  %es:0x7200, %bx
-        cmp     $11, %bx
+        cmp     $12, %bx
         jae     mode_hello
         shl     $1, %bx
         jmp     *modes(%bx)
@@ -42,6 +43,7 @@ start:
 modes:
         .word   mode_hello, mode_s5, mode_pwrbtn, mode_resets, mode_bootcount
         .word   mode_triple, mode_count, mode_smp, mode_int3, mode_regs, mode_nmi
+        .word   mode_s3
 
 # Prints the NUL-terminated string at DS:SI on COM1.
 puts:
@@ -230,6 +232,14 @@ nmi_handler:
         call    puts
         jmp     halt
 
+mode_s3:
+        mov     $msg_s3, %si
+        call    puts
+        mov     $0x604, %dx
+        mov     $0x2400, %ax
+        out     %ax, %dx
+        jmp     halt
+
         .code32
 triple32:
         mov     $0x58, %ax
@@ -292,6 +302,7 @@ msg_after_xrstor: .asciz "fw: after xrstor\n"
 msg_regs:       .asciz  "fw: registers loaded\n"
 msg_wait_nmi:   .asciz  "fw: waiting for NMI\n"
 msg_nmi:        .asciz  "fw: NMI\n"
+msg_s3:         .asciz  "fw: S3\n"
 msg_entry:      .asciz  "fw: entry 0x1000\n"
 
         .org    0x1000
