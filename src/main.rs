@@ -88,9 +88,9 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
                 if qmp_cmds::misc::kvm_present() {
                     Ok(())
                 } else {
-                    let e = std::io::Error::last_os_error();
+                    let e = qom::hostmem::strerror(&std::io::Error::last_os_error());
                     eprintln!("Could not access KVM kernel module: {e}");
-                    Err(e.to_string())
+                    Err(e)
                 }
             }
             // Without vCPUs (machine `none`) there is no guest code to
@@ -104,17 +104,32 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
         match result {
             Ok(()) => {
                 if tried {
-                    eprintln!("Back to {} accelerator.", accel.name());
+                    eprintln!("Back to {} accelerator.", qemu_accel_name(accel));
                 }
                 return Ok(accel);
             }
             Err(e) => {
-                eprintln!("failed to initialize {}: {e}", accel.name());
+                eprintln!("failed to initialize {}: {e}", qemu_accel_name(accel));
                 tried = true;
             }
         }
     }
-    Err("No accelerator found!".into())
+    // After a failed start QEMU has said all there is to say.
+    Err(if tried {
+        String::new()
+    } else {
+        "No accelerator found!".into()
+    })
+}
+
+/// The accelerator as QEMU's messages name it (its class's name).
+fn qemu_accel_name(a: Accel) -> &'static str {
+    match a {
+        Accel::Kvm => "KVM",
+        Accel::Qtest => "QTest",
+        Accel::Tcg => "tcg",
+        Accel::Xen => "Xen",
+    }
 }
 
 /// -daemonize: fork, let the parent wait until the child reports that
@@ -192,7 +207,9 @@ fn run(cfg: Config) -> ExitCode {
     let accel = match select_accel(&cfg, mtype) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}");
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
             return ExitCode::from(1);
         }
     };
