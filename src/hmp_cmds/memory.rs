@@ -1,6 +1,6 @@
 //! HMP `x /fmt addr` (virtual, through the current vCPU's page tables)
 //! and `xp /fmt addr` (physical): guest memory in QEMU's dump layout;
-//! `memsave`, `pmemsave` and `nmi`.
+//! `memsave`, `pmemsave` and `nmi`; `info mtree`.
 //!
 //! The format is `/[count][format][size]`: format one of x d u o c (i,
 //! disassembly, is not offered), size b h w g (or L). Like QEMU, the last
@@ -274,6 +274,145 @@ pub fn nmi(
     _: &mut String,
 ) -> Result<(), QmpError> {
     crate::qmp_cmds::cpus::inject_nmi(emu, ctx, args).map(|_| ())
+}
+
+/// One line of `info mtree` (QEMU 2.8's layout): `level` two-space
+/// indents, the range, priority, R/W flags, the name or alias.
+fn mtree_line(
+    out: &mut String,
+    level: usize,
+    start: u64,
+    size: u64,
+    prio: i32,
+    rw: &str,
+    what: &str,
+) {
+    let end = start.wrapping_add(size.saturating_sub(1));
+    out.push_str(&"  ".repeat(level));
+    out.push_str(&format!(
+        "{start:016x}-{end:016x} (prio {prio}, {rw}): {what}\n"
+    ));
+}
+
+/// `info mtree`: the memory and I/O address spaces of the machine as
+/// QEMU's pc lays them out, then the regions the aliases point into.
+pub fn info_mtree(
+    emu: &mut Emulator,
+    _: &mut CmdCtx,
+    _: &HmpArgs,
+    out: &mut String,
+) -> Result<(), QmpError> {
+    out.push_str("address-space: memory\n");
+    out.push_str("  0000000000000000-ffffffffffffffff (prio 0, RW): system\n");
+    let Some(pc) = emu.machine.pc() else {
+        out.push_str("\naddress-space: I/O\n");
+        out.push_str("  0000000000000000-000000000000ffff (prio 0, RW): io\n\n");
+        return Ok(());
+    };
+    let layout = emu.machine.mem.layout();
+    let bios = emu
+        .machine
+        .mem
+        .blocks()
+        .iter()
+        .filter(|b| b.read_only && b.gpa >= 0x1_0000_0000 - b.size && b.gpa < 0x1_0000_0000)
+        .map(|b| (b.gpa, b.size))
+        .next();
+    // Submregions of "system", sorted by address then priority (higher first).
+    let mut subs: Vec<(u64, i32, String)> = Vec::new();
+    let mut line = String::new();
+    mtree_line(
+        &mut line,
+        2,
+        0,
+        layout.below_4g,
+        0,
+        "RW",
+        &format!(
+            "alias ram-below-4g @pc.ram 0000000000000000-{:016x}",
+            layout.below_4g - 1
+        ),
+    );
+    subs.push((0, 0, line));
+    let mut pci = String::new();
+    pci.push_str("    0000000000000000-ffffffffffffffff (prio -1, RW): pci\n");
+    if let Some((gpa, size)) = bios {
+        let isa = size.min(128 << 10);
+        mtree_line(
+            &mut pci,
+            3,
+            0x10_0000 - isa,
+            isa,
+            1,
+            "R-",
+            &format!(
+                "alias isa-bios @pc.bios {:016x}-{:016x}",
+                size - isa,
+                size - 1
+            ),
+        );
+        mtree_line(&mut pci, 3, gpa, size, 0, "R-", "pc.bios");
+    }
+    subs.push((0, -1, pci));
+    // The interrupt controllers' windows (in the kernel under KVM).
+    let kvm = emu.machine.has_vcpus();
+    for (base, len, prio, name) in [
+        (
+            0xfec0_0000u64,
+            0x1000u64,
+            0,
+            if kvm { "kvm-ioapic" } else { "ioapic" },
+        ),
+        (
+            0xfee0_0000,
+            0x10_0000,
+            4096,
+            if kvm { "kvm-apic-msi" } else { "apic-msi" },
+        ),
+    ] {
+        let mut l = String::new();
+        mtree_line(&mut l, 2, base, len, prio, "RW", name);
+        subs.push((base, prio, l));
+    }
+    for r in pc.mmio.ranges() {
+        let mut l = String::new();
+        mtree_line(&mut l, 2, r.base, r.len, 0, "RW", &r.name);
+        subs.push((r.base, 0, l));
+    }
+    if layout.above_4g > 0 {
+        let mut l = String::new();
+        mtree_line(
+            &mut l,
+            2,
+            0x1_0000_0000,
+            layout.above_4g,
+            0,
+            "RW",
+            &format!(
+                "alias ram-above-4g @pc.ram {:016x}-{:016x}",
+                layout.below_4g,
+                layout.below_4g + layout.above_4g - 1
+            ),
+        );
+        subs.push((0x1_0000_0000, 0, l));
+    }
+    subs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    for (_, _, l) in subs {
+        out.push_str(&l);
+    }
+    out.push_str("\naddress-space: I/O\n");
+    out.push_str("  0000000000000000-000000000000ffff (prio 0, RW): io\n");
+    for r in pc.pio.ranges() {
+        mtree_line(out, 2, r.base, r.len, 0, "RW", &r.name);
+    }
+    out.push_str("\nmemory-region: pc.ram\n");
+    mtree_line(out, 1, 0, layout.ram_size, 0, "RW", "pc.ram");
+    if let Some((_, size)) = bios {
+        out.push_str("\nmemory-region: pc.bios\n");
+        mtree_line(out, 1, 0, size, 0, "R-", "pc.bios");
+    }
+    out.push('\n');
+    Ok(())
 }
 
 #[cfg(test)]
