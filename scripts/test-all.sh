@@ -15,6 +15,8 @@ need_pkgs=()
 command -v qemu-img >/dev/null 2>&1 || need_pkgs+=(qemu-utils)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
+command -v nbdinfo >/dev/null 2>&1 || need_pkgs+=(libnbd-bin)
+command -v pgrep >/dev/null 2>&1 || need_pkgs+=(procps)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl ca-certificates)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -21,6 +21,9 @@ pub struct NbdState {
     clients: HashMap<ClientId, Token>,
     /// Exported nodes by export name (the device or node name given).
     nodes: HashMap<String, NodeRef>,
+    /// Exports of a named backend, which keep it in use (x-blockdev-del
+    /// refuses to delete it).
+    backend_users: Vec<String>,
 }
 
 fn io_err(e: BlockError) -> NbdIoError {
@@ -182,6 +185,10 @@ impl Emulator {
             }
         }
         st.nodes.remove(name);
+        if let Some(pos) = st.backend_users.iter().position(|b| b == name) {
+            st.backend_users.remove(pos);
+            self.blockdevs.remove_user(name);
+        }
         self.nbd_drop_clients(closed);
     }
 }
@@ -232,6 +239,7 @@ pub fn server_start(
         listener_token: None,
         clients: HashMap::new(),
         nodes: HashMap::new(),
+        backend_users: Vec::new(),
     };
     if let Some(fd) = st.server.listener_fd() {
         let t = emu
@@ -273,12 +281,19 @@ pub fn server_add(emu: &mut Emulator, device: &str, writable: bool) -> Result<()
         })
         .map_err(|e| QmpError::generic(e.to_string()))?;
     st.nodes.insert(device.to_string(), node);
+    if emu.block.backend(device).is_some() {
+        st.backend_users.push(device.to_string());
+        emu.blockdevs.add_user(device);
+    }
     Ok(())
 }
 
 /// Stops the server if one runs (QEMU's nbd-server-stop never fails).
 pub fn server_stop(emu: &mut Emulator) {
     let Some(mut st) = emu.nbd.take() else { return };
+    for b in st.backend_users.drain(..) {
+        emu.blockdevs.remove_user(&b);
+    }
     let down = st.server.shutdown();
     for c in down.clients {
         if let Some(t) = st.clients.remove(&c.id) {

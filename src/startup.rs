@@ -32,7 +32,9 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
             continue;
         }
         if emu.chardev(s).is_none() {
-            return Err(format!("-serial chardev:{s}: chardev \"{s}\" not found"));
+            return Err(format!(
+                "-serial chardev:{s}: could not connect serial device to character backend 'chardev:{s}'"
+            ));
         }
         // `-M none` has no serial port at all.
         if emu.machine.pc().is_some() {

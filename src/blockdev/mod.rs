@@ -332,7 +332,6 @@ impl BlockDevs {
         }
     }
 
-    #[allow(dead_code)]
     pub fn remove_user(&mut self, backend: &str) {
         if let Some(f) = self.front_mut(backend) {
             f.users = f.users.saturating_sub(1);

@@ -123,15 +123,16 @@ fn finish(emu: &mut Emulator, error: Option<String>) {
     } else {
         DumpStatus::Completed
     };
-    if std::mem::take(&mut emu.dump.resume) {
-        emu.vm_start();
-    }
     let mut data = Map::new();
     data.insert("result".into(), query_result(emu));
     if let Some(e) = error {
         data.insert("error".into(), json!(e));
     }
+    // QEMU reports the dump before it lets the guest run again.
     emu.emit_event("DUMP_COMPLETED", Some(Value::Object(data)));
+    if std::mem::take(&mut emu.dump.resume) {
+        emu.vm_start();
+    }
 }
 
 fn query_result(emu: &Emulator) -> Value {

@@ -528,7 +528,7 @@ fn add_monitor(
     } else {
         let label = format!("compat_monitor{}", cfg.monitors.len());
         let mut opts = crate::chardev::compat::parse_compat(&label, spec)
-            .ok_or_else(|| CliError::at(loc, "could not connect monitor device"))?;
+            .ok_or_else(|| CliError::at(loc, format!("parse error: {spec}")))?;
         // A monitor on a legacy spec owns its chardev; mux is decided by
         // the spec itself (`mon:`).
         opts.id = Some(label.clone());
