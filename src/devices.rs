@@ -27,6 +27,15 @@ pub enum DeviceSpec {
     },
 }
 
+impl DeviceSpec {
+    /// The `id=` given on the command line.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            DeviceSpec::DebugExit { id, .. } | DeviceSpec::Loader { id, .. } => id.as_deref(),
+        }
+    }
+}
+
 fn number(o: &QemuOpts, key: &str, default: u64) -> Result<u64, String> {
     match o.get_number(key) {
         Ok(Some(v)) => Ok(v),

@@ -229,7 +229,17 @@ fn run(cfg: Config) -> ExitCode {
             "drive" | "blockdev" | "snapshot" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda"
             | "fdb" | "" => {}
             "device" => match devices::parse_device(arg) {
-                Ok(Some(d)) => device_specs.push(d),
+                Ok(Some(d)) => {
+                    if let Some(id) = d.id() {
+                        if device_specs
+                            .iter()
+                            .any(|o: &devices::DeviceSpec| o.id() == Some(id))
+                        {
+                            return fatal(format!("-device {arg}: Duplicate ID '{id}' for device"));
+                        }
+                    }
+                    device_specs.push(d)
+                }
                 Ok(None) => {
                     return fatal(format!(
                         "-device {arg}: device not supported yet by this emulator"
