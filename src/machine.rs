@@ -76,7 +76,7 @@ pub struct Machine {
     uarts: Vec<Arc<Mutex<hw::devices::serial::Serial>>>,
     pub events: EventQueue,
     /// `-device loader` instances, applied again on every system reset.
-    loaders: Vec<GenericLoader>,
+    loaders: Vec<Loader>,
     /// The options the machine was built from (a rebuild with
     /// `-numa` memory backends starts from them).
     pub opts: MachineOpts,
@@ -109,30 +109,83 @@ fn read_image(path: &str, what: &str) -> Result<Vec<u8>, MachineError> {
     })
 }
 
-/// Writes one `-device loader` into guest memory; the PC it wants set, if
-/// any, names an existing vCPU.
-fn apply_loader(
-    l: &GenericLoader,
-    mem: &GuestMemory,
-    cpus: usize,
-) -> Result<Option<SetPc>, MachineError> {
-    if let Some(cpu) = l.cpu_num {
-        if cpu >= cpus {
-            return Err(MachineError(format!(
-                "-device loader: Specified boot CPU#{cpu} is nonexistent"
-            )));
-        }
-    }
-    l.apply(mem).map_err(|e| {
-        MachineError(match e {
-            hw::HwError::Invalid { what } => format!("-device loader: {what}"),
-            hw::HwError::BadImage { what } => format!("-device loader: {what}"),
-            hw::HwError::File { path, .. } => {
-                format!("-device loader: Cannot load specified image {path}")
-            }
-            other => format!("-device loader: {other}"),
+/// One `-device loader`, with its file read once at start-up: a system
+/// reset writes the same bytes again even if the file changed or went.
+#[derive(Clone)]
+struct Loader {
+    spec: GenericLoader,
+    image: Option<Vec<u8>>,
+}
+
+impl Loader {
+    fn new(spec: &GenericLoader) -> Result<Loader, MachineError> {
+        let image = match &spec.file {
+            Some(path) => Some(std::fs::read(path).map_err(|_| {
+                MachineError(format!(
+                    "-device loader: Cannot load specified image {}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Loader {
+            spec: spec.clone(),
+            image,
         })
-    })
+    }
+
+    /// The file form from the cached bytes: an ELF at its physical
+    /// addresses (the PC its entry), anything else raw at `addr`.
+    fn load_image(&self, image: &[u8], mem: &GuestMemory) -> hw::error::Result<u64> {
+        use hw::loader::elf::{is_elf, Elf};
+        if !self.spec.force_raw && is_elf(image) {
+            let elf = Elf::parse(image)?;
+            elf.load(mem)?;
+            return Ok(elf.entry);
+        }
+        let addr = self.spec.addr.unwrap_or(0);
+        let name = self
+            .spec
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let bad = || hw::HwError::BadImage {
+            what: format!("Cannot load specified image {name}"),
+        };
+        if image.len() as u64 > mem.ram_size() {
+            return Err(bad());
+        }
+        mem.write(addr, image).map_err(|_| bad())?;
+        Ok(addr)
+    }
+
+    /// Writes the loader into guest memory; the PC it wants set, if any,
+    /// names an existing vCPU.
+    fn apply(&self, mem: &GuestMemory, cpus: usize) -> Result<Option<SetPc>, MachineError> {
+        let l = &self.spec;
+        if let Some(cpu) = l.cpu_num {
+            if cpu >= cpus {
+                return Err(MachineError(format!(
+                    "-device loader: Specified boot CPU#{cpu} is nonexistent"
+                )));
+            }
+        }
+        let result = match &self.image {
+            Some(image) => self
+                .load_image(image, mem)
+                .map(|pc| l.cpu_num.map(|cpu| SetPc { cpu, pc })),
+            None => l.apply(mem),
+        };
+        result.map_err(|e| {
+            MachineError(match e {
+                hw::HwError::Invalid { what } | hw::HwError::BadImage { what } => {
+                    format!("-device loader: {what}")
+                }
+                other => format!("-device loader: {other}"),
+            })
+        })
+    }
 }
 
 impl Machine {
@@ -216,11 +269,11 @@ impl Machine {
                 DeviceSpec::DebugExit { iobase, iosize, .. } => {
                     pcm.devices.add_debug_exit(*iobase, *iosize)?;
                 }
-                DeviceSpec::Loader { loader, .. } => loaders.push(loader.clone()),
+                DeviceSpec::Loader { loader, .. } => loaders.push(Loader::new(loader)?),
             }
         }
         for l in &loaders {
-            let set_pc = apply_loader(l, &pcm.mem, opts.smp.cpus as usize)?;
+            let set_pc = l.apply(&pcm.mem, opts.smp.cpus as usize)?;
             let Some(SetPc { cpu, pc }) = set_pc else {
                 continue;
             };
@@ -328,8 +381,7 @@ impl Machine {
             // As QEMU's loader: the image or value is written again and
             // the PC set after the CPU reset.
             for l in &self.loaders {
-                let Ok(Some(SetPc { cpu, pc })) = apply_loader(l, &pcm.mem, self.smp.cpus as usize)
-                else {
+                let Ok(Some(SetPc { cpu, pc })) = l.apply(&pcm.mem, self.smp.cpus as usize) else {
                     continue;
                 };
                 if let Some(c) = self.vcpus.as_ref().and_then(|t| t.control.as_ref()) {

@@ -11,7 +11,8 @@
 #   3 reset chain: boot counter in CMOS NVRAM byte 0x40; boot 0 resets via
 #     the i8042 (0xfe to port 0x64), boot 1 via port 0xcf9, boot 2 exits
 #     through isa-debug-exit with the byte at 0x7100
-#   4 boot counter: prints and bumps CMOS byte 0x40, then halts
+#   4 boot counter: prints and bumps CMOS byte 0x40, overwrites the mode
+#     byte, then halts
 #   5 triple fault: protected mode with an empty IDT, then a bad selector
 #   6 counter: increments the dword at 0x6000 forever
 #   7 SMP: INIT/SIPI to the other CPUs; an AP sets 0x7300 and halts; the BSP
@@ -145,6 +146,9 @@ mode_resets:
 
 mode_bootcount:
         call    bootcount
+        # Clobbers its own mode byte: only a loader applied again at reset
+        # brings this mode back on the next boot.
+        movb    $0xff, %es:0x7200
         jmp     halt
 
 # Copies the GDT to 0x500 (descriptor tables must be in RAM) and loads it.
@@ -216,6 +220,7 @@ mode_regs:
         mov     $0x0badcafe, %ecx
         mov     $0x600dd00d, %edx
 1:      hlt
+regs_halted:                    # where EIP stands while halted (iotest 122)
         jmp     1b
 
 mode_nmi:
