@@ -104,12 +104,12 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
         match result {
             Ok(()) => {
                 if tried {
-                    eprintln!("Back to {} accelerator.", qemu_accel_name(accel));
+                    eprintln!("Back to {} accelerator.", accel.name());
                 }
                 return Ok(accel);
             }
             Err(e) => {
-                eprintln!("failed to initialize {}: {e}", qemu_accel_name(accel));
+                eprintln!("failed to initialize {}: {e}", accel.name());
                 tried = true;
             }
         }
@@ -120,16 +120,6 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
     } else {
         "No accelerator found!".into()
     })
-}
-
-/// The accelerator as QEMU's messages name it (its class's name).
-fn qemu_accel_name(a: Accel) -> &'static str {
-    match a {
-        Accel::Kvm => "KVM",
-        Accel::Qtest => "QTest",
-        Accel::Tcg => "tcg",
-        Accel::Xen => "Xen",
-    }
 }
 
 /// -daemonize: fork, let the parent wait until the child reports that
