@@ -979,6 +979,28 @@ mod tests {
     }
 
     #[test]
+    fn numa_node_mem_without_suffix_is_mebibytes() {
+        let n = parse_numa_node("node,mem=32").expect("parse");
+        assert_eq!(n.mem, Some(32 << 20));
+        let n = parse_numa_node("node,nodeid=1,memdev=m0").expect("parse");
+        assert_eq!(n.memdev.as_deref(), Some("m0"));
+    }
+
+    #[test]
+    fn numa_mistakes_get_qemus_messages() {
+        assert_eq!(
+            parse_numa_node("node,mem=1G,memdev=m0")
+                .err()
+                .expect("error"),
+            "-numa node,mem=1G,memdev=m0: qemu: cannot specify both mem= and memdev="
+        );
+        assert_eq!(
+            parse_numa_node("node,bogus=1").err().expect("error"),
+            "-numa node,bogus=1: Invalid parameter 'bogus'"
+        );
+    }
+
+    #[test]
     fn loader_for_a_missing_cpu_is_refused() {
         let e = pc(vec![loader("loader,addr=0x100,cpu-num=2")])
             .err()
