@@ -88,6 +88,8 @@ pub struct Emulator {
     pub block: block::BlockGraph,
     /// What the monitor keeps about backends (legacy drives, trays).
     pub blockdevs: crate::blockdev::BlockDevs,
+    /// Block jobs; `qmp_cmds::jobs::drive` schedules their steps.
+    pub jobs: block::jobs::JobList,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -122,6 +124,7 @@ impl Emulator {
             nbd: None,
             block: block::BlockGraph::new(),
             blockdevs: Default::default(),
+            jobs: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })
@@ -508,6 +511,7 @@ impl Emulator {
             }
         }
         self.machine.shutdown();
+        self.jobs.cancel_all(&mut self.block);
         self.blockdevs.cleanup(&mut self.block);
         if let Some(p) = self.pidfile.take() {
             let _ = std::fs::remove_file(p);

@@ -29,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod graph;
 pub mod info;
+pub mod jobs;
 pub mod nbd;
 pub mod node;
 pub mod options;

@@ -21,6 +21,12 @@ pub use hooks::find_driver_below;
 /// Shared handle to a node; parents, backends and the graph all hold one.
 pub type NodeRef = Arc<Mutex<Node>>;
 
+/// Runs before a write-type request changes `offset..offset+len` of a node
+/// (backup's copy-before-write); an error fails the request.
+pub trait BeforeWrite: Send + Sync {
+    fn before_write(&self, node: &mut Node, offset: u64, len: u64) -> BlockResult<()>;
+}
+
 /// Locks a node, carrying on if an earlier holder panicked (the node's own state
 /// is still consistent at request boundaries).
 pub fn lock(node: &NodeRef) -> MutexGuard<'_, Node> {
@@ -77,6 +83,7 @@ pub struct Node {
     corrupt: bool,
     /// Highest offset, dirty bitmaps, write threshold (see `node/hooks.rs`).
     pub(crate) tracking: WriteTracking,
+    before_write: Option<Arc<dyn BeforeWrite>>,
 }
 
 impl Node {
@@ -99,6 +106,7 @@ impl Node {
             events,
             corrupt: false,
             tracking: WriteTracking::default(),
+            before_write: None,
         }
     }
 
@@ -218,6 +226,18 @@ impl Node {
         Ok(())
     }
 
+    /// Installs or removes the copy-before-write hook.
+    pub fn set_before_write(&mut self, hook: Option<Arc<dyn BeforeWrite>>) {
+        self.before_write = hook;
+    }
+
+    fn run_before_write(&mut self, offset: u64, len: u64) -> BlockResult<()> {
+        match self.before_write.clone() {
+            Some(h) => h.before_write(self, offset, len),
+            None => Ok(()),
+        }
+    }
+
     pub fn length(&mut self) -> BlockResult<u64> {
         self.driver.length(&self.children)
     }
@@ -244,6 +264,7 @@ impl Node {
         if self.probed && offset < 512 {
             self.check_probed_first_sector(offset, buf)?;
         }
+        self.run_before_write(offset, buf.len() as u64)?;
         if self.opts.detect_zeroes != DetectZeroes::Off && is_zero(buf) {
             let unmap = self.opts.detect_zeroes == DetectZeroes::Unmap && self.opts.discard_unmap;
             self.write_begin(offset, buf.len() as u64, BlkdebugEvent::PwritevZero);
@@ -287,6 +308,7 @@ impl Node {
             let n = (512 - offset).min(len) as usize;
             self.check_probed_first_sector(offset, &zeros[..n])?;
         }
+        self.run_before_write(offset, len)?;
         let unmap = may_unmap && self.opts.discard_unmap;
         self.write_begin(offset, len, BlkdebugEvent::PwritevZero);
         let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
@@ -298,6 +320,7 @@ impl Node {
     /// Writes one whole cluster compressed.
     pub fn write_compressed(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
         self.check_writable()?;
+        self.run_before_write(offset, buf.len() as u64)?;
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write_compressed(&self.children, offset, buf);
         self.write_end(offset, buf.len() as u64, false);
@@ -311,6 +334,7 @@ impl Node {
         if !self.opts.discard_unmap || len == 0 {
             return Ok(());
         }
+        self.run_before_write(offset, len)?;
         let r = self.driver.discard(&self.children, offset, len);
         self.write_end(offset, len, true);
         self.note_corruption();

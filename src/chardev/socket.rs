@@ -98,7 +98,7 @@ pub struct SocketChardev {
     conn_name: String,
     connecting: Option<Connecting>,
     connect_err_reported: bool,
-    unlink_on_close: Option<String>,
+    unlink_on_close: Option<crate::sys::bound_path::BoundPath>,
     received_fds: Vec<OwnedFd>,
 }
 
@@ -286,7 +286,7 @@ impl SocketChardev {
                 let l = UnixListener::bind(path).map_err(|e| {
                     ChardevError::Msg(with_errno(&format!("Failed to bind socket to {path}"), &e))
                 })?;
-                self.unlink_on_close = Some(path.clone());
+                self.unlink_on_close = crate::sys::bound_path::BoundPath::new(path);
                 Listener::Unix(l)
             }
             SockAddr::Inet(a) => {
@@ -667,8 +667,8 @@ impl CharBackend for SocketChardev {
         self.connected = false;
         self.reconnect_ns = 0;
         if self.listener.take().is_some() {
-            if let Some(path) = self.unlink_on_close.take() {
-                let _ = std::fs::remove_file(path);
+            if let Some(bound) = self.unlink_on_close.take() {
+                bound.unlink_if_ours();
             }
         }
     }

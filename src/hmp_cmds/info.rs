@@ -66,6 +66,14 @@ pub static COMMANDS: &[HmpCommand] = &[
         "show iothreads",
         super::qom::info_iothreads,
     ),
+    // job info (jobs.rs)
+    hmp(
+        "block-jobs",
+        "",
+        "",
+        "show progress of ongoing block device operations",
+        super::jobs::info_block_jobs,
+    ),
     // block info (block.rs)
     hmp(
         "block",

@@ -7,6 +7,7 @@ pub mod block;
 pub mod chardev;
 pub mod dump;
 pub mod info;
+pub mod jobs;
 pub mod memory;
 pub mod nbd;
 pub mod qom;
@@ -206,6 +207,70 @@ pub static COMMANDS: &[HmpCommand] = &[
         nbd::nbd_server_add,
     ),
     hmp("nbd_server_stop", "", "nbd_server_stop", "stop serving block devices using the NBD protocol", nbd::nbd_server_stop),
+    // job commands (jobs.rs)
+    hmp(
+        "block_stream",
+        "device:B,speed:o?,base:s?",
+        "device [speed [base]]",
+        "copy data from a backing file into a block device",
+        jobs::block_stream,
+    ),
+    hmp(
+        "block_job_set_speed",
+        "device:B,speed:o",
+        "device speed",
+        "set maximum speed for a background block operation",
+        jobs::block_job_set_speed,
+    ),
+    hmp(
+        "block_job_cancel",
+        "force:-f,device:B",
+        "[-f] device",
+        "stop an active background block operation (use -f\n\t\t\t if the operation is currently paused)",
+        jobs::block_job_cancel,
+    ),
+    hmp(
+        "block_job_complete",
+        "device:B",
+        "device",
+        "stop an active background block operation",
+        jobs::block_job_complete,
+    ),
+    hmp(
+        "block_job_pause",
+        "device:B",
+        "device",
+        "pause an active background block operation",
+        jobs::block_job_pause,
+    ),
+    hmp(
+        "block_job_resume",
+        "device:B",
+        "device",
+        "resume a paused background block operation",
+        jobs::block_job_resume,
+    ),
+    hmp(
+        "drive_mirror",
+        "reuse:-n,full:-f,device:B,target:s,format:s?",
+        "[-n] [-f] device target [format]",
+        "initiates live storage\n\t\t\tmigration for a device. The device's contents are\n\t\t\tcopied to the new image file, including data that\n\t\t\tis written after the command is started.\n\t\t\tThe -n flag requests QEMU to reuse the image found\n\t\t\tin new-image-file, instead of recreating it from scratch.\n\t\t\tThe -f flag requests QEMU to copy the whole disk,\n\t\t\tso that the result does not need a backing file.\n\t\t\t",
+        jobs::drive_mirror,
+    ),
+    hmp(
+        "drive_backup",
+        "reuse:-n,full:-f,compress:-c,device:B,target:s,format:s?",
+        "[-n] [-f] [-c] device target [format]",
+        "initiates a point-in-time\n\t\t\tcopy for a device. The device's contents are\n\t\t\tcopied to the new image file, excluding data that\n\t\t\tis written after the command is started.\n\t\t\tThe -n flag requests QEMU to reuse the image found\n\t\t\tin new-image-file, instead of recreating it from scratch.\n\t\t\tThe -f flag requests QEMU to copy the whole disk,\n\t\t\tso that the result does not need a backing file.\n\t\t\tThe -c flag requests QEMU to compress backup data\n\t\t\t(if the target format supports it).\n\t\t\t",
+        jobs::drive_backup,
+    ),
+    hmp(
+        "commit",
+        "device:B",
+        "device|all",
+        "commit changes to the disk images (if -snapshot is used) or backing files",
+        jobs::commit,
+    ),
     // block commands (block.rs)
     hmp(
         "block_resize",

@@ -10,11 +10,13 @@ pub mod chardev;
 pub mod cpus;
 pub mod dump;
 pub mod fd;
+pub mod jobs;
 pub mod memdev;
 pub mod misc;
 pub mod pci;
 pub mod qom;
 pub mod run;
+pub mod transaction;
 
 use serde_json::{Map, Value};
 
@@ -104,6 +106,21 @@ pub static COMMANDS: &[CommandEntry] = &[
     ),
     cmd("nbd-server-add", crate::nbd::qmp_handlers::nbd_server_add),
     cmd("nbd-server-stop", crate::nbd::qmp_handlers::nbd_server_stop),
+    // job commands (jobs.rs)
+    cmd("block-stream", jobs::block_stream),
+    cmd("block-commit", jobs::block_commit),
+    cmd("drive-backup", jobs::drive_backup),
+    cmd("blockdev-backup", jobs::blockdev_backup),
+    cmd("drive-mirror", jobs::drive_mirror),
+    cmd("blockdev-mirror", jobs::blockdev_mirror),
+    cmd("block-job-set-speed", jobs::block_job_set_speed),
+    cmd("block-job-cancel", jobs::block_job_cancel),
+    cmd("block-job-pause", jobs::block_job_pause),
+    cmd("block-job-resume", jobs::block_job_resume),
+    cmd("block-job-complete", jobs::block_job_complete),
+    cmd("query-block-jobs", jobs::query_block_jobs),
+    // transaction (transaction.rs)
+    cmd("transaction", transaction::transaction),
     // block commands (block.rs)
     cmd("query-block", block::query_block),
     cmd("query-named-block-nodes", block::query_named_block_nodes),
@@ -167,6 +184,11 @@ pub static EVENTS: &[&str] = &[
     "SUSPEND",
     "DUMP_COMPLETED",
     // chardev events
+    // job events (jobs.rs)
+    "BLOCK_JOB_COMPLETED",
+    "BLOCK_JOB_CANCELLED",
+    "BLOCK_JOB_ERROR",
+    "BLOCK_JOB_READY",
     // block events
     "BLOCK_IMAGE_CORRUPTED",
     "DEVICE_TRAY_MOVED",
