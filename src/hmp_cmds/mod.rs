@@ -23,6 +23,7 @@ pub mod chardev;
 pub mod dump;
 pub mod info;
 pub mod jobs;
+pub mod memory;
 pub mod nbd;
 pub mod qom;
 pub mod registers;
@@ -74,6 +75,35 @@ pub static COMMANDS: &[HmpCommand] = &[
         info_cmd,
     ),
     hmp("quit|q", "", "", "quit the emulator", run::quit),
+    hmp(
+        "x",
+        "args:S?",
+        "/fmt addr",
+        "virtual memory dump starting at 'addr'",
+        memory::x,
+    ),
+    hmp(
+        "memsave",
+        "val:l,size:i,filename:s",
+        "addr size file",
+        "save to disk virtual memory dump starting at 'addr' of size 'size'",
+        memory::memsave,
+    ),
+    hmp(
+        "pmemsave",
+        "val:l,size:i,filename:s",
+        "addr size file",
+        "save to disk physical memory dump starting at 'addr' of size 'size'",
+        memory::pmemsave,
+    ),
+    hmp("nmi", "", "", "inject an NMI", memory::nmi),
+    hmp(
+        "xp",
+        "args:S?",
+        "/fmt addr",
+        "physical memory dump starting at 'addr'",
+        memory::xp,
+    ),
     hmp("stop", "", "", "stop emulation", run::stop),
     hmp("cont|c", "", "", "resume emulation", run::cont),
     hmp(
