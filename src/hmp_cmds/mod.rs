@@ -149,20 +149,6 @@ pub static COMMANDS: &[HmpCommand] = &[
         "dump guest memory into file 'filename'.",
         dump::dump_guest_memory,
     ),
-    hmp(
-        "memsave",
-        "val:l,size:i,filename:s",
-        "addr size file",
-        "save to disk virtual memory dump starting at 'addr' of size 'size'",
-        dump::memsave,
-    ),
-    hmp(
-        "pmemsave",
-        "val:l,size:i,filename:s",
-        "addr size file",
-        "save to disk physical memory dump starting at 'addr' of size 'size'",
-        dump::pmemsave,
-    ),
     // chardev commands (chardev.rs)
     hmp(
         "ringbuf_write",

@@ -80,8 +80,6 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
-    cmd("memsave", dump::memsave),
-    cmd("pmemsave", dump::pmemsave),
     cmd(
         "query-dump-guest-memory-capability",
         dump::query_dump_guest_memory_capability,
