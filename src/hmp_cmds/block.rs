@@ -541,6 +541,7 @@ pub fn drive_del(
     out: &mut String,
 ) -> Result<(), QmpError> {
     let id = s(a, "id").unwrap_or("");
+    crate::qmp_cmds::jobs::check_name_free(emu, id)?;
     if emu.block.find_node(id).is_some() {
         return qmp(emu, ctx, "x-blockdev-del", json!({"node-name": id})).map(|_| ());
     }

@@ -219,6 +219,9 @@ pub fn blockdev_add(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
 pub fn x_blockdev_del(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
     let id = arg_str(args, "id");
     let node = arg_str(args, "node-name");
+    if let Some(name) = id.or(node) {
+        super::jobs::check_name_free(emu, name)?;
+    }
     blockdev::x_blockdev_del(&mut emu.block, &mut emu.blockdevs, id, node)?;
     if let Some(name) = id.or(node) {
         emu.nbd_backend_removed(name);
@@ -236,6 +239,7 @@ pub fn block_resize(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
     if size < 0 {
         return Err(QmpError::invalid_parameter_value("size", "a >0 size"));
     }
+    super::jobs::check_free(emu, &node)?;
     let r = lock(&node).truncate(size as u64);
     r.map_err(|e| match e {
         block::BlockError::ReadOnly(_) => QmpError::generic(format!("Device '{dev}' is read only")),
@@ -319,6 +323,7 @@ pub fn change_backing_file(
 pub fn eject(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
     let device = arg_str(args, "device").unwrap_or("");
     let force = arg_bool(args, "force").unwrap_or(false);
+    super::jobs::check_name_free(emu, device)?;
     medium::eject(&mut emu.block, &mut emu.blockdevs, device, force)?;
     // An NBD export of the medium ends with it, as QEMU's eject notifier does.
     emu.nbd_backend_removed(device);
@@ -352,6 +357,7 @@ pub fn x_blockdev_remove_medium(
     args: &Args,
 ) -> Result<Value, QmpError> {
     let device = arg_str(args, "device").unwrap_or("");
+    super::jobs::check_name_free(emu, device)?;
     medium::remove_medium(&mut emu.block, &mut emu.blockdevs, device)?;
     emu.nbd_backend_removed(device);
     Ok(empty())
@@ -386,6 +392,7 @@ pub fn change_medium(
     mode: Option<&str>,
 ) -> Result<(), QmpError> {
     let mode = read_only_mode(mode)?;
+    super::jobs::check_name_free(emu, device)?;
     blockdev::with_fdsets(emu, |g, d| {
         medium::change_medium(g, d, device, filename, format, mode)
     })?;

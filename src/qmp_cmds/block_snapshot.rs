@@ -221,6 +221,9 @@ pub fn blockdev_snapshot_sync(
         format: arg_str(args, "format"),
         existing: arg_str(args, "mode") == Some("existing"),
     };
+    if let Some(name) = s.device.or(s.node_name) {
+        super::jobs::check_name_free(emu, name)?;
+    }
     // The overlay may be a /dev/fdset/N name (mode=existing).
     crate::blockdev::with_fdsets(emu, |g, d| {
         let p = snapshot_sync_prepare(g, d, &s)?;
@@ -323,6 +326,7 @@ pub fn blockdev_snapshot_internal_sync(
     let device = arg_str(args, "device").unwrap_or("");
     let name = arg_str(args, "name").unwrap_or("");
     let clock = emu.clocks.now(ClockType::Virtual);
+    super::jobs::check_name_free(emu, device)?;
     internal_prepare(&emu.block, device, name, clock)?;
     Ok(empty())
 }

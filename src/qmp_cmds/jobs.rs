@@ -101,6 +101,20 @@ pub fn check_free(emu: &Emulator, node: &NodeRef) -> Result<(), QmpError> {
     emu.jobs.check_node_free(node, &name).map_err(qerr)
 }
 
+/// Refuses to change the medium or graph of `device_or_node` while a job
+/// uses the node, as QEMU's op blockers do. Names that resolve to nothing
+/// pass: the command's own lookup reports them.
+pub fn check_name_free(emu: &Emulator, device_or_node: &str) -> Result<(), QmpError> {
+    let node = match emu.block.backend(device_or_node) {
+        Some(b) => b.root(),
+        None => emu.block.find_node(device_or_node),
+    };
+    match node {
+        Some(n) => check_free(emu, &n),
+        None => Ok(()),
+    }
+}
+
 /// block_job_create's checks: a free node and a valid, unused id.
 fn new_core(emu: &Emulator, args: &Args, bs: &NodeRef, speed: u64) -> Result<JobCore, QmpError> {
     if emu.jobs.job_of_node(bs).is_some() {
