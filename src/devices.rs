@@ -1,4 +1,7 @@
-//! `-device` for the devices the machine has today.
+//! `-device` for the devices the machine has today: `isa-debug-exit` and
+//! the generic `loader`.
+
+use hw::loader::generic::GenericLoader;
 
 use crate::vl::opts::{OptsList, QemuOpts};
 
@@ -8,6 +11,31 @@ static DEVICE_OPTS: OptsList = OptsList {
     descs: &[],
 };
 
+/// One `-device` the machine understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `isa-debug-exit[,iobase=N][,iosize=N]`.
+    DebugExit {
+        id: Option<String>,
+        iobase: u16,
+        iosize: u16,
+    },
+    /// `loader,...`: checked by [`GenericLoader::validate`] already.
+    Loader {
+        id: Option<String>,
+        loader: GenericLoader,
+    },
+}
+
+impl DeviceSpec {
+    /// The `id=` given on the command line.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            DeviceSpec::DebugExit { id, .. } | DeviceSpec::Loader { id, .. } => id.as_deref(),
+        }
+    }
+}
+
 fn number(o: &QemuOpts, key: &str, default: u64) -> Result<u64, String> {
     match o.get_number(key) {
         Ok(Some(v)) => Ok(v),
@@ -16,23 +44,152 @@ fn number(o: &QemuOpts, key: &str, default: u64) -> Result<u64, String> {
     }
 }
 
-/// `isa-debug-exit[,iobase=N][,iosize=N]`: Some((iobase, iosize)); None for
-/// any other driver.
-pub fn parse_isa_debug_exit(arg: &str) -> Result<Option<(u16, u16)>, String> {
-    let o = DEVICE_OPTS.parse(arg, true).map_err(|e| e.message)?;
-    if o.get("driver") != Some("isa-debug-exit") {
-        return Ok(None);
-    }
+fn only_keys(o: &QemuOpts, allowed: &[&str]) -> Result<(), String> {
     for k in o.keys() {
-        if !matches!(k, "driver" | "iobase" | "iosize") {
+        if k != "driver" && !allowed.contains(&k) {
             return Err(format!("Property '.{k}' not found"));
         }
     }
-    let base = number(&o, "iobase", 0x501)?;
-    let size = number(&o, "iosize", 2)?;
-    let base = u16::try_from(base)
+    Ok(())
+}
+
+/// Parses a `-device` argument; `Ok(None)` for a driver the machine does
+/// not have.
+pub fn parse_device(arg: &str) -> Result<Option<DeviceSpec>, String> {
+    let o = DEVICE_OPTS.parse(arg, true).map_err(|e| e.message)?;
+    match o.get("driver") {
+        Some("isa-debug-exit") => parse_isa_debug_exit(&o).map(Some),
+        Some("loader") => parse_loader(&o).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn parse_isa_debug_exit(o: &QemuOpts) -> Result<DeviceSpec, String> {
+    only_keys(o, &["iobase", "iosize"])?;
+    let base = number(o, "iobase", 0x501)?;
+    let size = number(o, "iosize", 2)?;
+    let iobase = u16::try_from(base)
         .map_err(|_| format!("Property 'isa-debug-exit.iobase' doesn't take value '{base}'"))?;
-    let size = u16::try_from(size)
+    let iosize = u16::try_from(size)
         .map_err(|_| format!("Property 'isa-debug-exit.iosize' doesn't take value '{size}'"))?;
-    Ok(Some((base, size)))
+    Ok(DeviceSpec::DebugExit {
+        id: o.id.clone(),
+        iobase,
+        iosize,
+    })
+}
+
+/// A loader property given as a number: QEMU's qdev integer properties
+/// name the property and the expected type when the text is not one.
+fn loader_number(o: &QemuOpts, key: &str, ty: &str) -> Result<Option<u64>, String> {
+    o.get_number(key)
+        .map_err(|_| format!("Parameter '{key}' expects {ty}"))
+}
+
+fn loader_bool(o: &QemuOpts, key: &str) -> Result<bool, String> {
+    o.get_bool(key, false)
+        .map_err(|_| format!("Parameter '{key}' expects 'on' or 'off'"))
+}
+
+fn parse_loader(o: &QemuOpts) -> Result<DeviceSpec, String> {
+    only_keys(
+        o,
+        &[
+            "file",
+            "addr",
+            "data",
+            "data-len",
+            "data-be",
+            "cpu-num",
+            "force-raw",
+        ],
+    )?;
+    let data_len = loader_number(o, "data-len", "uint8")?
+        .map(|n| u8::try_from(n).map_err(|_| "Parameter 'data-len' expects uint8".to_string()))
+        .transpose()?;
+    let cpu_num = loader_number(o, "cpu-num", "uint32")?
+        .map(|n| {
+            u32::try_from(n)
+                .map(|n| n as usize)
+                .map_err(|_| "Parameter 'cpu-num' expects uint32".to_string())
+        })
+        .transpose()?;
+    let loader = GenericLoader {
+        file: o.get("file").map(std::path::PathBuf::from),
+        addr: loader_number(o, "addr", "uint64")?,
+        data: loader_number(o, "data", "uint64")?,
+        data_len,
+        data_be: loader_bool(o, "data-be")?,
+        cpu_num,
+        force_raw: loader_bool(o, "force-raw")?,
+    };
+    loader.validate().map_err(|e| match e {
+        hw::HwError::Invalid { what } => what,
+        other => other.to_string(),
+    })?;
+    Ok(DeviceSpec::Loader {
+        id: o.id.clone(),
+        loader,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_debug_exit_defaults_to_port_0x501_size_2() {
+        let d = parse_device("isa-debug-exit").expect("parse");
+        assert_eq!(
+            d,
+            Some(DeviceSpec::DebugExit {
+                id: None,
+                iobase: 0x501,
+                iosize: 2
+            })
+        );
+    }
+
+    #[test]
+    fn loader_data_form_parses_every_field() {
+        let d = parse_device("loader,data=0x1234,data-len=2,addr=0x1000,data-be=on,id=l0")
+            .expect("parse");
+        let Some(DeviceSpec::Loader { id, loader }) = d else {
+            panic!("not a loader: {d:?}");
+        };
+        assert_eq!(id.as_deref(), Some("l0"));
+        assert_eq!(loader.data, Some(0x1234));
+        assert_eq!(loader.data_len, Some(2));
+        assert_eq!(loader.addr, Some(0x1000));
+        assert!(loader.data_be);
+    }
+
+    #[test]
+    fn loader_mistakes_get_the_loaders_messages() {
+        assert_eq!(
+            parse_device("loader").unwrap_err(),
+            "please include valid arguments"
+        );
+        assert_eq!(
+            parse_device("loader,data=1,data-len=3").unwrap_err(),
+            "data-len must be 1, 2, 4 or 8"
+        );
+        assert_eq!(
+            parse_device("loader,addr=0x100").unwrap_err(),
+            "cpu_num must be specified when setting a program counter"
+        );
+        assert_eq!(
+            parse_device("loader,bogus=1").unwrap_err(),
+            "Property '.bogus' not found"
+        );
+        assert_eq!(
+            parse_device("loader,addr=x,cpu-num=0").unwrap_err(),
+            "Parameter 'addr' expects uint64"
+        );
+    }
+
+    #[test]
+    fn other_drivers_are_not_ours() {
+        assert_eq!(parse_device("e1000").expect("parse"), None);
+    }
 }

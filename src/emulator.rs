@@ -360,7 +360,7 @@ impl Emulator {
             }
         }
         if std::mem::take(&mut self.requests.wakeup) {
-            self.machine.reset();
+            self.machine.wakeup();
             self.emit_event("WAKEUP", None);
         }
         if std::mem::take(&mut self.requests.powerdown) {

@@ -9,13 +9,23 @@ use std::sync::{Arc, Mutex};
 
 use hw::events::{EventQueue, MachineEvent as HwEvent};
 use hw::kvm::{Vcpu, VcpuControl};
+use hw::loader::generic::SetPc;
 use hw::machine::{KernelImages, MachineConfig, PcMachine};
-use hw::memory::GuestMemory;
+use hw::memory::{GuestMemory, RamSpec};
 use hw::pc::PcDevices;
 
 use crate::chardev::CharEvent;
+use crate::devices::DeviceSpec;
 use crate::machine_types::MachineType;
 use crate::vl::config::{Accel, SmpConfig};
+
+mod loader;
+mod numa;
+mod qom_tree;
+
+use loader::Loader;
+pub use numa::apply_numa;
+pub use qom_tree::populate_qom;
 
 /// Something the machine asks the emulator to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +39,7 @@ pub enum MachineEvent {
 }
 
 /// What the command line configures on the machine.
+#[derive(Clone)]
 pub struct MachineOpts {
     pub ram_size: u64,
     pub smp: SmpConfig,
@@ -41,8 +52,11 @@ pub struct MachineOpts {
     pub append: Option<String>,
     /// Number of serial ports `-serial` asked for (COM1 always exists).
     pub serial_ports: usize,
-    /// `-device isa-debug-exit,iobase=,iosize=` instances.
-    pub debug_exits: Vec<(u16, u16)>,
+    /// `-device isa-debug-exit` and `-device loader` instances, in
+    /// command-line order.
+    pub devices: Vec<DeviceSpec>,
+    /// Guest RAM from `-numa node,memdev=` backends; empty: anonymous `-m`.
+    pub ram: Vec<RamSpec>,
 }
 
 /// vCPU threads of a KVM machine.
@@ -69,6 +83,11 @@ pub struct Machine {
     serial_in: Vec<VecDeque<u8>>,
     uarts: Vec<Arc<Mutex<hw::devices::serial::Serial>>>,
     pub events: EventQueue,
+    /// `-device loader` instances, applied again on every system reset.
+    loaders: Vec<Loader>,
+    /// The options the machine was built from (a rebuild with
+    /// `-numa` memory backends starts from them).
+    pub opts: MachineOpts,
 }
 
 #[derive(Debug)]
@@ -88,7 +107,14 @@ const EXTRA_UARTS: [(u16, u32); 3] = [(0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
 const MAX_SERIAL_BACKLOG: usize = 64 << 10;
 
 fn read_image(path: &str, what: &str) -> Result<Vec<u8>, MachineError> {
-    std::fs::read(path).map_err(|_| MachineError(format!("qemu: could not load {what} '{path}'")))
+    std::fs::read(path).map_err(|e| {
+        let err = crate::qom::hostmem::strerror(&e);
+        MachineError(match what {
+            "kernel" => format!("qemu: could not load kernel '{path}': {err}"),
+            "initrd" => format!("qemu: error reading initrd {path}: {err}"),
+            _ => format!("qemu: could not load {what} '{path}'"),
+        })
+    })
 }
 
 impl Machine {
@@ -111,6 +137,8 @@ impl Machine {
                 serial_in: Vec::new(),
                 uarts: Vec::new(),
                 events: EventQueue::new(),
+                loaders: Vec::new(),
+                opts: opts.clone(),
             });
         }
         let kernel = match &opts.kernel {
@@ -151,7 +179,7 @@ impl Machine {
                 hw::machine::Accel::Qtest
             },
             ram_size: opts.ram_size,
-            ram: Vec::new(),
+            ram: opts.ram.clone(),
             max_ram_below_4g: None,
             cpus: opts.smp.cpus as usize,
             bios,
@@ -164,8 +192,26 @@ impl Machine {
             }),
         };
         let mut pcm = PcMachine::build(cfg)?;
-        for (base, size) in &opts.debug_exits {
-            pcm.devices.add_debug_exit(*base, *size)?;
+        let mut loaders = Vec::new();
+        for d in &opts.devices {
+            match d {
+                DeviceSpec::DebugExit { iobase, iosize, .. } => {
+                    pcm.devices.add_debug_exit(*iobase, *iosize)?;
+                }
+                DeviceSpec::Loader { loader, .. } => loaders.push(Loader::new(loader)?),
+            }
+        }
+        for l in &loaders {
+            let set_pc = l.apply(&pcm.mem, opts.smp.cpus as usize)?;
+            let Some(SetPc { cpu, pc }) = set_pc else {
+                continue;
+            };
+            if let Some(v) = pcm.vcpus.get(cpu) {
+                v.set_pc(pc)?;
+                if cpu != 0 {
+                    v.set_runnable()?;
+                }
+            }
         }
         let mut serial_out = serial_out;
         let mut uarts = vec![pcm.devices.serial.clone()];
@@ -198,6 +244,8 @@ impl Machine {
             serial_out,
             serial_in,
             uarts,
+            loaders,
+            opts: opts.clone(),
         })
     }
 
@@ -259,10 +307,32 @@ impl Machine {
                     }
                 }
             }
+            // As QEMU's loader: the image or value is written again and
+            // the PC set after the CPU reset.
+            for l in &self.loaders {
+                let Ok(Some(SetPc { cpu, pc })) = l.apply(&pcm.mem, self.smp.cpus as usize) else {
+                    continue;
+                };
+                if let Some(c) = self.vcpus.as_ref().and_then(|t| t.control.as_ref()) {
+                    let _ = c.post(cpu, move |v: &mut Vcpu| {
+                        let _ = v.set_pc(pc);
+                        if cpu != 0 {
+                            let _ = v.set_runnable();
+                        }
+                    });
+                }
+            }
         }
         if was_running {
             self.resume();
         }
+    }
+
+    /// Wake-up from S3: a system reset, then the vCPUs run again (the
+    /// run state is already back to running).
+    pub fn wakeup(&mut self) {
+        self.reset();
+        self.resume();
     }
 
     /// One vCPU's registers, for `info registers`.
@@ -284,6 +354,21 @@ impl Machine {
         (0..c.count())
             .filter_map(|i| c.run_on(i, |v: &mut Vcpu| v.get_state()).ok()?.ok())
             .collect()
+    }
+
+    /// inject-nmi / HMP `nmi`: an NMI to every vCPU, as QEMU's x86 does.
+    /// Without vCPUs there is nothing to interrupt.
+    pub fn inject_nmi(&self) -> Result<(), MachineError> {
+        let Some(c) = self.control() else {
+            return Ok(());
+        };
+        for i in 0..c.count() {
+            c.post(i, |v: &mut Vcpu| {
+                // A failure shows up as the guest never taking the NMI.
+                let _ = v.nmi();
+            })?;
+        }
+        Ok(())
     }
 
     /// Stops the vCPU threads for good (process exit).

@@ -33,7 +33,13 @@ use vl::config::{Accel, Config, SmpConfig};
 
 /// Prints `qemu-system-x86_64: MSG` and fails start-up.
 fn fatal(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("qemu-system-x86_64: {msg}");
+    let msg = msg.to_string();
+    // The PC loaders' messages are QEMU's fprintf lines, already "qemu: ".
+    if msg.starts_with("qemu: ") {
+        eprintln!("{msg}");
+    } else {
+        eprintln!("qemu-system-x86_64: {msg}");
+    }
     ExitCode::from(1)
 }
 
@@ -82,9 +88,9 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
                 if qmp_cmds::misc::kvm_present() {
                     Ok(())
                 } else {
-                    let e = std::io::Error::last_os_error();
+                    let e = qom::hostmem::strerror(&std::io::Error::last_os_error());
                     eprintln!("Could not access KVM kernel module: {e}");
-                    Err(e.to_string())
+                    Err(e)
                 }
             }
             // Without vCPUs (machine `none`) there is no guest code to
@@ -108,7 +114,12 @@ fn select_accel(cfg: &Config, mtype: &machine_types::MachineType) -> Result<Acce
             }
         }
     }
-    Err("No accelerator found!".into())
+    // After a failed start QEMU has said all there is to say.
+    Err(if tried {
+        String::new()
+    } else {
+        "No accelerator found!".into()
+    })
 }
 
 /// -daemonize: fork, let the parent wait until the child reports that
@@ -186,13 +197,15 @@ fn run(cfg: Config) -> ExitCode {
     let accel = match select_accel(&cfg, mtype) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}");
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
             return ExitCode::from(1);
         }
     };
     let mut bios = None;
     let (mut kernel, mut initrd, mut append) = (None, None, None);
-    let mut debug_exits = Vec::new();
+    let mut device_specs = Vec::new();
     for (name, arg) in &cfg.machine_args {
         match name.as_str() {
             "bios" => bios = Some(arg.clone()),
@@ -200,11 +213,23 @@ fn run(cfg: Config) -> ExitCode {
             "initrd" => initrd = Some(arg.clone()),
             "append" => append = Some(arg.clone()),
             "rtc" => {}
+            // Applied in startup::build, once the memory backends exist.
+            "numa" => {}
             // Opened in startup::build, once fd sets exist.
             "drive" | "blockdev" | "snapshot" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda"
             | "fdb" | "" => {}
-            "device" => match devices::parse_isa_debug_exit(arg) {
-                Ok(Some(d)) => debug_exits.push(d),
+            "device" => match devices::parse_device(arg) {
+                Ok(Some(d)) => {
+                    if let Some(id) = d.id() {
+                        if device_specs
+                            .iter()
+                            .any(|o: &devices::DeviceSpec| o.id() == Some(id))
+                        {
+                            return fatal(format!("-device {arg}: Duplicate ID '{id}' for device"));
+                        }
+                    }
+                    device_specs.push(d)
+                }
                 Ok(None) => {
                     return fatal(format!(
                         "-device {arg}: device not supported yet by this emulator"
@@ -227,7 +252,10 @@ fn run(cfg: Config) -> ExitCode {
             return fatal("-initrd only allowed with -kernel option");
         }
     }
-    if !debug_exits.is_empty() && mtype.name == "none" {
+    let has_debug_exit = device_specs
+        .iter()
+        .any(|d| matches!(d, devices::DeviceSpec::DebugExit { .. }));
+    if has_debug_exit && mtype.name == "none" {
         return fatal("-device isa-debug-exit: No 'ISA' bus found for device 'isa-debug-exit'");
     }
     let smp = cfg.smp.clone().unwrap_or(SmpConfig {
@@ -276,7 +304,8 @@ fn run(cfg: Config) -> ExitCode {
         initrd,
         append,
         serial_ports: cfg.serials.len().clamp(1, 4),
-        debug_exits,
+        devices: device_specs,
+        ram: Vec::new(),
     };
     let machine = match machine::Machine::new(mtype, accel, &mopts) {
         Ok(m) => m,

@@ -7,9 +7,11 @@ use crate::vl::Config;
 
 pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
     crate::qom::populate_machine(emu, cfg);
+    crate::machine::populate_qom(emu);
     for o in &cfg.objects {
         crate::qom::objects::add_from_opts(emu, o)?;
     }
+    crate::machine::apply_numa(emu, cfg)?;
     for (i, c) in cfg.chardevs.iter().enumerate() {
         emu.add_chardev(c).map_err(|e| {
             let loc = cfg

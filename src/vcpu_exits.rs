@@ -43,7 +43,13 @@ impl ExitHandler for Emulator {
                 eprintln!("KVM: entry failed, hardware error 0x{reason:x}");
                 self.requests.internal_error = true;
             }
-            VcpuEvent::SystemEvent { .. } => self.requests.shutdown = true,
+            // KVM_SYSTEM_EVENT_SHUTDOWN and _RESET (PSCI-style requests).
+            VcpuEvent::SystemEvent { kind: 1, .. } => self.requests.shutdown = true,
+            VcpuEvent::SystemEvent { kind: 2, .. } => self.request_reset(),
+            VcpuEvent::SystemEvent { kind, .. } => {
+                eprintln!("KVM: unhandled system event {kind} on CPU {cpu}");
+                self.requests.internal_error = true;
+            }
             VcpuEvent::Other { exit_reason } => {
                 eprintln!("KVM: unhandled exit {exit_reason} on CPU {cpu}");
                 self.requests.internal_error = true;

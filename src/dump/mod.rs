@@ -35,7 +35,6 @@ pub use guest_ram::{GuestRam, RamRange};
 #[allow(unused_imports)]
 pub use job::{DumpJob, DumpProgress};
 pub use machine_view::{cpu_state, MachineRam};
-pub use paging::translate;
 #[allow(unused_imports)]
 pub use request::{open_dump_file, DumpFormat, DumpRequest, DumpTarget, FORMATS_BUILT_IN};
 #[allow(unused_imports)]

@@ -120,39 +120,6 @@ impl Mode {
     }
 }
 
-/// The guest-physical address of virtual `va` through `cpu`'s page tables,
-/// as a debugger reads memory (`memsave`); `va` itself without paging.
-/// None when the address is not mapped or a table lies outside RAM.
-pub fn translate(ram: &dyn GuestRam, cpu: &CpuState, va: u64) -> Option<u64> {
-    let Some((mode, root)) = Mode::of(cpu) else {
-        return Some(va);
-    };
-    let mut table = root;
-    let mut level = mode.top_level();
-    loop {
-        let shift = mode.shift(level);
-        let index = (va >> shift) & (mode.entries(level) as u64 - 1);
-        let width = mode.entry_bytes();
-        let mut raw = [0u8; 8];
-        let at = table.checked_add(index * width as u64)?;
-        if !ram.read_phys(at, &mut raw[..width]) {
-            return None;
-        }
-        let entry = u64::from_le_bytes(raw);
-        if entry & PRESENT == 0 {
-            return None;
-        }
-        if level == 1 {
-            return Some(mode.next_table(entry) | (va & 0xfff));
-        }
-        if let Some(base) = mode.large_page(level, entry) {
-            return Some(base | (va & ((1u64 << shift) - 1)));
-        }
-        table = mode.next_table(entry);
-        level -= 1;
-    }
-}
-
 struct Frame {
     level: u8,
     entries: Vec<u64>,
@@ -310,88 +277,5 @@ impl PageWalker {
     /// spaces, in walk order.
     pub fn into_mappings(self) -> Vec<Mapping> {
         self.found
-    }
-}
-
-#[cfg(test)]
-mod translate_tests {
-    use super::*;
-
-    /// 1 MiB of RAM at guest-physical 0.
-    struct Flat(Vec<u8>);
-
-    impl GuestRam for Flat {
-        fn ranges(&self) -> Vec<RamRange> {
-            vec![RamRange {
-                gpa: 0,
-                len: self.0.len() as u64,
-            }]
-        }
-
-        fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> bool {
-            match self.0.get(gpa as usize..gpa as usize + buf.len()) {
-                Some(s) => {
-                    buf.copy_from_slice(s);
-                    true
-                }
-                None => false,
-            }
-        }
-    }
-
-    fn put(ram: &mut Flat, gpa: u64, entry: u64) {
-        ram.0[gpa as usize..gpa as usize + 8].copy_from_slice(&entry.to_le_bytes());
-    }
-
-    fn long_mode_cpu(cr3: u64) -> CpuState {
-        CpuState {
-            cr: [1 << 31, 0, 0, cr3, 1 << 5],
-            efer: 1 << 10,
-            ..CpuState::default()
-        }
-    }
-
-    /// PML4 at 0x1000; PML4[0] -> PDPT 0x2000 -> PD 0x3000 with a 2 MiB page
-    /// at 0x400000 (entry 1) and a page table at 0x4000 (entry 0) whose
-    /// entry 5 maps 0x80000; PML4[256] -> PDPT 0x5000 with a 1 GiB page.
-    fn tables() -> Flat {
-        let mut ram = Flat(vec![0; 1 << 20]);
-        put(&mut ram, 0x1000, 0x2003);
-        put(&mut ram, 0x1000 + 256 * 8, 0x5003);
-        put(&mut ram, 0x2000, 0x3003);
-        put(&mut ram, 0x3000, 0x4003);
-        put(&mut ram, 0x3008, 0x40_0083);
-        put(&mut ram, 0x4000 + 5 * 8, 0x8_0003);
-        put(&mut ram, 0x5000, 0x4000_0083);
-        ram
-    }
-
-    #[test]
-    fn translate_follows_4k_2m_and_1g_pages() {
-        let ram = tables();
-        let cpu = long_mode_cpu(0x1000);
-        assert_eq!(translate(&ram, &cpu, 0x5123), Some(0x8_0123));
-        assert_eq!(translate(&ram, &cpu, 0x20_1234), Some(0x40_1234));
-        assert_eq!(
-            translate(&ram, &cpu, 0xffff_8000_0012_3456),
-            Some(0x4012_3456)
-        );
-    }
-
-    #[test]
-    fn translate_refuses_unmapped_addresses_and_tables_outside_ram() {
-        let ram = tables();
-        assert_eq!(translate(&ram, &long_mode_cpu(0x1000), 0x6000), None);
-        assert_eq!(translate(&ram, &long_mode_cpu(0x1000), 0x4000_0000), None);
-        assert_eq!(translate(&ram, &long_mode_cpu(0x7000_0000), 0x1000), None);
-    }
-
-    #[test]
-    fn translate_without_paging_is_the_identity() {
-        let ram = tables();
-        assert_eq!(
-            translate(&ram, &CpuState::default(), 0x1234_5678),
-            Some(0x1234_5678)
-        );
     }
 }

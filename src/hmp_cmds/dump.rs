@@ -8,10 +8,7 @@ use qmp::error::QmpError;
 use super::HmpArgs;
 use crate::dump::{info_dump_text, DumpRequest};
 use crate::emulator::Emulator;
-use crate::qmp_cmds::{
-    dump::{save_physical, save_virtual, start_dump},
-    CmdCtx,
-};
+use crate::qmp_cmds::{dump::start_dump, CmdCtx};
 
 fn flag(a: &HmpArgs, k: &str) -> bool {
     a.get(k).and_then(Value::as_bool).unwrap_or(false)
@@ -48,35 +45,4 @@ pub fn info_dump(
         emu.dump.total,
     ));
     Ok(())
-}
-
-fn int(a: &HmpArgs, k: &str) -> i64 {
-    a.get(k).and_then(Value::as_i64).unwrap_or(0)
-}
-
-/// `memsave addr size file`, through the monitor's current CPU.
-pub fn memsave(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    let cpu = ctx
-        .monitor
-        .and_then(|i| emu.monitors.get(i))
-        .and_then(|m| m.as_ref())
-        .map_or(0, |m| m.cpu as i64);
-    let file = a.get("filename").and_then(Value::as_str).unwrap_or("");
-    save_virtual(emu, file, int(a, "val"), int(a, "size"), cpu)
-}
-
-/// `pmemsave addr size file`.
-pub fn pmemsave(
-    emu: &mut Emulator,
-    _: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    let file = a.get("filename").and_then(Value::as_str).unwrap_or("");
-    save_physical(emu, file, int(a, "val"), int(a, "size"))
 }

@@ -30,6 +30,13 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("cpus", "", "", "show infos for each CPU", cpus),
     hmp("pci", "", "", "show PCI info", pci),
     hmp(
+        "mtree",
+        "",
+        "",
+        "show memory tree",
+        super::memory::info_mtree,
+    ),
+    hmp(
         "registers",
         "",
         "",

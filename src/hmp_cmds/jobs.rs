@@ -61,35 +61,10 @@ pub fn block_job_cancel(
     qmp(emu, ctx, "block-job-cancel", args)
 }
 
-fn by_device(cmd: &str, emu: &mut Emulator, ctx: &mut CmdCtx, a: &HmpArgs) -> Result<(), QmpError> {
-    qmp(emu, ctx, cmd, json!({"device": s(a, "device")}))
-}
-
-pub fn block_job_complete(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    by_device("block-job-complete", emu, ctx, a)
-}
-
-pub fn block_job_pause(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    by_device("block-job-pause", emu, ctx, a)
-}
-
-pub fn block_job_resume(
-    emu: &mut Emulator,
-    ctx: &mut CmdCtx,
-    a: &HmpArgs,
-    _: &mut String,
-) -> Result<(), QmpError> {
-    by_device("block-job-resume", emu, ctx, a)
+qmp_passthrough! {
+    block_job_complete => "block-job-complete",
+    block_job_pause => "block-job-pause",
+    block_job_resume => "block-job-resume",
 }
 
 /// drive_mirror and drive_backup share their flags: -n reuses the target,

@@ -2,12 +2,28 @@
 //! `-mon mode=readline` and QMP's human-monitor-command. Most commands call
 //! the QMP handler and format its reply as QEMU's hmp.c does.
 
+// HMP commands that are exactly a QMP command with the same argument
+// names and no output.
+macro_rules! qmp_passthrough {
+    ($($fn_name:ident => $qmp:literal),* $(,)?) => {$(
+        pub fn $fn_name(
+            emu: &mut Emulator,
+            ctx: &mut CmdCtx,
+            args: &HmpArgs,
+            _: &mut String,
+        ) -> Result<(), QmpError> {
+            $crate::qmp_cmds::dispatch(emu, ctx, $qmp, args).map(|_| ())
+        }
+    )*};
+}
+
 pub mod args;
 pub mod block;
 pub mod chardev;
 pub mod dump;
 pub mod info;
 pub mod jobs;
+pub mod memory;
 pub mod nbd;
 pub mod qom;
 pub mod registers;
@@ -59,6 +75,35 @@ pub static COMMANDS: &[HmpCommand] = &[
         info_cmd,
     ),
     hmp("quit|q", "", "", "quit the emulator", run::quit),
+    hmp(
+        "x",
+        "args:S?",
+        "/fmt addr",
+        "virtual memory dump starting at 'addr'",
+        memory::x,
+    ),
+    hmp(
+        "memsave",
+        "val:l,size:i,filename:s",
+        "addr size file",
+        "save to disk virtual memory dump starting at 'addr' of size 'size'",
+        memory::memsave,
+    ),
+    hmp(
+        "pmemsave",
+        "val:l,size:i,filename:s",
+        "addr size file",
+        "save to disk physical memory dump starting at 'addr' of size 'size'",
+        memory::pmemsave,
+    ),
+    hmp("nmi", "", "", "inject an NMI", memory::nmi),
+    hmp(
+        "xp",
+        "args:S?",
+        "/fmt addr",
+        "physical memory dump starting at 'addr'",
+        memory::xp,
+    ),
     hmp("stop", "", "", "stop emulation", run::stop),
     hmp("cont|c", "", "", "resume emulation", run::cont),
     hmp(
@@ -103,20 +148,6 @@ pub static COMMANDS: &[HmpCommand] = &[
         "[-p] [-z|-l|-s] filename [begin length]",
         "dump guest memory into file 'filename'.",
         dump::dump_guest_memory,
-    ),
-    hmp(
-        "memsave",
-        "val:l,size:i,filename:s",
-        "addr size file",
-        "save to disk virtual memory dump starting at 'addr' of size 'size'",
-        dump::memsave,
-    ),
-    hmp(
-        "pmemsave",
-        "val:l,size:i,filename:s",
-        "addr size file",
-        "save to disk physical memory dump starting at 'addr' of size 'size'",
-        dump::pmemsave,
     ),
     // chardev commands (chardev.rs)
     hmp(

@@ -4,22 +4,7 @@ use qmp::error::QmpError;
 
 use super::HmpArgs;
 use crate::emulator::Emulator;
-use crate::qmp_cmds::{self, CmdCtx};
-
-// HMP commands that are exactly a QMP command with the same argument
-// names and no output.
-macro_rules! qmp_passthrough {
-    ($($fn_name:ident => $qmp:literal),* $(,)?) => {$(
-        pub fn $fn_name(
-            emu: &mut Emulator,
-            ctx: &mut CmdCtx,
-            args: &HmpArgs,
-            _: &mut String,
-        ) -> Result<(), QmpError> {
-            qmp_cmds::dispatch(emu, ctx, $qmp, args).map(|_| ())
-        }
-    )*};
-}
+use crate::qmp_cmds::CmdCtx;
 
 qmp_passthrough! {
     quit => "quit",

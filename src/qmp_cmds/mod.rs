@@ -11,6 +11,7 @@ pub mod cpus;
 pub mod dump;
 pub mod fd;
 pub mod jobs;
+pub mod memdev;
 pub mod misc;
 pub mod pci;
 pub mod qom;
@@ -70,11 +71,15 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("remove-fd", fd::remove_fd),
     cmd("query-fdsets", fd::query_fdsets),
     cmd("query-cpus", cpus::query_cpus),
+    cmd("inject-nmi", cpus::inject_nmi),
+    cmd("memsave", cpus::memsave),
+    cmd("cpu", cpus::cpu),
+    cmd("query-hotpluggable-cpus", cpus::query_hotpluggable_cpus),
+    cmd("query-memdev", memdev::query_memdev),
+    cmd("pmemsave", cpus::pmemsave),
     cmd("query-pci", pci::query_pci),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
-    cmd("memsave", dump::memsave),
-    cmd("pmemsave", dump::pmemsave),
     cmd(
         "query-dump-guest-memory-capability",
         dump::query_dump_guest_memory_capability,

@@ -176,7 +176,8 @@ pub(crate) mod tests {
             initrd: None,
             append: None,
             serial_ports: 1,
-            debug_exits: Vec::new(),
+            devices: Vec::new(),
+            ram: Vec::new(),
         };
         let m = Machine::new(mt, Accel::Qtest, &opts).expect("machine");
         let mut e = Emulator::new(cfg, m).expect("emulator");

@@ -53,6 +53,29 @@ pub struct MemoryBackend {
     mapped: bool,
 }
 
+/// RAM in an anonymous memory file, so that the machine can map these
+/// very pages as guest RAM through `fd()`; None where memfd is missing
+/// (the caller then falls back to private anonymous memory).
+fn map_memfd(id: &str, size: usize) -> Option<Mapping> {
+    let name = std::ffi::CString::new(format!("memory-backend-ram:{id}")).ok()?;
+    // SAFETY: memfd_create reads a NUL-terminated name and returns a new fd.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd was just created and is owned by nothing else.
+    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    file.set_len(size as u64).ok()?;
+    // SAFETY: the memory file is private to this process; guest RAM is
+    // expected to change under any reader, and no reference assumes
+    // otherwise.
+    let map = unsafe { MmapOptions::new().len(size).map_mut(&file) }.ok()?;
+    Some(Mapping {
+        map,
+        file: Some(file),
+    })
+}
+
 /// strerror text: io::Error's Display without the "(os error N)" tail.
 pub fn strerror(e: &io::Error) -> String {
     let s = e.to_string();
@@ -100,8 +123,8 @@ impl MemoryBackend {
         self.mapping.as_mut().map(|m| &mut m.map[..])
     }
 
-    /// The backing file of a memory-backend-file, for callers that map it
-    /// again (KVM does not need this; vhost-user would).
+    /// The backing file (of a memory-backend-file, or the memory file of a
+    /// memory-backend-ram), for the machine that maps it again as guest RAM.
     pub fn fd(&self) -> Option<RawFd> {
         self.mapping.as_ref()?.file.as_ref().map(AsRawFd::as_raw_fd)
     }
@@ -217,15 +240,18 @@ impl MemoryBackend {
             .map_err(|_| QomError::generic("backend size does not fit this host"))?;
         let id = path.rsplit('/').next().unwrap_or(path);
         let mapping = match &self.kind {
-            BackendKind::Ram => {
-                let map = MmapMut::map_anon(size).map_err(|e| {
-                    QomError::generic(format!(
-                        "cannot set up guest memory '{id}': {}",
-                        strerror(&e)
-                    ))
-                })?;
-                Mapping { map, file: None }
-            }
+            BackendKind::Ram => match map_memfd(id, size) {
+                Some(m) => m,
+                None => {
+                    let map = MmapMut::map_anon(size).map_err(|e| {
+                        QomError::generic(format!(
+                            "cannot set up guest memory '{id}': {}",
+                            strerror(&e)
+                        ))
+                    })?;
+                    Mapping { map, file: None }
+                }
+            },
             BackendKind::File { mem_path, share } => {
                 let Some(mem_path) = mem_path else {
                     return Err(QomError::generic("mem-path property not set"));

@@ -11,12 +11,14 @@ pub enum Accel {
 }
 
 impl Accel {
+    /// The accelerator as QEMU's start-up messages name it (its class's
+    /// name: "failed to initialize KVM", "Back to QTest accelerator.").
     pub fn name(self) -> &'static str {
         match self {
-            Accel::Kvm => "kvm",
-            Accel::Qtest => "qtest",
+            Accel::Kvm => "KVM",
+            Accel::Qtest => "QTest",
             Accel::Tcg => "tcg",
-            Accel::Xen => "xen",
+            Accel::Xen => "Xen",
         }
     }
 
