@@ -29,6 +29,7 @@ struct Queue {
 
 struct Background {
     shared: Arc<(Mutex<Queue>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
@@ -39,7 +40,7 @@ impl Background {
     fn spawn(mut file: File) -> io::Result<Background> {
         let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         let theirs = Arc::clone(&shared);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("dump-writer".into())
             .spawn(move || {
                 let (m, cv) = &*theirs;
@@ -67,7 +68,10 @@ impl Background {
                     }
                 }
             })?;
-        Ok(Background { shared })
+        Ok(Background {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     fn push(&self, data: Vec<u8>, what: &'static str) -> Result<(), DumpError> {
@@ -192,11 +196,19 @@ impl Sink {
 
     /// Leaves no partial dump behind: a truncated file does not pass for a
     /// complete one. A pipe cannot be truncated; its reader sees the cut.
-    /// A writer thread stops after its current write.
+    /// A writer thread stops after its current write; for a regular file
+    /// (where a write never waits for long) that write is awaited, so it
+    /// cannot land after the truncation.
     pub fn discard(&mut self) {
         self.buf.clear();
-        if let Some(b) = &self.background {
+        if let Some(b) = &mut self.background {
             b.close();
+            let regular = self.file.metadata().is_ok_and(|m| m.is_file());
+            if regular {
+                if let Some(t) = b.thread.take() {
+                    let _ = t.join();
+                }
+            }
         }
         let _ = self.file.set_len(0);
     }
@@ -248,6 +260,24 @@ mod tests {
         assert!(all[..65536].iter().all(|&b| b == 0));
         assert!(all[63 * 65536..64 * 65536].iter().all(|&b| b == 63));
         assert_eq!(&all[64 * 65536..], &[0xee; 10]);
+    }
+
+    #[test]
+    fn discarding_a_background_file_leaves_it_empty() {
+        let dir = std::env::temp_dir().join(format!("sink-discard-{}", std::process::id()));
+        let file = File::create(&dir).unwrap();
+        let mut sink = Sink::new(file);
+        sink.background().unwrap();
+        for _ in 0..32 {
+            sink.put(&[7; 1 << 20]);
+            sink.flush("x").unwrap();
+        }
+        sink.discard();
+        assert_eq!(std::fs::metadata(&dir).unwrap().len(), 0);
+        drop(sink);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(std::fs::metadata(&dir).unwrap().len(), 0);
+        std::fs::remove_file(&dir).unwrap();
     }
 
     #[test]
