@@ -35,6 +35,8 @@ enum Writer {
 #[derive(PartialEq, Eq)]
 enum State {
     Running,
+    /// Everything is produced; the writer thread is still writing.
+    Draining,
     Done,
     Failed,
 }
@@ -150,19 +152,42 @@ impl DumpJob {
         }
     }
 
+    /// Hands the writes to a thread of their own, for a detached dump: a
+    /// slow pipe then never blocks the caller. Call before the first step.
+    pub fn detach(&mut self) -> std::io::Result<()> {
+        self.sink.background()
+    }
+
+    /// Bytes produced but not yet written (detached dumps only). A caller
+    /// that sees a large backlog should wait a little before the next step.
+    pub fn backlog(&self) -> usize {
+        self.sink.backlog()
+    }
+
     /// Does a bounded piece of the dump. After an error the file has been
     /// truncated and further calls fail with [`DumpError::Finished`].
     pub fn step(&mut self) -> Result<DumpProgress, DumpError> {
         match self.state {
-            State::Running => {}
+            State::Running | State::Draining => {}
             State::Done => return Ok(DumpProgress::Done),
             State::Failed => return Err(DumpError::Finished),
         }
-        let res = match &mut self.writer {
-            Writer::Elf(w) => w.step(&mut self.sink),
-            Writer::Kdump(w) => w.step(&mut self.sink),
+        let res = match self.sink.check() {
+            Err(e) => Err(e),
+            Ok(()) if self.state == State::Draining => Ok(true),
+            Ok(()) => match &mut self.writer {
+                Writer::Elf(w) => w.step(&mut self.sink),
+                Writer::Kdump(w) => w.step(&mut self.sink),
+            },
         };
         match res {
+            Ok(true) if self.sink.backlog() > 0 => {
+                self.state = State::Draining;
+                Ok(DumpProgress::InProgress {
+                    completed: self.completed(),
+                    total: self.total(),
+                })
+            }
             Ok(true) => {
                 self.state = State::Done;
                 Ok(DumpProgress::Done)
@@ -189,7 +214,7 @@ impl DumpJob {
 
 impl Drop for DumpJob {
     fn drop(&mut self) {
-        if self.state == State::Running {
+        if matches!(self.state, State::Running | State::Draining) {
             self.sink.discard();
         }
     }

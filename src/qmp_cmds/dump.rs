@@ -60,7 +60,7 @@ pub fn start_dump(
     }
     let cpus: Vec<_> = emu.machine.cpu_states().iter().map(cpu_state).collect();
     let ram = std::sync::Arc::new(MachineRam(emu.machine.mem.clone()));
-    let job = match DumpJob::new(req, ram, &cpus, out) {
+    let mut job = match DumpJob::new(req, ram, &cpus, out) {
         Ok(j) => j,
         Err(e) => {
             if resume {
@@ -69,6 +69,11 @@ pub fn start_dump(
             return Err(err(e));
         }
     };
+    if detach {
+        // Without a writer thread the dump still works, only a slow pipe
+        // would then hold up the main loop.
+        let _ = job.detach();
+    }
     emu.dump = DumpState {
         status: DumpStatus::Active,
         completed: 0,
@@ -110,8 +115,30 @@ fn step_once(emu: &mut Emulator) -> Option<Result<(), QmpError>> {
     }
 }
 
+/// Queued output above which a detached dump waits for its writer thread
+/// instead of producing more.
+const MAX_BACKLOG: usize = 32 << 20;
+/// How long it waits then: the monitor runs meanwhile.
+const BACKLOG_WAIT_NS: i64 = 1_000_000;
+
 fn step_detached(emu: &mut Emulator) {
-    if step_once(emu).is_none() {
+    let backlog = |emu: &Emulator| emu.dump.job.as_ref().map_or(0, |j| j.backlog());
+    let full = backlog(emu) > MAX_BACKLOG;
+    let before = emu.dump.completed;
+    if !full && step_once(emu).is_some() {
+        return;
+    }
+    // Waiting for the writer thread (too much queued, or everything
+    // produced and not yet written): look again a little later rather
+    // than spin.
+    let idle = full || (backlog(emu) > 0 && emu.dump.completed == before);
+    if idle {
+        emu.add_timer(
+            crate::main_loop::ClockType::Realtime,
+            BACKLOG_WAIT_NS,
+            Box::new(step_detached),
+        );
+    } else {
         emu.schedule_bh(Box::new(step_detached));
     }
 }

@@ -9,6 +9,7 @@
 #       virt 0x200000 + i*4K      -> phys 0x1000000 + i*4K, 16 4 KiB pages
 #       virt 0x400000             -> phys 0x800000   2 MiB page
 #       virt 0xffff800000000000   -> phys 0x600000   2 MiB page
+#       virt 0xffff800040000000   -> phys 0x0        1 GiB page (32 MiB of it RAM)
 #  3. loads recognisable values into rbx/r12/r15, prints "D\n" on COM1, halts.
 # Plain instructions only: under kvm_pvm much of this runs in KVM's emulator.
         .code16
@@ -80,6 +81,7 @@ next:
         movl    $0x14003, 0x13008       # PD0[1]  -> PT
         movl    $0x800083, 0x13010      # PD0[2]: 2 MiB at 8 MiB
         movl    $0x600083, 0x15000      # PD1[0]: 2 MiB at 6 MiB
+        movl    $0x83, 0x12008          # PDPT1[1]: 1 GiB at 0
         mov     $0x14000, %edi          # PT[0..16]: 16 MiB + i * 4 KiB
         mov     $0x1000003, %eax
         mov     $16, %ecx

@@ -129,24 +129,36 @@ def check_elf(path, pmem):
     if data[:4] != b"\x7fELF":
         raise Bad("not an ELF file")
     ei_class, ei_data = data[4], data[5]
-    if ei_class != 2 or ei_data != 1:
-        raise Bad("not ELF64 little-endian")
-    (e_type, e_machine, _v, _entry, e_phoff, e_shoff, _flags, _ehsize,
-     e_phentsize, e_phnum, e_shentsize, e_shnum, _shstrndx) = struct.unpack_from(
-        "<HHIQQQIHHHHHH", data, 16)
-    print("elf: class 64, type %d (CORE=4), machine %d (x86-64=62)" % (e_type, e_machine))
+    if ei_class not in (1, 2) or ei_data != 1:
+        raise Bad("not a little-endian ELF32/ELF64 file")
+    c64 = ei_class == 2
+    if c64:
+        (e_type, e_machine, _v, _entry, e_phoff, e_shoff, _flags, _ehsize,
+         e_phentsize, e_phnum, e_shentsize, e_shnum, _shstrndx) = struct.unpack_from(
+            "<HHIQQQIHHHHHH", data, 16)
+    else:
+        (e_type, e_machine, _v, _entry, e_phoff, e_shoff, _flags, _ehsize,
+         e_phentsize, e_phnum, e_shentsize, e_shnum, _shstrndx) = struct.unpack_from(
+            "<HHIIIIIHHHHHH", data, 16)
+    print("elf: class %d, type %d (CORE=4), machine %d (x86-64=62, i386=3)" % (
+        64 if c64 else 32, e_type, e_machine))
     phnum = e_phnum
     if e_phnum == PN_XNUM:
         # The real count is in section 0's sh_info.
         if e_shnum < 1 or e_shoff == 0:
             raise Bad("PN_XNUM without section 0")
-        phnum = struct.unpack_from("<I", data, e_shoff + 44)[0]
+        phnum = struct.unpack_from("<I", data, e_shoff + (44 if c64 else 28))[0]
         print("elf: PN_XNUM, %d program headers in section 0" % phnum)
     loads = []
     notes = []
     for i in range(phnum):
-        (p_type, _pf, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz,
-         _align) = struct.unpack_from("<IIQQQQQQ", data, e_phoff + i * e_phentsize)
+        at = e_phoff + i * e_phentsize
+        if c64:
+            (p_type, _pf, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz,
+             _align) = struct.unpack_from("<IIQQQQQQ", data, at)
+        else:
+            (p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _pf,
+             _align) = struct.unpack_from("<IIIIIIII", data, at)
         if p_offset + p_filesz > len(data):
             raise Bad("segment %d runs past the end of the file" % i)
         if p_type == PT_NOTE:
