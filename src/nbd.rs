@@ -93,8 +93,59 @@ impl NbdExportBackend for NodeBackend<'_> {
     }
 }
 
+/// An exported block backend: data goes through the backend, so its I/O
+/// statistics count NBD clients like any other user; allocation status
+/// comes from its medium.
+struct BackendExport<'a> {
+    backend: &'a block::Backend,
+    root: NodeBackend<'a>,
+}
+
+impl NbdExportBackend for BackendExport<'_> {
+    fn size(&self) -> u64 {
+        self.backend.length().unwrap_or(0)
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
+        self.backend.read(offset, buf).map_err(io_err)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8], fua: bool) -> Result<(), NbdIoError> {
+        self.backend.write(offset, data, fua).map_err(io_err)
+    }
+
+    fn write_zeroes(
+        &mut self,
+        offset: u64,
+        len: u64,
+        may_trim: bool,
+        fua: bool,
+    ) -> Result<(), NbdIoError> {
+        self.backend
+            .write_zeroes(offset, len, may_trim)
+            .map_err(io_err)?;
+        if fua {
+            self.backend.flush().map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    fn trim(&mut self, offset: u64, len: u64) -> Result<(), NbdIoError> {
+        self.backend.discard(offset, len).map_err(io_err)
+    }
+
+    fn flush(&mut self) -> Result<(), NbdIoError> {
+        self.backend.flush().map_err(io_err)
+    }
+
+    fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
+        self.root.block_status(offset, len)
+    }
+}
+
 struct Resolver<'a> {
     nodes: &'a HashMap<String, NodeRef>,
+    graph: &'a block::BlockGraph,
 }
 
 impl ExportResolver for Resolver<'_> {
@@ -103,13 +154,17 @@ impl ExportResolver for Resolver<'_> {
         backend: &str,
         f: &mut dyn FnMut(&mut dyn NbdExportBackend),
     ) -> bool {
-        match self.nodes.get(backend) {
-            Some(node) => {
-                f(&mut NodeBackend(node));
-                true
-            }
-            None => false,
+        let Some(node) = self.nodes.get(backend) else {
+            return false;
+        };
+        match self.graph.backend(backend) {
+            Some(b) => f(&mut BackendExport {
+                backend: b,
+                root: NodeBackend(node),
+            }),
+            None => f(&mut NodeBackend(node)),
         }
+        true
     }
 }
 
@@ -158,7 +213,10 @@ impl Emulator {
     /// A client's socket is ready: let it make bounded progress.
     pub fn nbd_client_ready(&mut self, id: ClientId) {
         let Some(st) = self.nbd.as_mut() else { return };
-        let mut resolver = Resolver { nodes: &st.nodes };
+        let mut resolver = Resolver {
+            nodes: &st.nodes,
+            graph: &self.block,
+        };
         let status = st.server.client_ready(id, &mut resolver);
         match status {
             Some(ClientStatus::Open(int)) => {
