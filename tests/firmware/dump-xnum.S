@@ -6,31 +6,7 @@
 # 0x200 + i to physical page 0x300 + (i * 2039) % 4096: no two neighbours
 # are contiguous, so a paging dump needs one PT_LOAD for each. Then it enters
 # long mode, prints "D\n" on COM1 and halts.
-        .code16
-        .text
-start:
-        cli
-        cld
-        mov     %cs, %ax
-        mov     %ax, %ds
-        xor     %ax, %ax
-        mov     %ax, %es
-        mov     $gdt, %si
-        mov     $0x500, %di
-        mov     $(gdt_end - gdt), %cx
-        rep movsb
-        lgdtl   gdtr
-        mov     %cr0, %eax
-        or      $1, %eax
-        mov     %eax, %cr0
-        ljmpl   $0x08, $(0xf0000 + pm)
-
-        .code32
-pm:
-        mov     $0x10, %ax
-        mov     %ax, %ds
-        mov     %ax, %es
-        mov     %ax, %ss
+        .include "pm-entry.S"
         mov     $0x10000, %edi
         xor     %eax, %eax
         mov     $(3 * 1024), %ecx
@@ -85,16 +61,4 @@ lm:
 3:      hlt
         jmp     3b
 
-        .p2align 3
-gdt:    .quad   0
-        .quad   0x00cf9a000000ffff
-        .quad   0x00cf92000000ffff
-        .quad   0x00af9a000000ffff
-gdt_end:
-gdtr:   .word   gdt_end - gdt - 1
-        .long   0x500
-
-        .org    0xfff0
-        .code16
-        ljmp    $0xf000, $start
-        .org    0x10000
+        .include "gdt-tail.S"
