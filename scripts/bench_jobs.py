@@ -3,7 +3,8 @@
 written qcow2 image, for this project's binary and a reference QEMU, in the
 same run and on the same scratch directory (tmpfs by default).
 
-Usage: scripts/bench_jobs.py [--size-mib N] [--dir DIR] [--runs N] BINARY...
+Usage: scripts/bench_jobs.py [--size-mib N] [--dir DIR] [--runs N]
+                             [--jobs mirror,backup,commit] BINARY...
 Prints one line per binary and job: seconds and GiB/s.
 """
 
@@ -71,14 +72,14 @@ def stop(p, q):
     p.wait(timeout=60)
 
 
-def bench(binary, d, size):
+def bench(binary, d, size, jobs):
     src = os.path.join(d, "src.qcow2")
     tgt = os.path.join(d, "tgt.qcow2")
     base = os.path.join(d, "base.qcow2")
     results = {}
     drive = f"file={src},format=qcow2,if=none,id=drive0,cache=writeback"
 
-    for job in ("mirror", "backup"):
+    for job in [j for j in ("mirror", "backup") if j in jobs]:
         if os.path.exists(tgt):
             os.unlink(tgt)
         p, q = start(binary, d, drive)
@@ -96,6 +97,8 @@ def bench(binary, d, size):
         stop(p, q)
         results[job] = t1 - t0
 
+    if "commit" not in jobs:
+        return results
     # Active commit of a fully written top into an empty base.
     shutil.copy(src, os.path.join(d, "top.qcow2"))
     top = os.path.join(d, "top.qcow2")
@@ -118,9 +121,12 @@ def main():
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--dir", default="/dev/shm")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--jobs", default="mirror,backup,commit",
+                    help="comma-separated subset of mirror,backup,commit")
     ap.add_argument("binaries", nargs="+")
     a = ap.parse_args()
     size = a.size_mib << 20
+    jobs = a.jobs.split(",")
     d = tempfile.mkdtemp(prefix="bench-jobs-", dir=a.dir)
     try:
         src = os.path.join(d, "src.qcow2")
@@ -131,10 +137,10 @@ def main():
         best = {b: {} for b in a.binaries}
         for _ in range(a.runs):
             for b in a.binaries:
-                for k, v in bench(b, d, size).items():
+                for k, v in bench(b, d, size, jobs).items():
                     best[b][k] = min(best[b].get(k, v), v)
         for b in a.binaries:
-            for k in ("mirror", "backup", "commit"):
+            for k in jobs:
                 gib = size / (1 << 30) / best[b][k]
                 print(f"{b}: {k:7s} {best[b][k]:7.3f} s  {gib:6.2f} GiB/s")
     finally:

@@ -4,6 +4,8 @@
 //! (`Children`), so the graph can swap a backing file without the driver noticing.
 //! Drivers never queue requests: each call does its I/O before returning.
 
+use std::os::fd::{BorrowedFd, OwnedFd};
+
 use crate::error::{BlockError, BlockResult};
 use crate::node::NodeRef;
 
@@ -64,6 +66,26 @@ impl Extent {
             offset: None,
         }
     }
+}
+
+/// Where a range of a node's content can be copied from without reading it
+/// into memory (copy offload, see `Node::copy_source`).
+#[derive(Debug)]
+pub enum CopySource {
+    /// The bytes are stored plainly at `offset` of this host file (a
+    /// duplicate of the file's descriptor, so it outlives any lock).
+    Host { fd: OwnedFd, offset: u64 },
+    /// The range reads as zeroes.
+    Zero,
+    /// Some layer cannot tell (compressed data, a filter driver...): read it.
+    Unsupported,
+}
+
+/// The data of a copy-offload write: `len` bytes at `offset` of a host file.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyFrom<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub offset: u64,
 }
 
 /// One internal snapshot, as `qemu-img snapshot -l` and query-block list it.
@@ -149,6 +171,38 @@ pub trait Driver: Send {
     fn write_compressed(&mut self, _c: &Children, _offset: u64, _buf: &[u8]) -> BlockResult<()> {
         Err(BlockError::Unsupported(format!(
             "Block format '{}' does not support compressed writes",
+            self.format_name()
+        )))
+    }
+
+    /// Where `offset..` (at most `len` bytes) of this node's content lives, and
+    /// for how many bytes the answer holds (> 0). The default: read it.
+    fn copy_source(
+        &mut self,
+        _c: &Children,
+        _offset: u64,
+        len: u64,
+    ) -> BlockResult<(CopySource, u64)> {
+        Ok((CopySource::Unsupported, len.max(1)))
+    }
+
+    /// True when `copy_in` can take this range (decided before anything changes,
+    /// so a caller that hears false falls back to an ordinary write).
+    fn can_copy_in(&mut self, _c: &Children, _offset: u64, _len: u64) -> bool {
+        false
+    }
+
+    /// Writes `len` bytes taken from `src` at `offset`, as `write` would
+    /// write them (allocation, metadata), moving the data file-to-file.
+    fn copy_in(
+        &mut self,
+        _c: &Children,
+        _offset: u64,
+        _len: u64,
+        _src: CopyFrom<'_>,
+    ) -> BlockResult<()> {
+        Err(BlockError::Unsupported(format!(
+            "Block format '{}' does not support copy offload",
             self.format_name()
         )))
     }

@@ -44,7 +44,9 @@ pub mod write_threshold;
 
 pub use backend::Backend;
 pub use create::{create_image, CreateOptions, Preallocation};
-pub use driver::{Children, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo};
+pub use driver::{
+    Children, CopyFrom, CopySource, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo,
+};
 pub use drivers::file::FdsetOpener;
 pub use error::{BlockError, BlockResult};
 pub use events::{BlockEvent, ImageCorrupted};

@@ -7,7 +7,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::driver::{Children, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo};
+use crate::driver::{
+    Children, CopyFrom, CopySource, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo,
+};
 use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
 use crate::events::{BlockEvent, EventSink, ImageCorrupted};
@@ -312,6 +314,44 @@ impl Node {
         let unmap = may_unmap && self.opts.discard_unmap;
         self.write_begin(offset, len, BlkdebugEvent::PwritevZero);
         let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
+        self.write_end(offset, len, false);
+        self.note_corruption();
+        r
+    }
+
+    /// Where `offset..` (at most `len` bytes) of this node's content can be
+    /// copied from file-to-file, and for how many bytes (> 0) that holds.
+    pub fn copy_source(&mut self, offset: u64, len: u64) -> BlockResult<(CopySource, u64)> {
+        let r = self.driver.copy_source(&self.children, offset, len.max(1));
+        self.note_corruption();
+        let (src, n) = r?;
+        Ok((src, n.clamp(1, len.max(1))))
+    }
+
+    /// True when `copy_in` can take the range: every layer down to the host
+    /// file can, and no per-node flag needs to look at the data (a probed raw
+    /// image's first sector, detect-zeroes).
+    pub fn can_copy_in(&mut self, offset: u64, len: u64) -> bool {
+        if self.opts.read_only || len == 0 {
+            return false;
+        }
+        if (self.probed && offset < 512) || self.opts.detect_zeroes != DetectZeroes::Off {
+            return false;
+        }
+        self.driver.can_copy_in(&self.children, offset, len)
+    }
+
+    /// Writes `len` bytes taken from the host file `src` at `offset`, with the
+    /// same bookkeeping as `write` (copy-before-write hook, write threshold,
+    /// dirty bitmaps, highest offset). Callers check `can_copy_in` first.
+    pub fn copy_in(&mut self, offset: u64, len: u64, src: CopyFrom<'_>) -> BlockResult<()> {
+        self.check_writable()?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.run_before_write(offset, len)?;
+        self.write_begin(offset, len, BlkdebugEvent::Pwritev);
+        let r = self.driver.copy_in(&self.children, offset, len, src);
         self.write_end(offset, len, false);
         self.note_corruption();
         r

@@ -1,7 +1,7 @@
 //! The `raw` format driver: the file child's bytes as they are, optionally a
 //! window of them (`offset`, `size`).
 
-use crate::driver::{Children, Driver, Extent};
+use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent};
 use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
@@ -100,6 +100,33 @@ impl Driver for RawDriver {
         let mut e = lock(file_of(c)?).block_status(offset + self.offset, len)?;
         e.allocated = true;
         Ok(e)
+    }
+
+    fn copy_source(
+        &mut self,
+        c: &Children,
+        offset: u64,
+        len: u64,
+    ) -> BlockResult<(CopySource, u64)> {
+        self.check(c, offset, len)?;
+        lock(file_of(c)?).copy_source(offset + self.offset, len)
+    }
+
+    fn can_copy_in(&mut self, c: &Children, offset: u64, len: u64) -> bool {
+        self.check(c, offset, len).is_ok()
+            && file_of(c).is_ok_and(|f| lock(f).can_copy_in(offset + self.offset, len))
+    }
+
+    fn copy_in(
+        &mut self,
+        c: &Children,
+        offset: u64,
+        len: u64,
+        src: CopyFrom<'_>,
+    ) -> BlockResult<()> {
+        self.check(c, offset, len)?;
+        blkdebug::signal(c, BlkdebugEvent::WriteAio);
+        lock(file_of(c)?).copy_in(offset + self.offset, len, src)
     }
 
     fn truncate(&mut self, c: &Children, size: u64) -> BlockResult<()> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{BlockError, BlockResult};
 use crate::graph::BlockGraph;
-use crate::jobs::copy::{read_source, write_target, WriteMode};
+use crate::jobs::copy::{copy, Source, Target, WriteMode};
 use crate::jobs::job::{JobCore, JobDriver, JobIoError, JobType, Progress};
 use crate::node::{lock, BeforeWrite, Node, NodeRef};
 
@@ -114,9 +114,15 @@ impl BeforeWrite for CbwHook {
                 continue;
             }
             let (off, n) = s.cluster_range(c);
-            buf.resize(n as usize, 0);
-            node.read(off, &mut buf)?;
-            write_target(&s.target, off, &buf, s.mode).map_err(|e| e.err)?;
+            copy(
+                Source::Locked(&mut *node),
+                Target::Node(&s.target),
+                off,
+                n,
+                &mut buf,
+                s.mode,
+            )
+            .map_err(|e| e.err)?;
             s.mark_copied(c);
             if let Ok(mut b) = s.hook_bytes.lock() {
                 *b += n;
@@ -318,9 +324,16 @@ impl JobDriver for BackupJob {
             }
             let off = c * self.state.cluster;
             let n = (e * self.state.cluster).min(self.state.len) - off;
-            self.buf.resize(n as usize, 0);
-            read_source(&self.source, off, &mut self.buf)?;
-            write_target(&self.state.target, off, &self.buf, self.state.mode)?;
+            // The source stays locked from looking at the range to writing
+            // it, so the copy-before-write hook cannot slip in between.
+            copy(
+                Source::Locked(&mut lock(&self.source)),
+                Target::Node(&self.state.target),
+                off,
+                n,
+                &mut self.buf,
+                self.state.mode,
+            )?;
             for k in c..e {
                 self.state.mark_copied(k);
             }

@@ -6,7 +6,7 @@
 
 use crate::error::{BlockError, BlockResult};
 use crate::graph::BlockGraph;
-use crate::jobs::copy::{read_source, write_target, WriteMode};
+use crate::jobs::copy::{copy_range, WriteMode};
 use crate::jobs::job::{JobCore, JobDriver, JobIoError, JobType, Progress};
 use crate::node::{lock, NodeRef};
 
@@ -97,9 +97,14 @@ impl JobDriver for CommitJob {
             .map_err(JobIoError::read)?;
         let n = n.clamp(1, want);
         if alloc {
-            self.buf.resize(n as usize, 0);
-            read_source(&self.top, self.pos, &mut self.buf)?;
-            write_target(&self.base, self.pos, &self.buf, WriteMode::default())?;
+            copy_range(
+                &self.top,
+                &self.base,
+                self.pos,
+                n,
+                &mut self.buf,
+                WriteMode::default(),
+            )?;
         }
         self.pos += n;
         core.offset = self.pos;
@@ -154,9 +159,7 @@ pub fn commit_sync(top: &NodeRef) -> BlockResult<()> {
             let e = lock(top).block_status(pos, want)?;
             let n = e.len.clamp(1, want);
             if e.allocated {
-                buf.resize(n as usize, 0);
-                lock(top).read(pos, &mut buf)?;
-                crate::jobs::copy::write_target(&backing, pos, &buf, WriteMode::default())
+                copy_range(top, &backing, pos, n, &mut buf, WriteMode::default())
                     .map_err(|e| e.err)?;
             }
             pos += n;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{BlockError, BlockResult};
 use crate::graph::BlockGraph;
-use crate::jobs::copy::{read_source, write_target, WriteMode};
+use crate::jobs::copy::{copy_range, WriteMode};
 use crate::jobs::job::{JobCore, JobDriver, JobIoError, JobType, Progress};
 use crate::node::{lock, NodeRef};
 
@@ -274,13 +274,11 @@ impl MirrorJob {
     }
 
     fn copy(&mut self, off: u64, n: u64) -> Result<(), JobIoError> {
-        self.buf.resize(n as usize, 0);
-        read_source(&self.source, off, &mut self.buf)?;
         let mode = WriteMode {
             compress_cluster: None,
             unmap: self.unmap,
         };
-        write_target(&self.target, off, &self.buf, mode)
+        copy_range(&self.source, &self.target, off, n, &mut self.buf, mode)
     }
 
     fn remove_bitmap(&self) {

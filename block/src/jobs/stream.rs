@@ -4,7 +4,7 @@
 
 use crate::error::{BlockError, BlockResult};
 use crate::graph::BlockGraph;
-use crate::jobs::copy::{read_source, write_target, WriteMode};
+use crate::jobs::copy::{copy_range, WriteMode};
 use crate::jobs::job::{JobCore, JobDriver, JobIoError, JobType, Progress};
 use crate::node::{lock, NodeRef};
 
@@ -93,15 +93,13 @@ impl JobDriver for StreamJob {
         let (copy, n) = self.needs_copy(self.pos, want)?;
         self.chunk = n;
         if copy {
-            self.buf.resize(n as usize, 0);
-            read_source(&self.top, self.pos, &mut self.buf)?;
             // Zeroes from the chain must be written explicitly: without the
             // backing file they would read as whatever `top` had.
             let mode = WriteMode {
                 compress_cluster: None,
                 unmap: false,
             };
-            write_target(&self.top, self.pos, &self.buf, mode)?;
+            copy_range(&self.top, &self.top, self.pos, n, &mut self.buf, mode)?;
         }
         self.pos += n;
         core.offset = self.pos;

@@ -4,6 +4,7 @@
 
 use super::compress::{compress_cluster, decompress_cluster};
 use super::header::{OFF_L1_SIZE, OFF_SIZE};
+use super::payload::Payload;
 use super::{
     file_of, Cl, Meta, Qcow2, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED,
     OFLAG_ZERO,
@@ -320,14 +321,19 @@ impl Qcow2 {
         Ok(())
     }
 
-    pub(crate) fn do_write(
+    pub(crate) fn do_write(&mut self, c: &Children, off: u64, data: &[u8]) -> BlockResult<()> {
+        self.write_payload(c, off, Payload::Mem(data))
+    }
+
+    /// The write path for data in memory and for copy offload alike.
+    pub(crate) fn write_payload(
         &mut self,
         c: &Children,
         mut off: u64,
-        mut data: &[u8],
+        mut data: Payload<'_>,
     ) -> BlockResult<()> {
         while !data.is_empty() {
-            let (kind, n) = self.run(c, off, data.len() as u64)?;
+            let (kind, n) = self.run(c, off, data.len())?;
             blkdebug::signal(c, BlkdebugEvent::WriteAio);
             let done = match kind {
                 Cl::Normal {
@@ -347,13 +353,13 @@ impl Qcow2 {
                             ),
                         ));
                     }
-                    self.pwrite_data(c, host, &data[..n])?;
+                    self.pwrite_payload(c, host, data.slice(0, n as u64))?;
                     n
                 }
                 _ => self.alloc_write(c, off, data)?,
             };
             off += done as u64;
-            data = &data[done..];
+            data = data.skip(done as u64);
         }
         Ok(())
     }
@@ -372,7 +378,7 @@ impl Qcow2 {
 
     /// Writes data into newly allocated clusters, copying the untouched parts of
     /// the first and last cluster from their old content. Returns bytes consumed.
-    fn alloc_write(&mut self, c: &Children, off: u64, data: &[u8]) -> BlockResult<usize> {
+    fn alloc_write(&mut self, c: &Children, off: u64, data: Payload<'_>) -> BlockResult<usize> {
         self.mark_dirty(c)?;
         let cs = self.cs;
         let cl = off >> self.cb;
@@ -380,7 +386,7 @@ impl Qcow2 {
         let l1i = cl >> self.l2_bits;
         let l2i = cl & (self.l2_entries() - 1);
         let l2_off = self.writable_l2(c, l1i)?;
-        let touched = (in_off + data.len() as u64).div_ceil(cs);
+        let touched = (in_off + data.len()).div_ceil(cs);
         let max_n = touched.min(self.l2_entries() - l2i);
         let slot = self.get_l2(c, l2_off)?;
         let mut n = 0u64;
@@ -395,7 +401,7 @@ impl Qcow2 {
             }
             n += 1;
         }
-        let bytes = (n * cs - in_off).min(data.len() as u64);
+        let bytes = (n * cs - in_off).min(data.len());
         let old_first = self.l2.slots[slot].table[l2i as usize];
         let old_last = self.l2.slots[slot].table[(l2i + n - 1) as usize];
         let fresh_from = self.file_len.next_multiple_of(cs);
@@ -406,7 +412,7 @@ impl Qcow2 {
         let need_head = in_off > 0 && !(fresh && self.reads_zero(c, old_first));
         let need_tail = tail < total && !(fresh && self.reads_zero(c, old_last));
         if !need_head && !need_tail {
-            self.pwrite_data(c, host + in_off, &data[..bytes as usize])?;
+            self.pwrite_payload(c, host + in_off, data.slice(0, bytes))?;
         } else {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
@@ -416,7 +422,11 @@ impl Qcow2 {
                 let k = self.kind_of(c, old_first, l2_off, l2i)?;
                 r = self.read_kind(c, host_kind(k, 0), cl * cs, &mut buf[..in_off as usize]);
             }
-            buf[in_off as usize..tail as usize].copy_from_slice(&data[..bytes as usize]);
+            if r.is_ok() {
+                r = data
+                    .slice(0, bytes)
+                    .fill(&mut buf[in_off as usize..tail as usize]);
+            }
             if r.is_ok() && need_tail {
                 let last_cl = cl + n - 1;
                 let k = self.kind_of(c, old_last, l2_off, l2i + n - 1)?;

@@ -13,6 +13,7 @@ mod cluster;
 mod compress;
 pub mod header;
 mod l2cache;
+mod payload;
 mod refcount;
 mod snapshot;
 
@@ -20,11 +21,14 @@ use std::collections::HashMap;
 
 pub use header::Header;
 
-use crate::driver::{Children, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo};
+use crate::driver::{
+    Children, CopyFrom, CopySource, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo,
+};
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
 use header::*;
 use l2cache::L2Cache;
+use payload::Payload;
 use refcount::Refcounts;
 use snapshot::Snapshot;
 
@@ -489,6 +493,24 @@ impl Qcow2 {
         Ok(())
     }
 
+    /// Writes guest data (in memory or moved file-to-file) at a host offset.
+    pub(crate) fn pwrite_payload(
+        &mut self,
+        c: &Children,
+        off: u64,
+        data: Payload<'_>,
+    ) -> BlockResult<()> {
+        match data {
+            Payload::Mem(buf) => self.pwrite_data(c, off, buf),
+            Payload::File { src, len } => {
+                self.check_data_target(c, off, len)?;
+                lock(file_of(c)?).copy_in(off, len, src)?;
+                self.file_len = self.file_len.max(off + len);
+                Ok(())
+            }
+        }
+    }
+
     fn check_data_target(&mut self, c: &Children, off: u64, len: u64) -> BlockResult<()> {
         if self.corrupt || self.read_only {
             return Err(BlockError::errno("qcow2 image is read-only", libc::EPERM));
@@ -647,6 +669,53 @@ impl Driver for Qcow2 {
     fn truncate(&mut self, c: &Children, size: u64) -> BlockResult<()> {
         self.check_writable()?;
         self.resize(c, size)
+    }
+
+    fn copy_source(
+        &mut self,
+        c: &Children,
+        offset: u64,
+        len: u64,
+    ) -> BlockResult<(CopySource, u64)> {
+        if offset >= self.hdr.size {
+            return Ok((CopySource::Zero, len));
+        }
+        let len = len.min(self.hdr.size - offset);
+        let (kind, n) = self.run(c, offset, len)?;
+        match kind {
+            Cl::Normal { off, .. } => lock(file_of(c)?).copy_source(off, n),
+            Cl::Zero { .. } => Ok((CopySource::Zero, n)),
+            Cl::Unalloc => {
+                let Some(b) = &c.backing else {
+                    return Ok((CopySource::Zero, n));
+                };
+                let mut g = lock(b);
+                let blen = g.length()?;
+                if offset >= blen {
+                    return Ok((CopySource::Zero, n));
+                }
+                g.copy_source(offset, n.min(blen - offset))
+            }
+            Cl::Compressed { .. } => Ok((CopySource::Unsupported, n)),
+        }
+    }
+
+    fn can_copy_in(&mut self, c: &Children, offset: u64, len: u64) -> bool {
+        self.check_writable().is_ok()
+            && self.check_range(offset, len).is_ok()
+            && file_of(c).is_ok_and(|f| lock(f).can_copy_in(0, len))
+    }
+
+    fn copy_in(
+        &mut self,
+        c: &Children,
+        offset: u64,
+        len: u64,
+        src: CopyFrom<'_>,
+    ) -> BlockResult<()> {
+        self.check_writable()?;
+        self.check_range(offset, len)?;
+        self.write_payload(c, offset, Payload::File { src, len })
     }
 
     fn write_compressed(&mut self, c: &Children, offset: u64, buf: &[u8]) -> BlockResult<()> {
