@@ -202,3 +202,6 @@ pub fn copy_range(
     };
     copy(Source::Node(src), target, offset, len, buf, mode)
 }
+
+#[cfg(test)]
+mod tests;
