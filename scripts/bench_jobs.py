@@ -4,8 +4,9 @@ written qcow2 image, for this project's binary and a reference QEMU, in the
 same run and on the same scratch directory (tmpfs by default).
 
 Usage: scripts/bench_jobs.py [--size-mib N] [--dir DIR] [--runs N]
-                             [--jobs mirror,backup,commit] BINARY...
-Prints one line per binary and job: seconds and GiB/s.
+                             [--jobs mirror,backup,commit] [--floor] BINARY...
+Prints one line per binary and job: seconds and GiB/s (--floor adds the
+time of a bare copy of the image file, the least any job can take).
 """
 
 import argparse
@@ -116,6 +117,36 @@ def bench(binary, d, size, jobs):
     return results
 
 
+def floor(d, size):
+    """The kernel's floor for any copy of the image on this file system: one
+    copy_file_range(2) of the whole source file into a new file (one copy
+    per byte into freshly allocated page-cache pages, the least any job
+    has to do), and pread+pwrite through a 4 MiB buffer (two copies)."""
+    src = os.path.join(d, "src.qcow2")
+    dst = os.path.join(d, "floor.img")
+    results = {}
+    for kind in ("copy_file_range", "read+write"):
+        if os.path.exists(dst):
+            os.unlink(dst)
+        fi = os.open(src, os.O_RDONLY)
+        fo = os.open(dst, os.O_RDWR | os.O_CREAT, 0o644)
+        end = os.fstat(fi).st_size
+        t0 = time.monotonic()
+        off = 0
+        while off < end:
+            n = min(4 << 20, end - off)
+            if kind == "copy_file_range":
+                n = os.copy_file_range(fi, fo, n, off, off)
+            else:
+                n = os.pwrite(fo, os.pread(fi, n, off), off)
+            off += n
+        results[kind] = (time.monotonic() - t0) * size / end
+        os.close(fi)
+        os.close(fo)
+    os.unlink(dst)
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -123,6 +154,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--jobs", default="mirror,backup,commit",
                     help="comma-separated subset of mirror,backup,commit")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time a bare copy of the image file (see floor())")
     ap.add_argument("binaries", nargs="+")
     a = ap.parse_args()
     size = a.size_mib << 20
@@ -135,10 +168,19 @@ def main():
         # Binaries take turns in every round so that load from other work on
         # the machine hits both alike; the best round of each counts.
         best = {b: {} for b in a.binaries}
+        if a.floor:
+            best["floor"] = {}
         for _ in range(a.runs):
             for b in a.binaries:
                 for k, v in bench(b, d, size, jobs).items():
                     best[b][k] = min(best[b].get(k, v), v)
+            if a.floor:
+                for k, v in floor(d, size).items():
+                    best["floor"][k] = min(best["floor"].get(k, v), v)
+        if a.floor:
+            for k, v in best["floor"].items():
+                gib = size / (1 << 30) / v
+                print(f"floor: {k:15s} {v:7.3f} s  {gib:6.2f} GiB/s")
         for b in a.binaries:
             for k in jobs:
                 gib = size / (1 << 30) / best[b][k]

@@ -26,6 +26,44 @@ pub struct FileDriver {
     bounce: AlignedBuf,
 }
 
+/// Copies `len` bytes from `src` at `src_off` to `dst` at `offset` with
+/// copy_file_range(2): the kernel moves the data file-to-file, one copy
+/// instead of read()+write()'s two. Returns the bytes copied before the
+/// source ended or the kernel refused (other file systems, O_DIRECT...), so
+/// the caller carries on through a buffer.
+fn copy_file_range(
+    src: RawFd,
+    src_off: u64,
+    dst: RawFd,
+    offset: u64,
+    len: u64,
+) -> BlockResult<u64> {
+    let mut done = 0u64;
+    while done < len {
+        let mut off_in = (src_off + done) as libc::loff_t;
+        let mut off_out = (offset + done) as libc::loff_t;
+        let n = (len - done).min(1 << 30) as usize;
+        // SAFETY: both descriptors are open and the offsets are valid
+        // out-pointers; the call touches no other memory.
+        let r = unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, n, 0) };
+        if r < 0 {
+            let e = last_errno();
+            match e {
+                libc::EINTR => continue,
+                libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS | libc::EBADF => {
+                    return Ok(done)
+                }
+                _ => return Err(BlockError::errno("write", e)),
+            }
+        }
+        if r == 0 {
+            return Ok(done);
+        }
+        done += r as u64;
+    }
+    Ok(done)
+}
+
 fn last_errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -273,47 +311,6 @@ impl FileDriver {
         Ok(())
     }
 
-    /// Copies `len` bytes from `src` at `src_off` to `offset` with
-    /// copy_file_range(2): the kernel moves the data file-to-file, one copy
-    /// instead of read()+write()'s two. Returns the bytes copied before the
-    /// kernel refused (other file systems, O_DIRECT...), so the caller
-    /// carries on through a buffer.
-    fn copy_file_range(
-        &mut self,
-        src: RawFd,
-        src_off: u64,
-        offset: u64,
-        len: u64,
-    ) -> BlockResult<u64> {
-        let mut done = 0u64;
-        while done < len {
-            let mut off_in = (src_off + done) as libc::loff_t;
-            let mut off_out = (offset + done) as libc::loff_t;
-            let n = (len - done).min(1 << 30) as usize;
-            // SAFETY: both descriptors are open and the offsets are valid
-            // out-pointers; the call touches no other memory.
-            let r =
-                unsafe { libc::copy_file_range(src, &mut off_in, self.raw(), &mut off_out, n, 0) };
-            if r < 0 {
-                let e = last_errno();
-                match e {
-                    libc::EINTR => continue,
-                    libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS | libc::EBADF => {
-                        return Ok(done)
-                    }
-                    _ => return Err(BlockError::errno("write", e)),
-                }
-            }
-            if r == 0 {
-                // The source ends here: the rest reads as zeroes.
-                self.write_zero_buffer(offset + done, len - done)?;
-                return Ok(len);
-            }
-            done += r as u64;
-        }
-        Ok(done)
-    }
-
     /// The read+write fallback of `copy_in`.
     fn copy_through_buffer(
         &mut self,
@@ -484,6 +481,11 @@ impl Driver for FileDriver {
         len: u64,
     ) -> BlockResult<(CopySource, u64)> {
         let _ = c;
+        if self.direct {
+            // O_DIRECT reads need aligned buffers and offsets: the node's own
+            // read path has the bounce buffer for that.
+            return Ok((CopySource::Unsupported, len));
+        }
         // Only SEEK_DATA: on data it answers at once, while SEEK_HOLE walks
         // the page cache up to the next hole (to the end of a full image).
         if !self.block_device && offset < self.len {
@@ -514,9 +516,11 @@ impl Driver for FileDriver {
         Self::check_offset(offset, len as usize)?;
         Self::check_offset(src.offset, len as usize)?;
         let fd: BorrowedFd<'_> = src.fd;
-        let done = self.copy_file_range(fd.as_raw_fd(), src.offset, offset, len)?;
+        let sfd = fd.as_raw_fd();
+        let done = copy_file_range(sfd, src.offset, self.raw(), offset, len)?;
         if done < len {
-            self.copy_through_buffer(fd.as_raw_fd(), src.offset + done, offset + done, len - done)?;
+            // Refused, or the source ended (the rest reads as zeroes).
+            self.copy_through_buffer(sfd, src.offset + done, offset + done, len - done)?;
         }
         let end = offset + len;
         if end > self.len {

@@ -272,3 +272,37 @@ fn offloaded_copy_sets_the_targets_dirty_bitmap() {
     g.close_all();
     std::fs::remove_dir_all(d).unwrap();
 }
+
+struct RecordWrites(std::sync::Mutex<Vec<(u64, u64)>>);
+
+impl crate::node::BeforeWrite for RecordWrites {
+    fn before_write(&self, _node: &mut Node, offset: u64, len: u64) -> crate::BlockResult<()> {
+        self.0.lock().unwrap().push((offset, len));
+        Ok(())
+    }
+}
+
+#[test]
+fn offloaded_copy_runs_the_targets_before_write_hook() {
+    let d = shm("hook");
+    let (src, dst) = (d.join("src.qcow2"), d.join("dst.qcow2"));
+    new_qcow2(&src, None);
+    new_qcow2(&dst, None);
+    fill(&src, "qcow2", &[]);
+    let mut g = BlockGraph::new();
+    let s = open(&mut g, &src, "qcow2", "src");
+    let t = open(&mut g, &dst, "qcow2", "dst");
+    let hook = std::sync::Arc::new(RecordWrites(std::sync::Mutex::new(Vec::new())));
+    lock(&t).set_before_write(Some(hook.clone()));
+    let mut buf = Vec::new();
+
+    copy_range(&s, &t, 3 << 20, 2 << 20, &mut buf, WriteMode::default()).unwrap();
+
+    let seen: u64 = hook.0.lock().unwrap().iter().map(|r| r.1).sum();
+    assert_eq!(seen, 2 << 20);
+    assert_eq!(hook.0.lock().unwrap()[0].0, 3 << 20);
+    assert_eq!(buf.capacity(), 0);
+    lock(&t).set_before_write(None);
+    g.close_all();
+    std::fs::remove_dir_all(d).unwrap();
+}
