@@ -5,7 +5,8 @@ same run and on the same scratch directory (tmpfs by default).
 
 Usage: scripts/bench_jobs.py [--size-mib N] [--dir DIR] [--runs N]
                              [--jobs mirror,backup,commit] [--floor] BINARY...
-Prints one line per binary and job: seconds and GiB/s (--floor adds the
+Prints one line per binary and job: seconds, GiB/s and the CPU seconds the
+process (all threads) used in the best round (--floor adds the
 time of a bare copy of the image file, the least any job can take).
 """
 
@@ -65,6 +66,13 @@ def start(binary, d, drive):
     return p, Qmp(sock)
 
 
+def cpu_seconds(pid):
+    """User+system CPU time of a process, all its threads together."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(p, q):
     try:
         q.cmd("quit")
@@ -84,19 +92,22 @@ def bench(binary, d, size, jobs):
         if os.path.exists(tgt):
             os.unlink(tgt)
         p, q = start(binary, d, drive)
+        c0 = cpu_seconds(p.pid)
         t0 = time.monotonic()
         if job == "mirror":
             q.cmd("drive-mirror", device="drive0", target=tgt, sync="full", format="qcow2")
             q.wait_event("BLOCK_JOB_READY")
             t1 = time.monotonic()
+            c1 = cpu_seconds(p.pid)
             q.cmd("block-job-cancel", device="drive0")
             q.wait_event("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
         else:
             q.cmd("drive-backup", device="drive0", target=tgt, sync="full", format="qcow2")
             q.wait_event("BLOCK_JOB_COMPLETED")
             t1 = time.monotonic()
+            c1 = cpu_seconds(p.pid)
         stop(p, q)
-        results[job] = t1 - t0
+        results[job] = (t1 - t0, c1 - c0)
 
     if "commit" not in jobs:
         return results
@@ -106,14 +117,16 @@ def bench(binary, d, size, jobs):
     run(["qemu-img", "create", "-q", "-f", "qcow2", base, str(size)])
     run(["qemu-img", "rebase", "-u", "-F", "qcow2", "-b", base, top])
     p, q = start(binary, d, f"file={top},format=qcow2,if=none,id=drive0,cache=writeback")
+    c0 = cpu_seconds(p.pid)
     t0 = time.monotonic()
     q.cmd("block-commit", device="drive0")
     q.wait_event("BLOCK_JOB_READY")
     t1 = time.monotonic()
+    c1 = cpu_seconds(p.pid)
     q.cmd("block-job-cancel", device="drive0")
     q.wait_event("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")
     stop(p, q)
-    results["commit"] = t1 - t0
+    results["commit"] = (t1 - t0, c1 - c0)
     return results
 
 
@@ -140,7 +153,7 @@ def floor(d, size):
             else:
                 n = os.pwrite(fo, os.pread(fi, n, off), off)
             off += n
-        results[kind] = (time.monotonic() - t0) * size / end
+        results[kind] = ((time.monotonic() - t0) * size / end, 0.0)
         os.close(fi)
         os.close(fo)
     os.unlink(dst)
@@ -178,13 +191,14 @@ def main():
                 for k, v in floor(d, size).items():
                     best["floor"][k] = min(best["floor"].get(k, v), v)
         if a.floor:
-            for k, v in best["floor"].items():
+            for k, (v, _) in best["floor"].items():
                 gib = size / (1 << 30) / v
                 print(f"floor: {k:15s} {v:7.3f} s  {gib:6.2f} GiB/s")
         for b in a.binaries:
             for k in jobs:
-                gib = size / (1 << 30) / best[b][k]
-                print(f"{b}: {k:7s} {best[b][k]:7.3f} s  {gib:6.2f} GiB/s")
+                wall, cpu = best[b][k]
+                gib = size / (1 << 30) / wall
+                print(f"{b}: {k:7s} {wall:7.3f} s  {gib:6.2f} GiB/s  (cpu {cpu:5.2f} s)")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
