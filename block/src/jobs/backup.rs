@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{BlockError, BlockResult};
 use crate::graph::BlockGraph;
-use crate::jobs::copy::{copy, Source, Target, WriteMode};
+use crate::jobs::copy::{copy, read_source, write_target, Source, Target, WriteMode};
 use crate::jobs::job::{JobCore, JobDriver, JobIoError, JobType, Progress};
 use crate::node::{lock, BeforeWrite, Node, NodeRef};
 
@@ -132,6 +132,18 @@ impl BeforeWrite for CbwHook {
     }
 }
 
+/// True when `node` is in `top`'s backing chain.
+fn backing_chain_holds(top: &NodeRef, node: &NodeRef) -> bool {
+    let mut cur = lock(top).backing();
+    while let Some(b) = cur {
+        if Arc::ptr_eq(&b, node) {
+            return true;
+        }
+        cur = lock(&b).backing();
+    }
+    false
+}
+
 /// Arguments of a backup job once the monitor resolved them.
 pub struct BackupParams {
     pub sync: SyncMode,
@@ -149,6 +161,9 @@ pub struct BackupJob {
     sync: SyncMode,
     bitmap: Option<String>,
     owned_target: bool,
+    /// The target's backing chain holds the source (image fleecing): a
+    /// target write may read the source, so the job must not hold it locked.
+    target_reads_source: bool,
     next_cluster: u64,
     buf: Vec<u8>,
 }
@@ -225,6 +240,7 @@ pub fn start(
         hook_bytes: Mutex::new(0),
     });
     lock(&source).set_before_write(Some(Arc::new(CbwHook(state.clone()))));
+    let target_reads_source = backing_chain_holds(&target, &source);
     core.len = len;
     Ok(BackupJob {
         source,
@@ -233,6 +249,7 @@ pub fn start(
         sync: p.sync,
         bitmap: p.bitmap,
         owned_target: p.owned_target,
+        target_reads_source,
         next_cluster: 0,
         buf: Vec::new(),
     })
@@ -324,16 +341,24 @@ impl JobDriver for BackupJob {
             }
             let off = c * self.state.cluster;
             let n = (e * self.state.cluster).min(self.state.len) - off;
-            // The source stays locked from looking at the range to writing
-            // it, so the copy-before-write hook cannot slip in between.
-            copy(
-                Source::Locked(&mut lock(&self.source)),
-                Target::Node(&self.state.target),
-                off,
-                n,
-                &mut self.buf,
-                self.state.mode,
-            )?;
+            if self.target_reads_source {
+                // The data read is the data written: a guest write between
+                // the two finds the clusters not yet copied and saves them first.
+                self.buf.resize(n as usize, 0);
+                read_source(&self.source, off, &mut self.buf)?;
+                write_target(&self.state.target, off, &self.buf, self.state.mode)?;
+            } else {
+                // The source stays locked from looking at the range to writing
+                // it, so the copy-before-write hook cannot slip in between.
+                copy(
+                    Source::Locked(&mut lock(&self.source)),
+                    Target::Node(&self.state.target),
+                    off,
+                    n,
+                    &mut self.buf,
+                    self.state.mode,
+                )?;
+            }
             for k in c..e {
                 self.state.mark_copied(k);
             }
@@ -449,6 +474,37 @@ mod tests {
             &evs[..],
             [crate::jobs::JobEvent::Completed { error: None, .. }]
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn backup_into_a_target_backed_by_the_source_finishes_its_partial_last_cluster() {
+        // Image fleecing: the target reads through to the source, and the
+        // last cluster is partial, so writing it reads the source.
+        let dir = tmpdir("fleece");
+        let mut g = BlockGraph::new();
+        let size = (1 << 20) + 4096;
+        let src = qcow2_node(&mut g, &dir, "src", size);
+        let dst = qcow2_node(&mut g, &dir, "dst", size);
+        g.set_backing(&dst, Some(src.clone())).unwrap();
+        lock(&src).write(1 << 20, &[3u8; 4096], false).unwrap();
+        let mut jobs = JobList::new();
+        let mut core = JobCore::new("j".into(), src.clone(), 0);
+        let p = BackupParams {
+            sync: SyncMode::Full,
+            bitmap: None,
+            compress: false,
+            owned_target: false,
+        };
+        let job = start(&mut core, src.clone(), dst.clone(), p).unwrap();
+        jobs.add(core, Box::new(job));
+
+        run_to_end(&mut jobs, &mut g, "j");
+
+        lock(&src).write(1 << 20, &[4u8; 4096], false).unwrap();
+        let mut buf = vec![0u8; 4096];
+        lock(&dst).read(1 << 20, &mut buf).unwrap();
+        assert_eq!(buf, vec![3u8; 4096]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
