@@ -155,7 +155,7 @@ impl FileDriver {
     }
 
     /// pread until `buf` is full; bytes past the end of the file read as zero.
-    fn pread_full(fd: RawFd, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+    pub(crate) fn pread_full(fd: RawFd, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
         let mut done = 0usize;
         while done < buf.len() {
             let rest = &mut buf[done..];

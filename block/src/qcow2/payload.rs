@@ -5,7 +5,8 @@
 use std::os::fd::AsRawFd;
 
 use crate::driver::CopyFrom;
-use crate::error::{BlockError, BlockResult};
+use crate::drivers::file::FileDriver;
+use crate::error::BlockResult;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Payload<'a> {
@@ -52,39 +53,9 @@ impl<'a> Payload<'a> {
                 buf.copy_from_slice(b);
                 Ok(())
             }
-            Payload::File { src, .. } => pread_full(src.fd.as_raw_fd(), src.offset, buf),
-        }
-    }
-}
-
-/// pread until `buf` is full; past the end of the file reads as zeroes.
-fn pread_full(fd: i32, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let rest = &mut buf[done..];
-        // SAFETY: rest is a valid writable region of rest.len() bytes.
-        let n = unsafe {
-            libc::pread(
-                fd,
-                rest.as_mut_ptr().cast(),
-                rest.len(),
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            if e == libc::EINTR {
-                continue;
+            Payload::File { src, .. } => {
+                FileDriver::pread_full(src.fd.as_raw_fd(), src.offset, buf)
             }
-            return Err(BlockError::errno("read", e));
         }
-        if n == 0 {
-            rest.fill(0);
-            return Ok(());
-        }
-        done += n as usize;
     }
-    Ok(())
 }

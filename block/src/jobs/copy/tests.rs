@@ -306,3 +306,41 @@ fn offloaded_copy_runs_the_targets_before_write_hook() {
     g.close_all();
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn unaligned_offloaded_copy_merges_with_the_targets_backing_data() {
+    let d = shm("merge");
+    let (src, base, dst) = (
+        d.join("src.qcow2"),
+        d.join("base.qcow2"),
+        d.join("dst.qcow2"),
+    );
+    new_qcow2(&src, None);
+    fill(&src, "qcow2", &[]);
+    new_qcow2(&base, None);
+    tool(&[
+        "qemu-io",
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x99 0 1M",
+        path_str(&base),
+    ]);
+    new_qcow2(&dst, Some(&base));
+    let mut g = BlockGraph::new();
+    let s = open(&mut g, &src, "qcow2", "src");
+    let t = open(&mut g, &dst, "qcow2", "dst");
+    let mut buf = Vec::new();
+
+    copy_range(&s, &t, 100_000, 50_000, &mut buf, WriteMode::default()).unwrap();
+
+    let mut got = vec![0u8; 1 << 20];
+    lock(&t).read(0, &mut got).unwrap();
+    assert!(got[..100_000].iter().all(|&b| b == 0x99));
+    assert!(got[100_000..150_000].iter().all(|&b| b == 0x11));
+    assert!(got[150_000..].iter().all(|&b| b == 0x99));
+    assert_eq!(buf.capacity(), 0);
+    g.close_all();
+    tool(&["qemu-img", "check", "-f", "qcow2", path_str(&dst)]);
+    std::fs::remove_dir_all(d).unwrap();
+}
