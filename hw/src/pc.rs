@@ -12,6 +12,7 @@ use crate::bus::{Bus, SharedDevice};
 use crate::devices::acpi_pm::{self, AcpiGpe, AcpiPm};
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::i8042::{self, I8042};
+use crate::devices::ide::{self, IdeController, IdePorts};
 use crate::devices::pci::{self, PciHost};
 use crate::devices::rtc::{self, Rtc, RtcBase};
 use crate::devices::serial::{self, Serial, SerialSink};
@@ -40,6 +41,8 @@ pub struct PcDevices {
     pub i8042: Arc<Mutex<I8042>>,
     pub pci: Arc<Mutex<PciHost>>,
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
+    /// The PIIX3 IDE function's two channels (drives attached by the owner).
+    pub ide: Arc<Mutex<IdeController>>,
     pub debug_exits: Vec<Arc<Mutex<DebugExit>>>,
     /// UARTs added with `add_serial`, in order.
     pub extra_serials: Vec<Arc<Mutex<Serial>>>,
@@ -102,6 +105,14 @@ impl PcDevices {
             acpi_pm::GPE0_LEN as u64,
             "acpi-gpe0",
         )?;
+        let ide_ctrl = Arc::new(Mutex::new(IdeController::new(
+            irq(ide::CHANNELS[0].2),
+            irq(ide::CHANNELS[1].2),
+            events.clone(),
+        )));
+        for (base, len, ports) in IdePorts::ranges(&ide_ctrl) {
+            pio.insert(Arc::new(Mutex::new(ports)), base as u64, len as u64, "ide")?;
+        }
         Ok(PcDevices {
             pio,
             mmio: Bus::new(),
@@ -111,6 +122,7 @@ impl PcDevices {
             i8042: kbc,
             pci,
             acpi_pm: pm,
+            ide: ide_ctrl,
             debug_exits: Vec::new(),
             extra_serials: Vec::new(),
             chip,
@@ -174,6 +186,7 @@ impl PcDevices {
         l(&self.i8042).reset();
         l(&self.pci).reset();
         l(&self.acpi_pm).reset();
+        l(&self.ide).reset();
     }
 }
 
