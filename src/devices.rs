@@ -1,5 +1,5 @@
-//! `-device` for the devices the machine has today: `isa-debug-exit` and
-//! the generic `loader`.
+//! `-device` for the devices the machine has today: `isa-debug-exit`, the
+//! generic `loader`, and the IDE drives `ide-hd`, `ide-cd` and `ide-drive`.
 
 use hw::loader::generic::GenericLoader;
 
@@ -25,6 +25,42 @@ pub enum DeviceSpec {
         id: Option<String>,
         loader: GenericLoader,
     },
+    /// `ide-hd`, `ide-cd`, `ide-drive`: attached once the drives are open.
+    Ide(IdeDeviceSpec),
+}
+
+/// Which IDE device type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdeDriver {
+    Hd,
+    Cd,
+    /// `ide-drive`: a disk or a CD as the drive's `media=` says.
+    Drive,
+}
+
+impl IdeDriver {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            IdeDriver::Hd => "ide-hd",
+            IdeDriver::Cd => "ide-cd",
+            IdeDriver::Drive => "ide-drive",
+        }
+    }
+}
+
+/// The properties of one `-device ide-*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdeDeviceSpec {
+    pub id: Option<String>,
+    pub driver: IdeDriver,
+    pub drive: Option<String>,
+    pub bus: Option<String>,
+    pub unit: Option<u32>,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    pub ver: Option<String>,
+    /// The whole argument, for error locations.
+    pub arg: String,
 }
 
 impl DeviceSpec {
@@ -32,6 +68,7 @@ impl DeviceSpec {
     pub fn id(&self) -> Option<&str> {
         match self {
             DeviceSpec::DebugExit { id, .. } | DeviceSpec::Loader { id, .. } => id.as_deref(),
+            DeviceSpec::Ide(s) => s.id.as_deref(),
         }
     }
 }
@@ -60,8 +97,36 @@ pub fn parse_device(arg: &str) -> Result<Option<DeviceSpec>, String> {
     match o.get("driver") {
         Some("isa-debug-exit") => parse_isa_debug_exit(&o).map(Some),
         Some("loader") => parse_loader(&o).map(Some),
+        Some("ide-hd") => parse_ide(&o, IdeDriver::Hd, arg).map(Some),
+        Some("ide-cd") => parse_ide(&o, IdeDriver::Cd, arg).map(Some),
+        Some("ide-drive") => parse_ide(&o, IdeDriver::Drive, arg).map(Some),
         _ => Ok(None),
     }
+}
+
+fn parse_ide(o: &QemuOpts, driver: IdeDriver, arg: &str) -> Result<DeviceSpec, String> {
+    only_keys(o, &["drive", "bus", "unit", "serial", "model", "ver"])?;
+    let ty = driver.type_name();
+    let unit = match o.get("unit") {
+        None => None,
+        Some(v) => Some(
+            crate::vl::opts::parse_number("unit", v)
+                .ok()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("Parameter 'unit' expects uint32 ({ty})"))?,
+        ),
+    };
+    Ok(DeviceSpec::Ide(IdeDeviceSpec {
+        id: o.id.clone(),
+        driver,
+        drive: o.get("drive").map(str::to_string),
+        bus: o.get("bus").map(str::to_string),
+        unit,
+        serial: o.get("serial").map(str::to_string),
+        model: o.get("model").map(str::to_string),
+        ver: o.get("ver").map(str::to_string),
+        arg: arg.to_string(),
+    }))
 }
 
 fn parse_isa_debug_exit(o: &QemuOpts) -> Result<DeviceSpec, String> {
@@ -185,6 +250,23 @@ mod tests {
         assert_eq!(
             parse_device("loader,addr=x,cpu-num=0").unwrap_err(),
             "Parameter 'addr' expects uint64"
+        );
+    }
+
+    #[test]
+    fn ide_devices_keep_drive_bus_and_unit() {
+        let d = parse_device("ide-cd,drive=cd0,bus=ide.1,unit=1,id=c").expect("parse");
+        let Some(DeviceSpec::Ide(s)) = d else {
+            panic!("not ide: {d:?}");
+        };
+        assert_eq!(s.driver, IdeDriver::Cd);
+        assert_eq!(s.drive.as_deref(), Some("cd0"));
+        assert_eq!(s.bus.as_deref(), Some("ide.1"));
+        assert_eq!(s.unit, Some(1));
+        assert_eq!(s.id.as_deref(), Some("c"));
+        assert_eq!(
+            parse_device("ide-hd,bogus=1").unwrap_err(),
+            "Property '.bogus' not found"
         );
     }
 

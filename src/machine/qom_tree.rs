@@ -23,6 +23,14 @@ mod qom_types {
         prop("force-raw", "bool", RW, Dflt::Bool(false)),
     ];
 
+    pub static IDE_PROPS: &[PropDef] = &[
+        prop("drive", "str", RW, Dflt::EmptyStr),
+        prop("unit", "uint32", RW, Dflt::Int(u32::MAX as i64)),
+        prop("serial", "str", RW, Dflt::EmptyStr),
+        prop("model", "str", RW, Dflt::EmptyStr),
+        prop("ver", "str", RW, Dflt::EmptyStr),
+    ];
+
     pub static CPU_PROPS: &[PropDef] = &[prop("apic-id", "uint32", RW, Dflt::Int(0))];
 
     /// Types in parent-first order.
@@ -47,6 +55,10 @@ mod qom_types {
             ty("i8042", "isa-device", false, &[], &[]),
             ty("isa-debug-exit", "isa-device", false, &[], DEBUG_EXIT_PROPS),
             ty("loader", TYPE_DEVICE, false, &[], LOADER_PROPS),
+            ty("ide-device", TYPE_DEVICE, true, &[], IDE_PROPS),
+            ty("ide-hd", "ide-device", false, &[], IDE_PROPS),
+            ty("ide-cd", "ide-device", false, &[], IDE_PROPS),
+            ty("ide-drive", "ide-device", false, &[], IDE_PROPS),
         ]
     }
 }
@@ -143,6 +155,8 @@ pub fn populate_qom(emu: &mut crate::emulator::Emulator) {
                 }
                 (id, "loader", v)
             }
+            // Added with their drives (machine::ide).
+            DeviceSpec::Ide(_) => continue,
         };
         let mut st = Stored::default();
         for (k, v) in values {
