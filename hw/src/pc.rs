@@ -21,6 +21,9 @@ use crate::events::EventQueue;
 use crate::irq::{Irq, IrqChip};
 use crate::memory::PcLayout;
 
+/// 00:01.1, the PIIX3 IDE function.
+const IDE_DEVFN: u8 = 0x09;
+
 /// Options for the standard devices.
 pub struct PcConfig {
     pub rtc_base: RtcBase,
@@ -161,10 +164,34 @@ impl PcDevices {
     }
 
     pub fn pio_read(&self, port: u16, data: &mut [u8]) {
-        self.pio.read(port as u64, data);
+        if !self.pio.read(port as u64, data) {
+            if let Some(off) = self.bmdma_offset(port) {
+                let g = self.ide.lock().unwrap_or_else(|e| e.into_inner());
+                g.bmdma_read(off, data);
+            }
+        }
     }
     pub fn pio_write(&self, port: u16, data: &[u8]) {
-        self.pio.write(port as u64, data);
+        if !self.pio.write(port as u64, data) {
+            if let Some(off) = self.bmdma_offset(port) {
+                let mut g = self.ide.lock().unwrap_or_else(|e| e.into_inner());
+                g.bmdma_write(off, data);
+            }
+        }
+    }
+
+    /// Where `port` falls in the IDE function's bus-master BAR 4, while the
+    /// guest has it mapped (I/O decoding on, a non-zero address).
+    fn bmdma_offset(&self, port: u16) -> Option<u64> {
+        let pci = self.pci.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, f) = pci.functions().find(|(d, _)| *d == IDE_DEVFN)?;
+        if f.config.bytes[4] & 1 == 0 {
+            return None;
+        }
+        let bar = f.config.bars().into_iter().find(|b| b.bar == 4)?;
+        let p = port as u64;
+        (bar.address != 0 && p >= bar.address && p < bar.address + bar.size)
+            .then(|| p - bar.address)
     }
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
         self.mmio.read(addr, data);

@@ -236,6 +236,10 @@ pub fn drive_event(emu: &mut Emulator, ev: DriveEvent) {
         DriveEventKind::MediumLocked { locked } => {
             emu.blockdevs.set_medium_locked(&name, locked);
         }
+        DriveEventKind::Reset => {
+            emu.blockdevs.device_tray_moved(&name, false, false);
+            emu.blockdevs.set_medium_locked(&name, false);
+        }
         DriveEventKind::WriteCache { enabled } => {
             if let Some(f) = emu.blockdevs.front_mut(&name) {
                 f.writeback = enabled;

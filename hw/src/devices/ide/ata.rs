@@ -39,7 +39,11 @@ enum Cmd {
     Flush,
     Identify,
     SetFeatures,
-    /// DMA, SMART, TRIM: known to QEMU, not emulated here.
+    ReadDma,
+    ReadDmaExt,
+    WriteDma,
+    WriteDmaExt,
+    /// SMART, TRIM: known to QEMU, not emulated here.
     Unsupported,
 }
 
@@ -76,7 +80,11 @@ fn lookup(op: u8) -> Option<(Cmd, Allowed, bool)> {
         0xec => (Identify, All, false),
         0xef => (SetFeatures, All, true),
         0xf8 => (ReadNativeMax, Hd, true),
-        0x06 | 0x25 | 0x35 | 0xb0 | 0xc8..=0xcb | 0xf5 => (Unsupported, Hd, false),
+        0x25 => (ReadDmaExt, Hd, false),
+        0x35 => (WriteDmaExt, Hd, false),
+        0xc8 | 0xc9 => (ReadDma, Hd, false),
+        0xca | 0xcb => (WriteDma, Hd, false),
+        0x06 | 0xb0 | 0xf5 => (Unsupported, Hd, false),
         _ => return None,
     })
 }
@@ -263,6 +271,16 @@ impl IdeChannel {
                 s.atapi_dma = s.feature & 1 != 0;
                 s.nsector = 1;
                 s.transfer_start(0, 12, EndTransfer::AtapiCmd);
+                false
+            }
+            Cmd::ReadDma | Cmd::ReadDmaExt => {
+                self.s().lba48_transform(cmd == Cmd::ReadDmaExt);
+                self.sector_start_dma(super::bmdma::DmaDir::Read);
+                false
+            }
+            Cmd::WriteDma | Cmd::WriteDmaExt => {
+                self.s().lba48_transform(cmd == Cmd::WriteDmaExt);
+                self.sector_start_dma(super::bmdma::DmaDir::Write);
                 false
             }
             Cmd::Unsupported => {

@@ -2,8 +2,11 @@
 //! ports, the device control register and one interrupt line; the PIO data
 //! port; and running the block I/O its drives wait for.
 
+use std::sync::Arc;
+
 use crate::events::{EventQueue, MachineEvent};
 use crate::irq::Irq;
+use crate::memory::GuestMemory;
 
 use super::drive::{
     Drive, DriveConfig, DriveKind, EndTransfer, Pending, BUSY_STAT, DRQ_STAT, READY_STAT, SEEK_STAT,
@@ -21,6 +24,8 @@ pub enum Retry {
     PioRead,
     PioWrite,
     Flush,
+    DmaRead,
+    DmaWrite,
 }
 
 pub struct IdeChannel {
@@ -31,6 +36,10 @@ pub struct IdeChannel {
     /// Device control register.
     pub cmd: u8,
     pub retry: Option<(usize, Retry)>,
+    /// The channel's bus-master DMA registers.
+    pub bm: super::bmdma::Bmdma,
+    /// Guest memory the bus master reads PRDs and data from.
+    pub mem: Option<Arc<GuestMemory>>,
     irq: Irq,
     events: EventQueue,
 }
@@ -43,6 +52,8 @@ impl IdeChannel {
             unit: 0,
             cmd: 0,
             retry: None,
+            bm: Default::default(),
+            mem: None,
             irq,
             events,
         }
@@ -67,8 +78,10 @@ impl IdeChannel {
         self.any_present() && (self.unit == 0 || self.drives[1].is_present())
     }
 
-    pub(super) fn set_irq(&self) {
+    pub(super) fn set_irq(&mut self) {
         if self.cmd & CMD_DISABLE_IRQ == 0 {
+            // The bus master sees every interrupt the channel raises.
+            self.bm.status |= super::bmdma::BM_STATUS_INT;
             self.irq.raise();
         }
     }
@@ -88,7 +101,17 @@ impl IdeChannel {
         self.unit = 0;
         self.cmd = 0;
         self.retry = None;
-        for d in &mut self.drives {
+        self.bm.reset();
+        for (unit, d) in self.drives.iter_mut().enumerate() {
+            if d.is_cd() && (d.tray_open || d.tray_locked) {
+                self.events.push(MachineEvent::Drive(DriveEvent {
+                    slot: DriveSlot {
+                        bus: self.index,
+                        unit: unit as u8,
+                    },
+                    kind: DriveEventKind::Reset,
+                }));
+            }
             d.reset();
             d.select &= !0x80;
         }
@@ -304,6 +327,21 @@ impl IdeChannel {
                 self.s().status = READY_STAT | SEEK_STAT;
                 self.set_irq();
             }
+            Pending::Dma {
+                dir,
+                sector,
+                count,
+                sg,
+            } => {
+                let r = self.dma_io(io, slot, dir, sector, count, &sg);
+                if let Err(e) = r {
+                    let is_read = dir == super::bmdma::DmaDir::Read;
+                    let action = io.error_action(slot, is_read, e);
+                    self.dma_failed(action, dir);
+                    return;
+                }
+                self.dma_done();
+            }
             Pending::CdRead => {
                 let s = self.s();
                 let start = if s.cd_sector_size == 2352 { 16 } else { 0 };
@@ -321,6 +359,41 @@ impl IdeChannel {
         }
     }
 
+    /// Moves one DMA chunk between the backend and guest memory.
+    fn dma_io(
+        &mut self,
+        io: &mut dyn BlockIo,
+        slot: DriveSlot,
+        dir: super::bmdma::DmaDir,
+        sector: u64,
+        count: u32,
+        sg: &[(u64, u64)],
+    ) -> Result<(), i32> {
+        let mem = self.mem.clone().ok_or(libc::EIO)?;
+        let mut buf = vec![0u8; count as usize * 512];
+        if dir == super::bmdma::DmaDir::Read {
+            io.read(slot, sector * 512, &mut buf)?;
+            let mut off = 0usize;
+            for (addr, len) in sg {
+                let end = (off + *len as usize).min(buf.len());
+                // Unbacked guest addresses take nothing, as on real buses.
+                let _ = mem.write(*addr, &buf[off..end]);
+                off = end;
+            }
+        } else {
+            let mut off = 0usize;
+            for (addr, len) in sg {
+                let end = (off + *len as usize).min(buf.len());
+                if mem.read(*addr, &mut buf[off..end]).is_err() {
+                    buf[off..end].fill(0);
+                }
+                off = end;
+            }
+            io.write(slot, sector * 512, &buf)?;
+        }
+        Ok(())
+    }
+
     /// QEMU's ide_handle_rw_error: true when the request must not go on.
     fn handle_rw_error(
         &mut self,
@@ -329,7 +402,7 @@ impl IdeChannel {
         errno: i32,
         op: Retry,
     ) -> bool {
-        let is_read = op == Retry::PioRead;
+        let is_read = matches!(op, Retry::PioRead | Retry::DmaRead);
         let action = io.error_action(slot, is_read, errno);
         match action {
             ErrorAction::Stop => self.retry = Some((self.unit, op)),
@@ -352,6 +425,8 @@ impl IdeChannel {
             Retry::PioRead => self.sector_read(),
             Retry::PioWrite => self.sector_write(),
             Retry::Flush => self.flush_cache(),
+            Retry::DmaRead => self.restart_dma(super::bmdma::DmaDir::Read),
+            Retry::DmaWrite => self.restart_dma(super::bmdma::DmaDir::Write),
         }
     }
 

@@ -51,7 +51,7 @@ impl EndTransfer {
 }
 
 /// Block I/O a drive waits for; the owner runs it in `IdeController::run_io`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     SectorRead {
         sector: u64,
@@ -64,6 +64,14 @@ pub enum Pending {
     Flush,
     /// One 2048-byte CD sector into the buffer (at 16 for raw 2352 reads).
     CdRead,
+    /// A bus-master DMA chunk: `count` sectors at `sector`, to or from the
+    /// guest memory ranges in `sg`.
+    Dma {
+        dir: super::bmdma::DmaDir,
+        sector: u64,
+        count: u32,
+        sg: Vec<(u64, u64)>,
+    },
 }
 
 /// The identity strings IDENTIFY reports.

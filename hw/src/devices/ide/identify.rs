@@ -104,9 +104,11 @@ pub fn atapi_identify(d: &Drive) -> [u8; 512] {
     put_str(&mut p, 23, &d.identity.version, 8);
     put_str(&mut p, 27, &d.identity.model, 40);
     put(&mut p, 48, 1);
-    put(&mut p, 49, 1 << 9);
-    put(&mut p, 53, 3);
-    put(&mut p, 63, 0x103);
+    // QEMU builds with CD-ROM DMA: DMA and LBA, multiword and UDMA modes.
+    put(&mut p, 49, (1 << 9) | (1 << 8));
+    put(&mut p, 53, 7);
+    put(&mut p, 62, 7);
+    put(&mut p, 63, 7);
     put(&mut p, 64, 3);
     put(&mut p, 65, 0xb4);
     put(&mut p, 66, 0xb4);
@@ -115,6 +117,7 @@ pub fn atapi_identify(d: &Drive) -> [u8; 512] {
     put(&mut p, 71, 30);
     put(&mut p, 72, 30);
     put(&mut p, 80, 0x1e);
+    put(&mut p, 88, 0x3f | (1 << 13));
     p
 }
 

@@ -44,6 +44,9 @@ pub enum DriveEventKind {
     MediumLocked { locked: bool },
     /// SET FEATURES changed the write cache.
     WriteCache { enabled: bool },
+    /// A reset closed and unlocked the tray without a guest command (QEMU
+    /// announces nothing then).
+    Reset,
 }
 
 /// A drive notification queued for the owner.

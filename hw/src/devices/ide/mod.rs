@@ -1,8 +1,8 @@
 //! The PIIX3 IDE function's two legacy channels (QEMU's `piix3-ide` at
 //! 00:01.1): task-file ports 0x1f0-0x1f7 / 0x3f6 on IRQ 14 and 0x170-0x177 /
 //! 0x376 on IRQ 15, each with a master and a slave slot for an ATA disk
-//! (`ide-hd`) or an ATAPI CD-ROM (`ide-cd`). PIO only: the bus-master DMA
-//! BAR exists in PCI config space but moves no data.
+//! (`ide-hd`) or an ATAPI CD-ROM (`ide-cd`). ATA commands move data by PIO or by
+//! bus-master DMA through the function's BAR 4 (see `bmdma`).
 //!
 //! Block I/O never happens inside a port access: a command that needs data
 //! leaves a request on its drive and the owner calls [`IdeController::run_io`]
@@ -13,6 +13,7 @@
 
 mod ata;
 mod atapi;
+pub mod bmdma;
 pub mod channel;
 pub mod drive;
 pub mod identify;
@@ -66,6 +67,27 @@ impl IdeController {
 
     pub fn has_pending_io(&self) -> bool {
         self.channels.iter().any(IdeChannel::has_pending_io)
+    }
+
+    /// Guest memory for bus-master DMA.
+    pub fn set_memory(&mut self, mem: Arc<crate::memory::GuestMemory>) {
+        for c in &mut self.channels {
+            c.mem = Some(mem.clone());
+        }
+    }
+
+    /// A BAR 4 access: channel 0 at 0..8, channel 1 at 8..16.
+    pub fn bmdma_read(&self, offset: u64, data: &mut [u8]) {
+        match self.channels.get((offset / 8) as usize) {
+            Some(c) => c.bmdma_read(offset % 8, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    pub fn bmdma_write(&mut self, offset: u64, data: &[u8]) {
+        if let Some(c) = self.channels.get_mut((offset / 8) as usize) {
+            c.bmdma_write(offset % 8, data);
+        }
     }
 
     pub fn run_io(&mut self, io: &mut dyn BlockIo) {
