@@ -166,6 +166,12 @@ impl IdeChannel {
         s.lba = -1;
         s.packet_transfer_size = size as i64;
         s.elementary_transfer_size = 0;
+        if s.atapi_dma {
+            let reply = s.buf[..size].to_vec();
+            self.atapi_start_dma(reply);
+            return;
+        }
+        let s = self.s();
         s.status = READY_STAT | SEEK_STAT;
         s.io_buffer_index = 0;
         self.atapi_reply_end();
@@ -178,6 +184,10 @@ impl IdeChannel {
         s.elementary_transfer_size = 0;
         s.io_buffer_index = sector_size;
         s.cd_sector_size = sector_size;
+        if s.atapi_dma {
+            self.atapi_start_dma(Vec::new());
+            return;
+        }
         self.atapi_reply_end();
     }
 

@@ -27,6 +27,10 @@ pub struct Bmdma {
     cur_prd_len: u32,
     /// A DMA command waits for START (QEMU's dma_cb being set).
     pub armed: Option<DmaDir>,
+    /// The armed command is an ATAPI transfer (packet reply or CD read).
+    pub atapi: bool,
+    /// ATAPI DMA data not yet given to the guest.
+    pub atapi_buf: Vec<u8>,
     /// Bytes the PRDs described for the transfer in flight.
     io_buffer_size: u64,
     /// Where a stopped transfer starts again.
@@ -84,7 +88,104 @@ impl Bmdma {
     }
 }
 
+impl Bmdma {
+    /// Copies `data` to guest memory through the PRDs (bmdma_rw_buf);
+    /// false when the table ended first.
+    fn write_to_guest(&mut self, mem: &GuestMemory, data: &[u8]) -> bool {
+        let mut done = 0usize;
+        while done < data.len() {
+            if self.cur_prd_len == 0 {
+                if self.cur_prd_last || self.cur_addr.wrapping_sub(self.addr) >= PRD_TABLE_MAX {
+                    return false;
+                }
+                let mut prd = [0u8; 8];
+                if mem.read(self.cur_addr as u64, &mut prd).is_err() {
+                    prd = [0; 8];
+                }
+                self.cur_addr = self.cur_addr.wrapping_add(8);
+                let size = u32::from_le_bytes([prd[4], prd[5], prd[6], prd[7]]);
+                let len = size & 0xfffe;
+                self.cur_prd_len = if len == 0 { 0x10000 } else { len };
+                self.cur_prd_addr = u32::from_le_bytes([prd[0], prd[1], prd[2], prd[3]]);
+                self.cur_prd_last = size & 0x8000_0000 != 0;
+            }
+            let l = (data.len() - done).min(self.cur_prd_len as usize);
+            let _ = mem.write(self.cur_prd_addr as u64, &data[done..done + l]);
+            self.cur_prd_addr = self.cur_prd_addr.wrapping_add(l as u32);
+            self.cur_prd_len -= l as u32;
+            done += l;
+        }
+        true
+    }
+}
+
+/// CD sectors one ATAPI DMA chunk reads at most (QEMU's buffer / 4).
+const ATAPI_DMA_SECTORS: i64 = 64;
+
 impl IdeChannel {
+    // ---- ATAPI DMA ------------------------------------------------------
+
+    /// Arms an ATAPI DMA transfer: `reply` holds a packet reply, or is
+    /// empty for a CD read set up in the drive's lba/transfer size.
+    pub(super) fn atapi_start_dma(&mut self, reply: Vec<u8>) {
+        let s = self.s();
+        s.status = READY_STAT | SEEK_STAT | DRQ_STAT;
+        self.bm.atapi_buf = reply;
+        self.bm.atapi = true;
+        self.bm.armed = Some(DmaDir::Read);
+        self.bm.cur_prd_last = false;
+        self.bm.cur_prd_addr = 0;
+        self.bm.cur_prd_len = 0;
+        if self.bm.status & BM_STATUS_DMAING != 0 {
+            self.atapi_dma_step();
+        }
+    }
+
+    /// ide_atapi_cmd_read_dma_cb: hand over what is buffered, then finish
+    /// or read the next chunk.
+    pub(super) fn atapi_dma_step(&mut self) {
+        let buf = std::mem::take(&mut self.bm.atapi_buf);
+        if !buf.is_empty() {
+            let s = self.s();
+            if s.lba != -1 {
+                s.lba += (buf.len() / 2048) as i64;
+            }
+            s.packet_transfer_size -= buf.len() as i64;
+            let ok = match self.mem.clone() {
+                Some(mem) => self.bm.write_to_guest(&mem, &buf),
+                None => false,
+            };
+            if !ok {
+                self.dma_inactive(false);
+                return;
+            }
+        }
+        let s = self.s();
+        if s.packet_transfer_size <= 0 {
+            s.status = READY_STAT | SEEK_STAT;
+            s.nsector = (s.nsector & !7) | 0x03;
+            self.set_irq();
+            self.dma_inactive(false);
+            return;
+        }
+        let n = (s.packet_transfer_size >> 11).clamp(1, ATAPI_DMA_SECTORS) as u32;
+        s.pending = Some(Pending::AtapiDma { count: n });
+    }
+
+    /// The CD read of an ATAPI DMA chunk finished.
+    pub(super) fn atapi_dma_done(&mut self, r: Result<Vec<u8>, i32>) {
+        match r {
+            Ok(data) => {
+                self.bm.atapi_buf = data;
+                self.atapi_dma_step();
+            }
+            Err(e) => {
+                self.atapi_io_error(e);
+                self.dma_inactive(false);
+            }
+        }
+    }
+
     // ---- registers ------------------------------------------------------
 
     pub fn bmdma_read(&self, offset: u64, data: &mut [u8]) {
@@ -140,7 +241,9 @@ impl IdeChannel {
                 self.bm.cur_addr = self.bm.addr;
                 if self.bm.status & BM_STATUS_DMAING == 0 {
                     self.bm.status |= BM_STATUS_DMAING;
-                    if self.bm.armed.is_some() {
+                    if self.bm.atapi {
+                        self.atapi_dma_step();
+                    } else if self.bm.armed.is_some() {
                         self.dma_next(0);
                     }
                 }
@@ -257,6 +360,7 @@ impl IdeChannel {
 
     fn dma_inactive(&mut self, more: bool) {
         self.bm.armed = None;
+        self.bm.atapi = false;
         if more {
             self.bm.status |= BM_STATUS_DMAING;
         } else {

@@ -342,6 +342,16 @@ impl IdeChannel {
                 }
                 self.dma_done();
             }
+            Pending::AtapiDma { count } => {
+                let lba = self.s().lba;
+                let mut buf = vec![0u8; count as usize * 2048];
+                let r = if lba < 0 {
+                    Err(libc::EINVAL)
+                } else {
+                    io.read(slot, (lba as u64).wrapping_mul(2048), &mut buf)
+                };
+                self.atapi_dma_done(r.map(|()| buf));
+            }
             Pending::CdRead => {
                 let s = self.s();
                 let start = if s.cd_sector_size == 2352 { 16 } else { 0 };

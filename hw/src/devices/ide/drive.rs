@@ -72,6 +72,10 @@ pub enum Pending {
         count: u32,
         sg: Vec<(u64, u64)>,
     },
+    /// `count` CD sectors from the drive's lba for an ATAPI DMA read.
+    AtapiDma {
+        count: u32,
+    },
 }
 
 /// The identity strings IDENTIFY reports.

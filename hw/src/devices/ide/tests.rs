@@ -441,3 +441,33 @@ fn short_prd_table_ends_without_interrupt() {
     assert_eq!(r.bm_status() & 0x01, 0);
     assert_eq!(r.inb(3), 2, "the covered sectors were moved");
 }
+
+#[test]
+fn atapi_dma_read_goes_through_the_prds() {
+    let r0 = rig(DriveKind::Cd, 64);
+    let mem = Arc::new(crate::memory::GuestMemory::new_flat(1 << 20).expect("memory"));
+    let mut r = r0;
+    r.ctrl.lock().expect("lock").set_memory(mem.clone());
+    mem.write(0x1000, &0x4000u32.to_le_bytes()).expect("prd");
+    mem.write(0x1004, &(0x8000_0000u32 | 4096).to_le_bytes())
+        .expect("prd");
+    r.ctrl
+        .lock()
+        .expect("lock")
+        .bmdma_write(4, &0x1000u32.to_le_bytes());
+    let mut read10 = [0u8; 12];
+    read10[0] = 0x28;
+    read10[5] = 2;
+    read10[8] = 2;
+    r.outb(1, 1);
+    r.outb(7, 0xa0);
+    for w in read10.chunks(2) {
+        r.outw(u16::from_le_bytes([w[0], w[1]]));
+    }
+    r.bm_cmd(0x09);
+    let mut got = vec![0u8; 4096];
+    mem.read(0x4000, &mut got).expect("read");
+    assert_eq!(got, r.disk.data[4096..8192].to_vec());
+    assert_eq!(r.inb(7), 0x50);
+    assert_eq!(r.bm_status() & 0x05, 0x04);
+}
