@@ -250,3 +250,46 @@ SENSE_NAMES = {(0, 0): "NO SENSE", (2, 0x3a): "NOT READY/medium not present",
 
 def sense_name(key_asc):
     return SENSE_NAMES.get(key_asc, "key %d asc 0x%02x" % key_asc)
+
+
+class Dma:
+    """Bus-master DMA through the IDE function's BAR 4, set up the way a
+    guest driver does (PCI config writes, a PRD table in guest RAM)."""
+
+    def __init__(self, vm, bar=0xc000, prd_table=0x10000):
+        self.vm = vm
+        self.bar = bar
+        self.table = prd_table
+        # 00:01.1: BAR 4 at 0x20, command register at 0x04.
+        vm.qtest("outl 0xcf8 0x80000920")
+        vm.qtest("outl 0xcfc 0x%x" % (bar | 1))
+        vm.qtest("outl 0xcf8 0x80000904")
+        vm.qtest("outw 0xcfc 0x5")
+
+    def prds(self, bus, entries):
+        """entries: (guest address, length); the last one ends the table."""
+        base = self.table + bus * 0x1000
+        for i, (addr, length) in enumerate(entries):
+            flags = 0x80000000 if i == len(entries) - 1 else 0
+            self.vm.qtest("writel 0x%x 0x%x" % (base + 8 * i, addr))
+            self.vm.qtest("writel 0x%x 0x%x" % (base + 8 * i + 4, flags | (length & 0xffff)))
+        self.vm.qtest("outl 0x%x 0x%x" % (self.bar + bus * 8 + 4, base))
+
+    def start(self, bus, to_memory):
+        self.vm.outb(self.bar + bus * 8, 0x09 if to_memory else 0x01)
+
+    def stop(self, bus):
+        self.vm.outb(self.bar + bus * 8, 0x00)
+
+    def status(self, bus):
+        return self.vm.inb(self.bar + bus * 8 + 2)
+
+    def clear(self, bus):
+        self.vm.outb(self.bar + bus * 8 + 2, 0x06)
+
+    def memory(self, addr, length):
+        r = self.vm.qtest("read 0x%x 0x%x" % (addr, length))
+        return bytes.fromhex(r.split()[1][2:])
+
+    def fill(self, addr, data):
+        self.vm.qtest("write 0x%x 0x%x 0x%s" % (addr, len(data), data.hex()))
