@@ -1,7 +1,8 @@
 //! ATAPI packet commands of the CD-ROM (QEMU's atapi.c subset): TEST UNIT
 //! READY, REQUEST SENSE, INQUIRY, READ CAPACITY, READ(10/12), MODE SENSE(10),
 //! START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL, GET EVENT STATUS
-//! NOTIFICATION, SEEK, SET SPEED, MECHANISM STATUS; PIO transfers only.
+//! NOTIFICATION, SEEK, SET SPEED, MECHANISM STATUS (disc descriptions are in
+//! `atapi_disc`), by PIO or DMA.
 
 use super::channel::IdeChannel;
 use super::drive::{
@@ -36,7 +37,8 @@ fn flags(op: u8) -> Option<u8> {
         0x00 => CHECK_READY | NONDATA,
         0x03 | 0x12 | 0x4a => ALLOW_UA,
         0x1b | 0x1e | 0xbb => NONDATA,
-        0x25 | 0x28 | 0xa8 => CHECK_READY,
+        0x25 | 0x28 | 0xa8 | 0x43 | 0x51 => CHECK_READY,
+        0x46 => ALLOW_UA,
         0x2b => CHECK_READY | NONDATA,
         0x5a | 0xbd => 0,
         _ => return None,
@@ -160,7 +162,7 @@ impl IdeChannel {
     }
 
     /// Sends `size` bytes of the buffer (at most `max`) as the reply.
-    fn atapi_reply(&mut self, size: usize, max: usize) {
+    pub(super) fn atapi_reply(&mut self, size: usize, max: usize) {
         let s = self.s();
         let size = size.min(max);
         s.lba = -1;
@@ -263,6 +265,9 @@ impl IdeChannel {
                 }
             }
             0x4a => self.cmd_get_event_status(&pkt),
+            0x43 => self.cmd_read_toc(&pkt),
+            0x46 => self.cmd_get_configuration(&pkt),
+            0x51 => self.cmd_read_disc_information(&pkt),
             0x5a => self.cmd_mode_sense(&pkt),
             0xbb => self.atapi_ok(),
             0xbd => {

@@ -13,6 +13,7 @@
 
 mod ata;
 mod atapi;
+mod atapi_disc;
 pub mod bmdma;
 pub mod channel;
 pub mod drive;
