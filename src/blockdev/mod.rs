@@ -89,6 +89,8 @@ pub struct LegacyDrive {
     pub devaddr: Option<String>,
     /// The file= value, for the orphaned-drive warning.
     pub file: String,
+    /// cyls=, heads=, secs= (all zero when not given).
+    pub chs: (u32, u32, u32),
 }
 
 /// rerror/werror policy.

@@ -26,6 +26,21 @@ struct Attach<'a> {
     ver: Option<String>,
     qdev_id: Option<&'a str>,
     type_name: &'static str,
+    /// Cylinders, heads, sectors per track; zeros: guess from the size.
+    chs: (u32, u32, u32),
+    wwn: u64,
+    discard: bool,
+    physical_block_exp: u8,
+}
+
+/// An `if=ide` drive the board attaches.
+struct BoardDrive {
+    bus: u32,
+    unit: u32,
+    name: String,
+    cd: bool,
+    serial: Option<String>,
+    chs: (u32, u32, u32),
 }
 
 /// Why a device could not be created: a property error (one line) or a
@@ -66,23 +81,37 @@ pub fn attach_cmdline(emu: &mut Emulator) -> Result<(), String> {
         }
         return Ok(());
     }
-    let mut legacy: Vec<(u32, u32, String, bool, Option<String>)> = emu
+    let mut legacy: Vec<BoardDrive> = emu
         .blockdevs
         .fronts
         .iter()
         .filter_map(|f| {
             let l = f.legacy.as_ref()?;
-            (l.if_type == IfType::Ide)
-                .then(|| (l.bus, l.unit, f.name.clone(), l.media_cd, l.serial.clone()))
+            (l.if_type == IfType::Ide).then(|| BoardDrive {
+                bus: l.bus,
+                unit: l.unit,
+                name: f.name.clone(),
+                cd: l.media_cd,
+                serial: l.serial.clone(),
+                chs: l.chs,
+            })
         })
         .collect();
-    legacy.sort();
-    if let Some(max) = legacy.iter().map(|l| l.0).max() {
+    legacy.sort_by_key(|d| (d.bus, d.unit));
+    if let Some(max) = legacy.iter().map(|l| l.bus).max() {
         if max >= 2 {
             return Err(format!("Too many IDE buses defined ({} > 2)", max + 1));
         }
     }
-    for (bus, unit, name, cd, serial) in legacy {
+    for BoardDrive {
+        bus,
+        unit,
+        name,
+        cd,
+        serial,
+        chs,
+    } in legacy
+    {
         let a = Attach {
             slot: DriveSlot {
                 bus: bus as u8,
@@ -95,10 +124,25 @@ pub fn attach_cmdline(emu: &mut Emulator) -> Result<(), String> {
             ver: None,
             qdev_id: None,
             type_name: if cd { "ide-cd" } else { "ide-hd" },
+            chs: if cd { (0, 0, 0) } else { chs },
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
         };
-        attach(emu, &a).map_err(|e| match e {
-            AttachError::Property(m) | AttachError::Init(m) => m,
-        })?;
+        let ty = a.type_name;
+        // Board devices fail as qdev_init_nofail reports it.
+        let board_err = |e| {
+            match e {
+            AttachError::Property(m) => m,
+            AttachError::Init(m) => format!(
+                "{m}\nqemu-system-x86_64: Initialization of device {ty} failed: Device initialization failed."
+            ),
+        }
+        };
+        if !cd {
+            check_chs(chs).map_err(board_err)?;
+        }
+        attach(emu, &a).map_err(board_err)?;
     }
     for s in &specs {
         attach_device(emu, s).map_err(|e| loc_error(&s.arg, e))?;
@@ -172,6 +216,49 @@ fn attach_device(emu: &mut Emulator, s: &IdeDeviceSpec) -> Result<(), AttachErro
     if s.drive.is_none() && kind != DriveKind::Cd {
         return Err(AttachError::Init("No drive specified".into()));
     }
+    let discard = match s.discard_granularity {
+        None | Some(512) => true,
+        Some(0) => false,
+        Some(_) => {
+            return Err(AttachError::Init(
+                "discard_granularity must be 512 for ide".into(),
+            ))
+        }
+    };
+    if !matches!(s.logical_block_size, 0 | 512) {
+        return Err(AttachError::Init(
+            "logical_block_size must be 512 for IDE".into(),
+        ));
+    }
+    let physical = s.physical_block_size.max(512);
+    let physical_block_exp = (physical / 512).trailing_zeros() as u8;
+    let front = s.drive.as_deref().and_then(|d| emu.blockdevs.front(d));
+    let chs = if kind == DriveKind::Hd {
+        let chs = if s.chs == (0, 0, 0) {
+            front
+                .and_then(|f| f.legacy.as_ref())
+                .map_or((0, 0, 0), |l| l.chs)
+        } else {
+            s.chs
+        };
+        check_chs(chs)?;
+        chs
+    } else {
+        (0, 0, 0)
+    };
+    // blkconf_apply_backend_options: the device's settings win over the
+    // drive's.
+    if let Some(f) = s.drive.as_deref().and_then(|d| emu.blockdevs.front_mut(d)) {
+        if let Some(wc) = s.write_cache {
+            f.writeback = wc;
+        }
+        if let Some(r) = s.rerror {
+            f.on_read_error = r;
+        }
+        if let Some(w) = s.werror {
+            f.on_write_error = w;
+        }
+    }
     let legacy_serial = s
         .drive
         .as_deref()
@@ -192,8 +279,31 @@ fn attach_device(emu: &mut Emulator, s: &IdeDeviceSpec) -> Result<(), AttachErro
             ver: s.ver.clone(),
             qdev_id: s.id.as_deref(),
             type_name: ty,
+            chs,
+            wwn: s.wwn,
+            discard,
+            physical_block_exp,
         },
     )
+}
+
+/// blkconf_geometry's limits for an IDE disk.
+fn check_chs((c, h, sec): (u32, u32, u32)) -> Result<(), AttachError> {
+    if c == 0 && h == 0 && sec == 0 {
+        return Ok(());
+    }
+    let bad =
+        |what: &str, max: u32| AttachError::Init(format!("{what} must be between 1 and {max}"));
+    if !(1..=65535).contains(&c) {
+        return Err(bad("cyls", 65535));
+    }
+    if !(1..=16).contains(&h) {
+        return Err(bad("heads", 16));
+    }
+    if !(1..=255).contains(&sec) {
+        return Err(bad("secs", 255));
+    }
+    Ok(())
 }
 
 fn attach(emu: &mut Emulator, a: &Attach) -> Result<(), AttachError> {
@@ -259,10 +369,13 @@ fn attach(emu: &mut Emulator, a: &Attach) -> Result<(), AttachError> {
             kind: a.kind,
             identity,
             sectors,
-            cylinders: 0,
-            heads: 0,
-            secs_per_track: 0,
+            cylinders: a.chs.0,
+            heads: a.chs.1,
+            secs_per_track: a.chs.2,
             write_cache: writeback,
+            wwn: a.wwn,
+            discard: a.discard,
+            physical_block_exp: a.physical_block_exp,
         },
     );
     Ok(())

@@ -301,6 +301,7 @@ impl IdeChannel {
         let serial = s.identity.serial.clone();
         let model = s.identity.model.clone();
         let version = s.identity.version.clone();
+        let wwn = s.wwn;
         let b = &mut s.buf;
         let (idx, size_idx, preamble) = if pkt[1] & 1 != 0 {
             b[0] = 0x05;
@@ -331,6 +332,11 @@ impl IdeChannel {
                         idx += 40;
                         pad(&mut b[idx..idx + 20], &serial);
                         idx += 20;
+                        if wwn != 0 && idx + 12 <= max {
+                            b[idx..idx + 4].copy_from_slice(&[0x01, 0x03, 0x00, 0x08]);
+                            b[idx + 4..idx + 12].copy_from_slice(&wwn.to_be_bytes());
+                            idx += 12;
+                        }
                     }
                 }
                 _ => {

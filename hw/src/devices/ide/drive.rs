@@ -98,6 +98,12 @@ pub struct DriveConfig {
     pub heads: u32,
     pub secs_per_track: u32,
     pub write_cache: bool,
+    /// World Wide Name (0: none).
+    pub wwn: u64,
+    /// TRIM advertised (discard_granularity 512).
+    pub discard: bool,
+    /// log2(physical block / 512), IDENTIFY word 106.
+    pub physical_block_exp: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +132,9 @@ pub struct Drive {
     pub mult_sectors: u32,
     pub req_nb_sectors: u32,
     pub write_cache: bool,
+    pub wwn: u64,
+    pub discard: bool,
+    pub physical_block_exp: u8,
     /// IDENTIFY data once built (SET FEATURES edits it in place).
     pub identify: Option<[u8; 512]>,
     pub buf: Vec<u8>,
@@ -180,6 +189,9 @@ impl Drive {
             mult_sectors: MAX_MULT_SECTORS,
             req_nb_sectors: 0,
             write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
             identify: None,
             buf: vec![0; BUF_LEN],
             data_pos: 0,
@@ -210,6 +222,9 @@ impl Drive {
         d.identity = cfg.identity;
         d.nb_sectors = cfg.sectors;
         d.write_cache = cfg.write_cache;
+        d.wwn = cfg.wwn;
+        d.discard = cfg.discard;
+        d.physical_block_exp = cfg.physical_block_exp;
         if cfg.cylinders != 0 && cfg.heads != 0 && cfg.secs_per_track != 0 {
             (d.cylinders, d.heads, d.sectors) = (cfg.cylinders, cfg.heads, cfg.secs_per_track);
         } else if cfg.kind == DriveKind::Hd {
@@ -397,6 +412,9 @@ mod tests {
             heads: 0,
             secs_per_track: 0,
             write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
         })
     }
 

@@ -65,17 +65,19 @@ pub fn ata_identify(d: &Drive) -> [u8; 512] {
     put(&mut p, 81, 0x16);
     put(&mut p, 82, (1 << 14) | (1 << 5) | 1);
     put(&mut p, 83, (1 << 14) | (1 << 13) | (1 << 12) | (1 << 10));
-    put(&mut p, 84, 1 << 14);
+    let wwn_bit = if d.wwn != 0 { 1 << 8 } else { 0 };
+    put(&mut p, 84, (1 << 14) | wwn_bit);
     put(&mut p, 85, write_cache_word(d.write_cache));
     put(&mut p, 86, (1 << 13) | (1 << 12) | (1 << 10));
-    put(&mut p, 87, 1 << 14);
+    put(&mut p, 87, (1 << 14) | wwn_bit);
     put(&mut p, 88, 0x3f | (1 << 13));
     put(&mut p, 93, 1 | (1 << 14) | 0x2000);
-    // Discard is advertised with a 512-byte granularity, QEMU's default.
-    put(&mut p, 69, 1 << 14);
-    put(&mut p, 169, 1);
-    // 512-byte physical blocks.
-    put(&mut p, 106, 0x6000);
+    if d.discard {
+        put(&mut p, 69, 1 << 14);
+        put(&mut p, 169, 1);
+    }
+    put(&mut p, 106, 0x6000 | d.physical_block_exp as u32);
+    put_wwn(&mut p, d.wwn);
     put_size(&mut p, d.nb_sectors);
     p
 }
@@ -86,6 +88,15 @@ pub fn write_cache_word(enabled: bool) -> u32 {
         (1 << 14) | (1 << 5) | 1
     } else {
         (1 << 14) | 1
+    }
+}
+
+/// Words 108-111: the World Wide Name, most significant word first.
+fn put_wwn(p: &mut [u8; 512], wwn: u64) {
+    if wwn != 0 {
+        for (i, w) in (108..=111).enumerate() {
+            put(p, w, (wwn >> (48 - 16 * i)) as u32);
+        }
     }
 }
 
@@ -117,7 +128,12 @@ pub fn atapi_identify(d: &Drive) -> [u8; 512] {
     put(&mut p, 71, 30);
     put(&mut p, 72, 30);
     put(&mut p, 80, 0x1e);
+    if d.wwn != 0 {
+        put(&mut p, 84, 1 << 8);
+        put(&mut p, 87, 1 << 8);
+    }
     put(&mut p, 88, 0x3f | (1 << 13));
+    put_wwn(&mut p, d.wwn);
     p
 }
 
@@ -148,6 +164,9 @@ mod tests {
             heads: 0,
             secs_per_track: 0,
             write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
         });
         let p = ata_identify(&d);
         assert_eq!(text(&p, 10, 20), "QM00001");

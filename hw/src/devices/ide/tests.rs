@@ -84,6 +84,9 @@ fn rig(kind: DriveKind, sectors: u64) -> Rig {
             heads: 0,
             secs_per_track: 0,
             write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
         },
     );
     let ctrl = Arc::new(Mutex::new(c));
