@@ -101,6 +101,12 @@ impl GraphIo<'_> {
 }
 
 impl BlockIo for GraphIo<'_> {
+    fn length(&mut self, slot: DriveSlot) -> u64 {
+        self.backend(slot)
+            .and_then(|b| b.length().ok())
+            .unwrap_or(0)
+    }
+
     fn read(&mut self, slot: DriveSlot, offset: u64, buf: &mut [u8]) -> Result<(), i32> {
         let b = self.backend(slot).ok_or(libc::ENOMEDIUM)?;
         b.read(offset, buf).map_err(|e| errno_of(&e))

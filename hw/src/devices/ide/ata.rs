@@ -148,14 +148,8 @@ impl IdeChannel {
                     s.abort_command();
                     return true;
                 }
-                if s.identify.is_none() {
-                    s.identify = Some(identify::ata_identify(s));
-                }
-                let data = s.identify.unwrap_or([0; 512]);
-                s.buf[..512].copy_from_slice(&data);
-                s.status = READY_STAT | SEEK_STAT;
-                s.transfer_start(0, 512, EndTransfer::Stop);
-                self.set_irq();
+                // Built once the medium's current size is known (run_io).
+                s.pending = Some(Pending::Identify);
                 false
             }
             Cmd::IdentifyPacket => {
@@ -340,6 +334,19 @@ impl IdeChannel {
         }
     }
 
+    /// IDENTIFY DEVICE data to the guest (cmd_identify's transfer).
+    pub(super) fn identify_done(&mut self) {
+        let s = self.s();
+        if s.identify.is_none() {
+            s.identify = Some(identify::ata_identify(s));
+        }
+        let data = s.identify.unwrap_or([0; 512]);
+        s.buf[..512].copy_from_slice(&data);
+        s.status = READY_STAT | SEEK_STAT;
+        s.transfer_start(0, 512, EndTransfer::Stop);
+        self.set_irq();
+    }
+
     pub(super) fn flush_cache(&mut self) {
         let s = self.s();
         s.status |= BUSY_STAT;
@@ -359,11 +366,8 @@ impl IdeChannel {
         }
         s.status |= BUSY_STAT;
         let n = n.min(s.req_nb_sectors.max(1));
-        if !s.sect_range_ok(sector, n as u64) {
-            s.abort_command();
-            self.set_irq();
-            return;
-        }
+        // The range is checked against the medium's size when the request
+        // runs (run_io), so a resized medium counts at once.
         s.pending = Some(Pending::SectorRead { sector, count: n });
     }
 
@@ -383,11 +387,6 @@ impl IdeChannel {
         s.status = READY_STAT | SEEK_STAT | BUSY_STAT;
         let sector = s.get_sector();
         let n = s.nsector.min(s.req_nb_sectors.max(1));
-        if !s.sect_range_ok(sector, n as u64) {
-            s.abort_command();
-            self.set_irq();
-            return;
-        }
         s.pending = Some(Pending::SectorWrite { sector, count: n });
     }
 

@@ -315,10 +315,6 @@ impl IdeChannel {
         let s = self.s();
         let sector = s.get_sector();
         let count = (bytes / 512) as u32;
-        if !s.sect_range_ok(sector, count as u64) {
-            self.dma_error();
-            return;
-        }
         s.pending = Some(Pending::Dma {
             dir,
             sector,
@@ -352,7 +348,7 @@ impl IdeChannel {
         }
     }
 
-    fn dma_error(&mut self) {
+    pub(super) fn dma_error(&mut self) {
         self.s().abort_command();
         self.dma_inactive(false);
         self.set_irq();

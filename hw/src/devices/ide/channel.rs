@@ -292,9 +292,40 @@ impl IdeChannel {
         }
     }
 
+    /// A disk follows its medium's size (QEMU's resize_cb): IDENTIFY and
+    /// range checks see a block_resize at once.
+    fn refresh_size(&mut self, io: &mut dyn BlockIo, slot: DriveSlot) {
+        if self.s().kind != Some(DriveKind::Hd) {
+            return;
+        }
+        let sectors = io.length(slot) / 512;
+        if self.s().nb_sectors != sectors {
+            self.resize(self.unit, sectors);
+        }
+    }
+
+    /// ide_sect_range_ok, with the abort the guest sees when it fails.
+    fn range_ok(&mut self, sector: u64, count: u32, dma: bool) -> bool {
+        if self.s().sect_range_ok(sector, count as u64) {
+            return true;
+        }
+        if dma {
+            self.dma_error();
+        } else {
+            self.s().abort_command();
+            self.set_irq();
+        }
+        false
+    }
+
     fn complete(&mut self, io: &mut dyn BlockIo, slot: DriveSlot, p: Pending) {
+        self.refresh_size(io, slot);
         match p {
+            Pending::Identify => self.identify_done(),
             Pending::SectorRead { sector, count } => {
+                if !self.range_ok(sector, count, false) {
+                    return;
+                }
                 let len = count as usize * 512;
                 let s = self.s();
                 let r = io.read(slot, sector * 512, &mut s.buf[..len]);
@@ -307,6 +338,9 @@ impl IdeChannel {
                 self.sector_read_done(count);
             }
             Pending::SectorWrite { sector, count } => {
+                if !self.range_ok(sector, count, false) {
+                    return;
+                }
                 let len = count as usize * 512;
                 let s = self.s();
                 let r = io.write(slot, sector * 512, &s.buf[..len]);
@@ -333,6 +367,9 @@ impl IdeChannel {
                 count,
                 sg,
             } => {
+                if !self.range_ok(sector, count, true) {
+                    return;
+                }
                 let r = self.dma_io(io, slot, dir, sector, count, &sg);
                 if let Err(e) = r {
                     let is_read = dir == super::bmdma::DmaDir::Read;

@@ -76,6 +76,8 @@ pub enum Pending {
     AtapiDma {
         count: u32,
     },
+    /// IDENTIFY DEVICE, answered with the medium's current size.
+    Identify,
 }
 
 /// The identity strings IDENTIFY reports.

@@ -27,6 +27,8 @@ pub enum ErrorAction {
 /// Block I/O for the drives, implemented by the owner. Errors are POSIX
 /// errno values (`ENOMEDIUM` when no medium is inserted).
 pub trait BlockIo {
+    /// The medium's size in bytes (0 without one).
+    fn length(&mut self, slot: DriveSlot) -> u64;
     fn read(&mut self, slot: DriveSlot, offset: u64, buf: &mut [u8]) -> Result<(), i32>;
     fn write(&mut self, slot: DriveSlot, offset: u64, data: &[u8]) -> Result<(), i32>;
     fn flush(&mut self, slot: DriveSlot) -> Result<(), i32>;

@@ -18,6 +18,9 @@ struct MemDisk {
 }
 
 impl BlockIo for MemDisk {
+    fn length(&mut self, _: DriveSlot) -> u64 {
+        self.data.len() as u64
+    }
     fn read(&mut self, _: DriveSlot, offset: u64, buf: &mut [u8]) -> Result<(), i32> {
         if let Some(e) = self.fail {
             return Err(e);
@@ -93,9 +96,12 @@ fn rig(kind: DriveKind, sectors: u64) -> Rig {
     let mut r = IdePorts::ranges(&ctrl).into_iter();
     let cmd = r.next().map(|(_, _, p)| p).expect("cmd ports");
     let ctl = r.next().map(|(_, _, p)| p).expect("ctl port");
-    let data = (0..sectors.max(64) * 512)
-        .map(|i| (i / 512) as u8 ^ i as u8)
-        .collect();
+    let len = if kind == DriveKind::Hd {
+        sectors
+    } else {
+        sectors.max(64)
+    };
+    let data = (0..len * 512).map(|i| (i / 512) as u8 ^ i as u8).collect();
     Rig {
         ctrl,
         cmd,
@@ -235,6 +241,24 @@ fn report_policy_aborts_the_command() {
     r.outb(7, 0x20);
     assert_eq!(r.inb(7), 0x41);
     assert_eq!(r.disk.errors, vec![(true, libc::EIO)]);
+}
+
+#[test]
+fn a_grown_medium_shows_in_identify_and_range_checks() {
+    let mut r = rig(DriveKind::Hd, 8);
+    r.outb(7, 0xec);
+    let id = r.read_block(512);
+    assert_eq!(u16::from_le_bytes([id[120], id[121]]), 8);
+    r.disk.data.resize(16 * 512, 0);
+    r.outb(2, 1);
+    r.outb(3, 12);
+    r.outb(6, 0xe0);
+    r.outb(7, 0x20);
+    assert_eq!(r.inb(7), 0x58, "sector 12 exists now");
+    r.read_block(512);
+    r.outb(7, 0xec);
+    let id = r.read_block(512);
+    assert_eq!(u16::from_le_bytes([id[120], id[121]]), 16);
 }
 
 #[test]
