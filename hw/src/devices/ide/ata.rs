@@ -1,6 +1,7 @@
 //! ATA commands (QEMU's ide_cmd_table): which drive kinds take each one,
 //! and the PIO sector transfers, IDENTIFY, SET FEATURES and FLUSH CACHE.
-//! DMA, SMART and TRIM are not emulated and are aborted.
+//! READ/WRITE DMA start the bus master (`bmdma`); SMART and TRIM are not
+//! emulated and are aborted.
 
 use super::channel::IdeChannel;
 use super::drive::{DriveKind, EndTransfer, Pending, BUSY_STAT, READY_STAT, SEEK_STAT};
@@ -119,7 +120,7 @@ impl IdeChannel {
         let s = self.s();
         s.status = READY_STAT | BUSY_STAT;
         s.error = 0;
-        if self.run_cmd(cmd, val) {
+        if self.run_cmd(cmd) {
             let s = self.s();
             s.status &= !BUSY_STAT;
             if set_dsc && s.error == 0 {
@@ -130,7 +131,7 @@ impl IdeChannel {
     }
 
     /// Runs a handler; true when the command completed here.
-    fn run_cmd(&mut self, cmd: Cmd, op: u8) -> bool {
+    fn run_cmd(&mut self, cmd: Cmd) -> bool {
         let has_blk = self.s().is_present();
         match cmd {
             Cmd::Nop => true,
@@ -278,7 +279,6 @@ impl IdeChannel {
                 false
             }
             Cmd::Unsupported => {
-                let _ = op;
                 self.s().abort_command();
                 true
             }
