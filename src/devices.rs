@@ -1,5 +1,5 @@
-//! `-device` for the devices the machine has today: `isa-debug-exit` and
-//! the generic `loader`.
+//! `-device` for the devices the machine has today: `isa-debug-exit`, the
+//! generic `loader`, and the IDE drives `ide-hd`, `ide-cd` and `ide-drive`.
 
 use hw::loader::generic::GenericLoader;
 
@@ -25,6 +25,52 @@ pub enum DeviceSpec {
         id: Option<String>,
         loader: GenericLoader,
     },
+    /// `ide-hd`, `ide-cd`, `ide-drive`: attached once the drives are open.
+    Ide(IdeDeviceSpec),
+}
+
+/// Which IDE device type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdeDriver {
+    Hd,
+    Cd,
+    /// `ide-drive`: a disk or a CD as the drive's `media=` says.
+    Drive,
+}
+
+impl IdeDriver {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            IdeDriver::Hd => "ide-hd",
+            IdeDriver::Cd => "ide-cd",
+            IdeDriver::Drive => "ide-drive",
+        }
+    }
+}
+
+/// The properties of one `-device ide-*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdeDeviceSpec {
+    pub id: Option<String>,
+    pub driver: IdeDriver,
+    pub drive: Option<String>,
+    pub bus: Option<String>,
+    pub unit: Option<u32>,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    pub ver: Option<String>,
+    pub wwn: u64,
+    /// write-cache: None is auto (the backend's setting).
+    pub write_cache: Option<bool>,
+    pub rerror: Option<crate::blockdev::OnError>,
+    pub werror: Option<crate::blockdev::OnError>,
+    /// cyls, heads, secs (ide-hd only; zero: from -drive or guessed).
+    pub chs: (u32, u32, u32),
+    pub discard_granularity: Option<u64>,
+    pub logical_block_size: u64,
+    pub physical_block_size: u64,
+    /// The whole argument, for error locations.
+    pub arg: String,
 }
 
 impl DeviceSpec {
@@ -32,6 +78,7 @@ impl DeviceSpec {
     pub fn id(&self) -> Option<&str> {
         match self {
             DeviceSpec::DebugExit { id, .. } | DeviceSpec::Loader { id, .. } => id.as_deref(),
+            DeviceSpec::Ide(s) => s.id.as_deref(),
         }
     }
 }
@@ -60,8 +107,115 @@ pub fn parse_device(arg: &str) -> Result<Option<DeviceSpec>, String> {
     match o.get("driver") {
         Some("isa-debug-exit") => parse_isa_debug_exit(&o).map(Some),
         Some("loader") => parse_loader(&o).map(Some),
+        Some("ide-hd") => parse_ide(&o, IdeDriver::Hd, arg).map(Some),
+        Some("ide-cd") => parse_ide(&o, IdeDriver::Cd, arg).map(Some),
+        Some("ide-drive") => parse_ide(&o, IdeDriver::Drive, arg).map(Some),
         _ => Ok(None),
     }
+}
+
+/// The properties every IDE device takes (QEMU 2.8's ide-device, block
+/// and block-error properties).
+const IDE_KEYS: &[&str] = &[
+    "drive",
+    "bus",
+    "unit",
+    "serial",
+    "model",
+    "ver",
+    "wwn",
+    "write-cache",
+    "rerror",
+    "werror",
+    "logical_block_size",
+    "physical_block_size",
+    "min_io_size",
+    "opt_io_size",
+    "discard_granularity",
+];
+
+/// An integer property: QEMU's visitor names the property and the type.
+fn ide_int(o: &QemuOpts, key: &str, ty: &str, max: u64) -> Result<Option<u64>, String> {
+    match o.get(key) {
+        None => Ok(None),
+        Some(v) => crate::vl::opts::parse_number(key, v)
+            .ok()
+            .filter(|n| *n <= max)
+            .map(Some)
+            .ok_or_else(|| format!("Parameter '{key}' expects {ty}")),
+    }
+}
+
+/// A block size: 512..=32768 and a power of two, or 0 for "unset".
+fn block_size(o: &QemuOpts, key: &str, id: &str) -> Result<u64, String> {
+    let v = ide_int(o, key, "uint16", u16::MAX as u64)?.unwrap_or(0);
+    if v != 0 && !(512..=32768).contains(&v) {
+        return Err(format!(
+            "Property {id}.{key} doesn't take value {v} (minimum: 512, maximum: 32768)"
+        ));
+    }
+    if v & v.wrapping_sub(1) != 0 {
+        return Err(format!(
+            "Property {id}.{key} doesn't take value '{v}', it's not a power of 2"
+        ));
+    }
+    Ok(v)
+}
+
+fn on_error(o: &QemuOpts, key: &str) -> Result<Option<crate::blockdev::OnError>, String> {
+    use crate::blockdev::OnError;
+    match o.get(key) {
+        None | Some("auto") => Ok(None),
+        Some("report") => Ok(Some(OnError::Report)),
+        Some("ignore") => Ok(Some(OnError::Ignore)),
+        Some("enospc") => Ok(Some(OnError::Enospc)),
+        Some("stop") => Ok(Some(OnError::Stop)),
+        Some(v) => Err(format!("Invalid parameter '{v}'")),
+    }
+}
+
+fn parse_ide(o: &QemuOpts, driver: IdeDriver, arg: &str) -> Result<DeviceSpec, String> {
+    let mut keys = IDE_KEYS.to_vec();
+    if driver == IdeDriver::Hd {
+        keys.extend(["cyls", "heads", "secs", "bios-chs-trans"]);
+    }
+    only_keys(o, &keys)?;
+    let id = o.id.clone().unwrap_or_default();
+    let unit = ide_int(o, "unit", "uint32", u32::MAX as u64)?.map(|u| u as u32);
+    let chs_of = |k| ide_int(o, k, "uint32", u32::MAX as u64).map(|v| v.unwrap_or(0) as u32);
+    let chs = (chs_of("cyls")?, chs_of("heads")?, chs_of("secs")?);
+    ide_int(o, "min_io_size", "uint16", u16::MAX as u64)?;
+    ide_int(o, "opt_io_size", "uint32", u32::MAX as u64)?;
+    if let Some(t) = o.get("bios-chs-trans") {
+        if !matches!(t, "auto" | "none" | "lba" | "large" | "rechs") {
+            return Err(format!("Invalid parameter '{t}'"));
+        }
+    }
+    let write_cache = match o.get("write-cache") {
+        None | Some("auto") => None,
+        Some("on") => Some(true),
+        Some("off") => Some(false),
+        Some(v) => return Err(format!("Invalid parameter '{v}'")),
+    };
+    Ok(DeviceSpec::Ide(IdeDeviceSpec {
+        id: o.id.clone(),
+        driver,
+        drive: o.get("drive").map(str::to_string),
+        bus: o.get("bus").map(str::to_string),
+        unit,
+        serial: o.get("serial").map(str::to_string),
+        model: o.get("model").map(str::to_string),
+        ver: o.get("ver").map(str::to_string),
+        wwn: ide_int(o, "wwn", "uint64", u64::MAX)?.unwrap_or(0),
+        write_cache,
+        rerror: on_error(o, "rerror")?,
+        werror: on_error(o, "werror")?,
+        chs,
+        discard_granularity: ide_int(o, "discard_granularity", "uint32", u32::MAX as u64)?,
+        logical_block_size: block_size(o, "logical_block_size", &id)?,
+        physical_block_size: block_size(o, "physical_block_size", &id)?,
+        arg: arg.to_string(),
+    }))
 }
 
 fn parse_isa_debug_exit(o: &QemuOpts) -> Result<DeviceSpec, String> {
@@ -185,6 +339,23 @@ mod tests {
         assert_eq!(
             parse_device("loader,addr=x,cpu-num=0").unwrap_err(),
             "Parameter 'addr' expects uint64"
+        );
+    }
+
+    #[test]
+    fn ide_devices_keep_drive_bus_and_unit() {
+        let d = parse_device("ide-cd,drive=cd0,bus=ide.1,unit=1,id=c").expect("parse");
+        let Some(DeviceSpec::Ide(s)) = d else {
+            panic!("not ide: {d:?}");
+        };
+        assert_eq!(s.driver, IdeDriver::Cd);
+        assert_eq!(s.drive.as_deref(), Some("cd0"));
+        assert_eq!(s.bus.as_deref(), Some("ide.1"));
+        assert_eq!(s.unit, Some(1));
+        assert_eq!(s.id.as_deref(), Some("c"));
+        assert_eq!(
+            parse_device("ide-hd,bogus=1").unwrap_err(),
+            "Property '.bogus' not found"
         );
     }
 

@@ -394,11 +394,13 @@ impl Emulator {
             MachineEvent::RtcChange(offset) => {
                 self.emit_event("RTC_CHANGE", Some(json!({"offset": offset})));
             }
+            MachineEvent::Drive(ev) => crate::blockdev::device_io::drive_event(self, ev),
         }
     }
 
     /// Sends device output to its chardevs and qtest's IRQ lines.
     pub fn flush_machine_output(&mut self) {
+        crate::blockdev::device_io::service(self);
         for (port, out) in self.machine.take_serial_output() {
             if let Some(Some(id)) = self.serial_chardevs.get(port).cloned() {
                 self.chardev_write(&id, &out);

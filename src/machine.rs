@@ -19,6 +19,7 @@ use crate::devices::DeviceSpec;
 use crate::machine_types::MachineType;
 use crate::vl::config::{Accel, SmpConfig};
 
+pub mod ide;
 mod loader;
 mod numa;
 mod qom_tree;
@@ -36,6 +37,8 @@ pub enum MachineEvent {
     /// isa-debug-exit: the process exits with this status.
     Exit(i32),
     RtcChange(i64),
+    /// An IDE drive's guest moved its tray or changed its lock.
+    Drive(hw::devices::ide::DriveEvent),
 }
 
 /// What the command line configures on the machine.
@@ -199,6 +202,8 @@ impl Machine {
                     pcm.devices.add_debug_exit(*iobase, *iosize)?;
                 }
                 DeviceSpec::Loader { loader, .. } => loaders.push(Loader::new(loader)?),
+                // Attached once the drives are open (machine::ide).
+                DeviceSpec::Ide(_) => {}
             }
         }
         for l in &loaders {
@@ -412,6 +417,7 @@ impl Machine {
                 HwEvent::Suspend => MachineEvent::Suspend,
                 HwEvent::DebugExit { code } => MachineEvent::Exit(code),
                 HwEvent::RtcChange { offset } => MachineEvent::RtcChange(offset),
+                HwEvent::Drive(ev) => MachineEvent::Drive(ev),
             })
             .collect()
     }

@@ -20,6 +20,8 @@ pub enum MachineEvent {
     /// The guest set the RTC; `offset` is guest time minus host time in seconds
     /// (the RTC_CHANGE event's value).
     RtcChange { offset: i64 },
+    /// An IDE drive's guest changed its tray, lock or write cache.
+    Drive(crate::devices::ide::DriveEvent),
 }
 
 /// What caused a reset request (the owner may report it or apply `-no-reboot`).

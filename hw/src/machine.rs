@@ -106,6 +106,11 @@ impl PcMachine {
             cpus: cfg.cpus as u32,
         };
         let devices = PcDevices::new(chip, EventQueue::new(), pc_cfg)?;
+        devices
+            .ide
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_memory(mem.clone());
         let mut m = PcMachine {
             mem,
             vm,

@@ -12,6 +12,7 @@ use crate::bus::{Bus, SharedDevice};
 use crate::devices::acpi_pm::{self, AcpiGpe, AcpiPm};
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::i8042::{self, I8042};
+use crate::devices::ide::{self, IdeController, IdePorts};
 use crate::devices::pci::{self, PciHost};
 use crate::devices::rtc::{self, Rtc, RtcBase};
 use crate::devices::serial::{self, Serial, SerialSink};
@@ -19,6 +20,9 @@ use crate::error::Result;
 use crate::events::EventQueue;
 use crate::irq::{Irq, IrqChip};
 use crate::memory::PcLayout;
+
+/// 00:01.1, the PIIX3 IDE function.
+const IDE_DEVFN: u8 = 0x09;
 
 /// Options for the standard devices.
 pub struct PcConfig {
@@ -40,6 +44,8 @@ pub struct PcDevices {
     pub i8042: Arc<Mutex<I8042>>,
     pub pci: Arc<Mutex<PciHost>>,
     pub acpi_pm: Arc<Mutex<AcpiPm>>,
+    /// The PIIX3 IDE function's two channels (drives attached by the owner).
+    pub ide: Arc<Mutex<IdeController>>,
     pub debug_exits: Vec<Arc<Mutex<DebugExit>>>,
     /// UARTs added with `add_serial`, in order.
     pub extra_serials: Vec<Arc<Mutex<Serial>>>,
@@ -102,6 +108,14 @@ impl PcDevices {
             acpi_pm::GPE0_LEN as u64,
             "acpi-gpe0",
         )?;
+        let ide_ctrl = Arc::new(Mutex::new(IdeController::new(
+            irq(ide::CHANNELS[0].2),
+            irq(ide::CHANNELS[1].2),
+            events.clone(),
+        )));
+        for (base, len, ports) in IdePorts::ranges(&ide_ctrl) {
+            pio.insert(Arc::new(Mutex::new(ports)), base as u64, len as u64, "ide")?;
+        }
         Ok(PcDevices {
             pio,
             mmio: Bus::new(),
@@ -111,6 +125,7 @@ impl PcDevices {
             i8042: kbc,
             pci,
             acpi_pm: pm,
+            ide: ide_ctrl,
             debug_exits: Vec::new(),
             extra_serials: Vec::new(),
             chip,
@@ -149,10 +164,34 @@ impl PcDevices {
     }
 
     pub fn pio_read(&self, port: u16, data: &mut [u8]) {
-        self.pio.read(port as u64, data);
+        if !self.pio.read(port as u64, data) {
+            if let Some(off) = self.bmdma_offset(port) {
+                let g = self.ide.lock().unwrap_or_else(|e| e.into_inner());
+                g.bmdma_read(off, data);
+            }
+        }
     }
     pub fn pio_write(&self, port: u16, data: &[u8]) {
-        self.pio.write(port as u64, data);
+        if !self.pio.write(port as u64, data) {
+            if let Some(off) = self.bmdma_offset(port) {
+                let mut g = self.ide.lock().unwrap_or_else(|e| e.into_inner());
+                g.bmdma_write(off, data);
+            }
+        }
+    }
+
+    /// Where `port` falls in the IDE function's bus-master BAR 4, while the
+    /// guest has it mapped (I/O decoding on, a non-zero address).
+    fn bmdma_offset(&self, port: u16) -> Option<u64> {
+        let pci = self.pci.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, f) = pci.functions().find(|(d, _)| *d == IDE_DEVFN)?;
+        if f.config.bytes[4] & 1 == 0 {
+            return None;
+        }
+        let bar = f.config.bars().into_iter().find(|b| b.bar == 4)?;
+        let p = port as u64;
+        (bar.address != 0 && p >= bar.address && p < bar.address + bar.size)
+            .then(|| p - bar.address)
     }
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
         self.mmio.read(addr, data);
@@ -174,6 +213,7 @@ impl PcDevices {
         l(&self.i8042).reset();
         l(&self.pci).reset();
         l(&self.acpi_pm).reset();
+        l(&self.ide).reset();
     }
 }
 

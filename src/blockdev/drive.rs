@@ -366,6 +366,7 @@ pub fn parse_drive(
             serial,
             devaddr,
             file,
+            chs: (cyls as u32, heads as u32, secs as u32),
         },
         common,
         node_opts,

@@ -41,10 +41,13 @@ fn front_mut<'a>(
 
 /// The device's media-change callback: a tray follows the medium, and a
 /// move is announced with DEVICE_TRAY_MOVED.
-fn change_media_cb(devs: &mut BlockDevs, device: &str, load: bool) {
+fn change_media_cb(graph: &BlockGraph, devs: &mut BlockDevs, device: &str, load: bool) {
     let Some(f) = devs.front_mut(device) else {
         return;
     };
+    if let Some(ops) = f.device.as_ref().and_then(|d| d.ops.clone()) {
+        ops.change_media(load, super::device_io::medium_sectors(graph, device));
+    }
     if f.tray().is_none() {
         return;
     }
@@ -81,8 +84,17 @@ pub fn do_open_tray(
         return Ok(());
     }
     let locked = f.is_locked();
+    if locked {
+        if let Some(ops) = f.device.as_ref().and_then(|d| d.ops.clone()) {
+            ops.eject_request(force);
+        }
+        if force {
+            // A forced request drops the guest's lock (ide_cd_eject_request_cb).
+            devs.set_medium_locked(device, false);
+        }
+    }
     if !locked || force {
-        change_media_cb(devs, device, false);
+        change_media_cb(graph, devs, device, false);
     }
     if locked && !force {
         return Err(TrayError::InProgress(QmpError::generic(format!(
@@ -114,7 +126,7 @@ pub fn close_tray(graph: &BlockGraph, devs: &mut BlockDevs, device: &str) -> Res
     if f.tray().is_none() || !f.is_tray_open() {
         return Ok(());
     }
-    change_media_cb(devs, device, true);
+    change_media_cb(graph, devs, device, true);
     Ok(())
 }
 
@@ -159,7 +171,7 @@ pub fn remove_medium(
     devs.drop_tree(graph, &root);
     let has_tray = devs.front(device).is_some_and(|f| f.tray().is_some());
     if !has_tray {
-        change_media_cb(devs, device, false);
+        change_media_cb(graph, devs, device, false);
     }
     Ok(())
 }
@@ -184,7 +196,7 @@ pub fn insert_anon_medium(
     b.insert_medium(node).map_err(qerr)?;
     let has_tray = devs.front(device).is_some_and(|f| f.tray().is_some());
     if !has_tray {
-        change_media_cb(devs, device, true);
+        change_media_cb(graph, devs, device, true);
     }
     Ok(())
 }
@@ -316,6 +328,7 @@ mod tests {
                     open: false,
                     locked: true,
                 }),
+                ops: None,
             },
         )
         .unwrap();

@@ -9,6 +9,7 @@
 //! `-blockdev`, `medium` holds the removable-medium rules, `throttle` runs
 //! throttle groups on the main loop's clocks.
 
+pub mod device_io;
 pub mod drive;
 pub mod medium;
 pub mod throttle;
@@ -88,6 +89,8 @@ pub struct LegacyDrive {
     pub devaddr: Option<String>,
     /// The file= value, for the orphaned-drive warning.
     pub file: String,
+    /// cyls=, heads=, secs= (all zero when not given).
+    pub chs: (u32, u32, u32),
 }
 
 /// rerror/werror policy.
@@ -124,6 +127,8 @@ pub struct DeviceModel {
     pub removable: bool,
     /// Tray state; None for devices without a tray.
     pub tray: Option<Tray>,
+    /// The device's own callbacks (media change, eject request).
+    pub ops: Option<device_io::DeviceOps>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -218,6 +223,11 @@ pub struct BlockDevs {
     pub throttle_timer: Option<crate::main_loop::TimerId>,
     /// Limits from -drive options, applied once the caller has a clock.
     pub pending_limits: Vec<(String, block::throttle::ThrottleConfig, Option<String>)>,
+    /// The backend behind each guest IDE drive.
+    pub slots: device_io::SlotMap,
+    /// The VM ran at the last device service pass (a resume retries
+    /// requests the error policy stopped).
+    pub was_running: bool,
 }
 
 pub fn not_found(device: &str) -> QmpError {
@@ -271,7 +281,6 @@ impl BlockDevs {
     }
 
     /// Attaches a guest device model to a backend (devices call this).
-    #[allow(dead_code)]
     pub fn attach_device(&mut self, backend: &str, dev: DeviceModel) -> Result<(), String> {
         let f = self
             .front_mut(backend)
@@ -287,7 +296,6 @@ impl BlockDevs {
 
     /// A device locks or unlocks its medium (ATAPI PREVENT ALLOW MEDIUM
     /// REMOVAL); `eject` then needs `force`.
-    #[allow(dead_code)]
     pub fn set_medium_locked(&mut self, backend: &str, locked: bool) {
         if let Some(Some(t)) = self
             .front_mut(backend)
@@ -298,9 +306,9 @@ impl BlockDevs {
     }
 
     /// The guest moved the tray itself (START STOP UNIT, eject request
-    /// honoured): DEVICE_TRAY_MOVED when it really moved.
-    #[allow(dead_code)]
-    pub fn device_tray_moved(&mut self, backend: &str, open: bool) {
+    /// honoured): DEVICE_TRAY_MOVED when it really moved and `announce`
+    /// (QEMU announces it only while a medium is inserted).
+    pub fn device_tray_moved(&mut self, backend: &str, open: bool, announce: bool) {
         let Some(f) = self.front_mut(backend) else {
             return;
         };
@@ -308,18 +316,24 @@ impl BlockDevs {
             return;
         }
         f.set_tray_open(open);
+        if !announce {
+            return;
+        }
         self.push_event(
             "DEVICE_TRAY_MOVED",
             json!({"device": backend, "tray-open": open}),
         );
     }
 
-    /// A device that reports I/O errors enables io-status (query-block shows
-    /// `io-status` from then on).
-    #[allow(dead_code)]
+    /// A device that reports I/O errors enables io-status; query-block
+    /// shows it when an error policy can stop the VM (blk_iostatus_is_enabled).
     pub fn enable_iostatus(&mut self, backend: &str) {
         if let Some(f) = self.front_mut(backend) {
-            f.iostatus = Some("ok");
+            let stops = matches!(f.on_write_error, OnError::Enospc | OnError::Stop)
+                || f.on_read_error == OnError::Stop;
+            if stops {
+                f.iostatus = Some("ok");
+            }
         }
     }
 
@@ -616,6 +630,7 @@ pub fn open_cmdline_drives(
         r.map_err(|e| format!("{loc}: {e}"))?;
         apply_pending_limits(emu).map_err(|e| format!("{loc}: {e}"))?;
     }
+    crate::machine::ide::attach_cmdline(emu)?;
     drive::warn_orphaned(&emu.block, &emu.blockdevs);
     Ok(())
 }

@@ -23,6 +23,61 @@ mod qom_types {
         prop("force-raw", "bool", RW, Dflt::Bool(false)),
     ];
 
+    /// QEMU 2.8's ide-device, block and block-error properties.
+    pub static IDE_PROPS: &[PropDef] = &[
+        prop("unit", "uint32", RW, Dflt::Int(u32::MAX as i64)),
+        prop("drive", "str", RW, Dflt::EmptyStr),
+        prop("logical_block_size", "uint16", RW, Dflt::Int(0)),
+        prop("physical_block_size", "uint16", RW, Dflt::Int(0)),
+        prop("min_io_size", "uint16", RW, Dflt::Int(0)),
+        prop("opt_io_size", "uint32", RW, Dflt::Int(0)),
+        prop(
+            "discard_granularity",
+            "uint32",
+            RW,
+            Dflt::Int(u32::MAX as i64),
+        ),
+        prop("write-cache", "OnOffAuto", RW, Dflt::Str("auto")),
+        prop("rerror", "BlockdevOnError", RW, Dflt::Str("auto")),
+        prop("werror", "BlockdevOnError", RW, Dflt::Str("auto")),
+        prop("ver", "str", RW, Dflt::EmptyStr),
+        prop("wwn", "uint64", RW, Dflt::Int(0)),
+        prop("serial", "str", RW, Dflt::EmptyStr),
+        prop("model", "str", RW, Dflt::EmptyStr),
+    ];
+
+    /// ide-hd adds the geometry.
+    pub static IDE_HD_PROPS: &[PropDef] = &[
+        prop("unit", "uint32", RW, Dflt::Int(u32::MAX as i64)),
+        prop("drive", "str", RW, Dflt::EmptyStr),
+        prop("logical_block_size", "uint16", RW, Dflt::Int(0)),
+        prop("physical_block_size", "uint16", RW, Dflt::Int(0)),
+        prop("min_io_size", "uint16", RW, Dflt::Int(0)),
+        prop("opt_io_size", "uint32", RW, Dflt::Int(0)),
+        prop(
+            "discard_granularity",
+            "uint32",
+            RW,
+            Dflt::Int(u32::MAX as i64),
+        ),
+        prop("write-cache", "OnOffAuto", RW, Dflt::Str("auto")),
+        prop("rerror", "BlockdevOnError", RW, Dflt::Str("auto")),
+        prop("werror", "BlockdevOnError", RW, Dflt::Str("auto")),
+        prop("ver", "str", RW, Dflt::EmptyStr),
+        prop("wwn", "uint64", RW, Dflt::Int(0)),
+        prop("serial", "str", RW, Dflt::EmptyStr),
+        prop("model", "str", RW, Dflt::EmptyStr),
+        prop("cyls", "uint32", RW, Dflt::Int(0)),
+        prop("heads", "uint32", RW, Dflt::Int(0)),
+        prop("secs", "uint32", RW, Dflt::Int(0)),
+        prop(
+            "bios-chs-trans",
+            "BiosAtaTranslation",
+            RW,
+            Dflt::Str("auto"),
+        ),
+    ];
+
     pub static CPU_PROPS: &[PropDef] = &[prop("apic-id", "uint32", RW, Dflt::Int(0))];
 
     /// Types in parent-first order.
@@ -47,6 +102,10 @@ mod qom_types {
             ty("i8042", "isa-device", false, &[], &[]),
             ty("isa-debug-exit", "isa-device", false, &[], DEBUG_EXIT_PROPS),
             ty("loader", TYPE_DEVICE, false, &[], LOADER_PROPS),
+            ty("ide-device", TYPE_DEVICE, true, &[], &[]),
+            ty("ide-hd", "ide-device", false, &[], IDE_HD_PROPS),
+            ty("ide-cd", "ide-device", false, &[], IDE_PROPS),
+            ty("ide-drive", "ide-device", false, &[], IDE_PROPS),
         ]
     }
 }
@@ -143,6 +202,8 @@ pub fn populate_qom(emu: &mut crate::emulator::Emulator) {
                 }
                 (id, "loader", v)
             }
+            // Added with their drives (machine::ide).
+            DeviceSpec::Ide(_) => continue,
         };
         let mut st = Stored::default();
         for (k, v) in values {

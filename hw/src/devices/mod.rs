@@ -5,6 +5,7 @@
 pub mod acpi_pm;
 pub mod debug_exit;
 pub mod i8042;
+pub mod ide;
 pub mod pci;
 pub mod rtc;
 pub mod serial;
