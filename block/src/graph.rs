@@ -332,14 +332,16 @@ impl BlockGraph {
                 if !valid_node_name(n) {
                     return Err(BlockError::InvalidArgument("Invalid node name".into()));
                 }
-                if self.name_taken(ctx, n) {
-                    return Err(BlockError::Generic(format!("Duplicate node name '{}'", n)));
-                }
+                // QEMU checks the backend namespace first, and names no
+                // name in its duplicate error.
                 if self.backend(n).is_some() {
                     return Err(BlockError::Generic(format!(
                         "node-name={} is conflicting with a device id",
                         n
                     )));
+                }
+                if self.name_taken(ctx, n) {
+                    return Err(BlockError::Generic("Duplicate node name".into()));
                 }
                 n.to_string()
             }
@@ -483,6 +485,9 @@ impl BlockGraph {
         nopts: NodeOptions,
     ) -> BlockResult<NodeRef> {
         let file = self.open_file_child(opts, ctx, nopts)?;
+        // QEMU names a format node after its file and before its backing
+        // chain; query-named-block-nodes lists nodes in that order.
+        let pos = ctx.created.len();
         let filename = lock(&file).filename().to_string();
         let (fmt, probed) = match driver {
             Some(d) => (d.to_string(), false),
@@ -534,7 +539,7 @@ impl BlockGraph {
         };
         node.set_backing_child(backing);
         let r = Arc::new(std::sync::Mutex::new(node));
-        ctx.created.push(r.clone());
+        ctx.created.insert(pos, r.clone());
         Ok(r)
     }
 

@@ -113,7 +113,8 @@ fn detect_zeroes(v: &str) -> Result<DetectZeroes, String> {
         "off" => Ok(DetectZeroes::Off),
         "on" => Ok(DetectZeroes::On),
         "unmap" => Ok(DetectZeroes::Unmap),
-        _ => Err(format!("Invalid parameter '{v}'")),
+        // qapi_enum_parse's wording (the -drive path), not the QMP visitor's.
+        _ => Err(format!("invalid parameter value: {v}")),
     }
 }
 

@@ -157,6 +157,9 @@ pub fn query_named_block_nodes(
         .block
         .nodes()
         .iter()
+        // QEMU builds this list by prepending while walking its nodes in
+        // creation order, so the newest node comes first.
+        .rev()
         // QEMU describes nodes here without their backend: writeback is
         // always reported on.
         .map(|n| block_device_info(n, None))
