@@ -128,8 +128,9 @@ impl BlockGraph {
                 BlockError::NoMedium(format!("Device '{}' has no medium", device_or_node))
             });
         }
+        // bdrv_lookup_bs: a GenericError, not DeviceNotFound.
         self.find_node(device_or_node).ok_or_else(|| {
-            BlockError::NotFound(format!(
+            BlockError::Generic(format!(
                 "Cannot find device={} nor node_name={}",
                 device_or_node, device_or_node
             ))
@@ -559,7 +560,11 @@ impl BlockGraph {
         match opts.get("backing") {
             Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) if s.is_empty() => return Ok(None),
-            Some(Value::String(r)) => return self.find_ref(ctx, r).map(Some),
+            Some(Value::String(r)) => {
+                return self.find_ref(ctx, r).map(Some).map_err(|e| {
+                    BlockError::Generic(format!("Could not open backing file: {}", e))
+                })
+            }
             Some(Value::Object(o)) => {
                 let n = self.open_node(o, ctx, Some(inherit), true)?;
                 lock(&n).set_implicit(true);

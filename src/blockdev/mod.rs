@@ -458,6 +458,33 @@ pub fn lookup_bs(
 
 /// True when a node is the root of a backend or has no parent node
 /// (bdrv_is_root_node: no parent that is a node).
+/// The node whose backing file `node` is, if any: QEMU blocks deleting a
+/// backing node with "node is used as backing hd of 'P'".
+fn backing_parent(graph: &BlockGraph, node: &NodeRef) -> Option<NodeRef> {
+    graph
+        .nodes()
+        .iter()
+        .find(|p| {
+            !Arc::ptr_eq(p, node)
+                && lock(p)
+                    .children()
+                    .backing
+                    .as_ref()
+                    .is_some_and(|b| Arc::ptr_eq(b, node))
+        })
+        .cloned()
+}
+
+/// bdrv_op_is_blocked(DRIVE_DEL) for a backing node: the error QEMU gives.
+fn drive_del_blocker(graph: &BlockGraph, devs: &BlockDevs, node: &NodeRef) -> Option<QmpError> {
+    let parent = backing_parent(graph, node)?;
+    Some(QmpError::generic(format!(
+        "Node '{}' is busy: node is used as backing hd of '{}'",
+        devs.device_or_node_name(graph, node),
+        devs.device_or_node_name(graph, &parent)
+    )))
+}
+
 pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
     !graph.nodes().iter().any(|p| {
         if Arc::ptr_eq(p, node) {
@@ -648,6 +675,9 @@ pub fn x_blockdev_del(
                 return Err(QmpError::generic(format!("Block backend {id} is in use")));
             }
             if let Some(r) = &root {
+                if let Some(e) = drive_del_blocker(graph, devs, r) {
+                    return Err(e);
+                }
                 if !is_root_node(graph, r) || devs.is_monitor_owned(r) {
                     return Err(QmpError::generic(format!("Block device {id} is in use")));
                 }
@@ -664,6 +694,9 @@ pub fn x_blockdev_del(
                 return Err(QmpError::generic(format!(
                     "Node {name} is in use by {user}"
                 )));
+            }
+            if let Some(e) = drive_del_blocker(graph, devs, &node) {
+                return Err(e);
             }
             if !devs.is_monitor_owned(&node) {
                 return Err(QmpError::generic(format!(
@@ -726,7 +759,10 @@ mod tests {
             .unwrap();
         d.own_node(top);
         let e = x_blockdev_del(&mut g, &mut d, None, Some("base")).unwrap_err();
-        assert_eq!(e.desc, "Block device base is in use");
+        assert_eq!(
+            e.desc,
+            "Node 'base' is busy: node is used as backing hd of 'top'"
+        );
         let file = g
             .nodes()
             .iter()
