@@ -478,11 +478,9 @@ pub fn blockdev_init(
     if !crate::vl::opts::is_valid_id(id) {
         return Err("Invalid device name".into());
     }
-    let stats = block::stats::BlockStats::from_drive_options(
-        &common.stats_opts,
-        block::stats::realtime_ns(),
-    )
-    .map_err(|e| e.to_string())?;
+    let stats =
+        block::stats::BlockStats::from_drive_options(&common.stats_opts, block::stats::acct_now())
+            .map_err(|e| e.to_string())?;
     let has_medium = node_opts.keys().any(|k| k != "read-only");
     let root = if has_medium {
         // With snapshot=on the image itself is only read (QEMU opens it as
