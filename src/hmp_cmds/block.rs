@@ -379,12 +379,19 @@ pub fn info_blockstats(
 
 pub fn block_resize(
     emu: &mut Emulator,
-    ctx: &mut CmdCtx,
+    _: &mut CmdCtx,
     a: &HmpArgs,
-    _: &mut String,
+    out: &mut String,
 ) -> Result<(), QmpError> {
-    let args = json!({"device": s(a, "device"), "size": a.get("size")});
-    qmp(emu, ctx, "block_resize", args).map(|_| ())
+    let size = a.get("size").and_then(Value::as_i64).unwrap_or(0);
+    qmp_cmds::block::resize(emu, s(a, "device"), None, size).map_err(|(e, report)| {
+        // The driver's own error_report() reaches the monitor first.
+        if let Some(r) = report {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        e
+    })
 }
 
 pub fn block_set_io_throttle(

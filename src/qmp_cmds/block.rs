@@ -235,25 +235,60 @@ pub fn x_blockdev_del(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result
 // ---- image changes -----------------------------------------------------
 
 pub fn block_resize(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
-    let device = arg_str(args, "device");
-    let node = lookup_bs(&emu.block, device, arg_str(args, "node-name"))?;
     let size = arg_i64(args, "size").unwrap_or(0);
-    let dev = device.unwrap_or("(null)");
-    if size < 0 {
-        return Err(QmpError::invalid_parameter_value("size", "a >0 size"));
-    }
-    super::jobs::check_free(emu, &node)?;
-    let r = lock(&node).truncate(size as u64);
-    r.map_err(|e| match e {
-        block::BlockError::ReadOnly(_) => QmpError::generic(format!("Device '{dev}' is read only")),
-        block::BlockError::Unsupported(_) => {
-            QmpError::generic("this feature or command is not currently supported")
+    resize(
+        emu,
+        arg_str(args, "device"),
+        arg_str(args, "node-name"),
+        size,
+    )
+    .map_err(|(e, report)| {
+        // QEMU's qcow2 driver error_report()s why; from QMP that goes to stderr.
+        if let Some(r) = report {
+            eprintln!("{r}");
         }
-        block::BlockError::InUse(_) => QmpError::device_in_use(dev),
-        block::BlockError::NoMedium(_) => QmpError::device_has_no_medium(dev),
-        e => QmpError::generic(format!("Could not resize: {}", e.strerror())),
+        e
     })?;
     Ok(empty())
+}
+
+/// qmp_block_resize. On failure, besides the error, the line QEMU's qcow2
+/// driver reports on its own (shrinking, half sectors, internal snapshots):
+/// HMP prints it before the error, QMP on stderr.
+pub fn resize(
+    emu: &mut Emulator,
+    device: Option<&str>,
+    node_name: Option<&str>,
+    size: i64,
+) -> Result<(), (QmpError, Option<String>)> {
+    let node = lookup_bs(&emu.block, device, node_name).map_err(|e| (e, None))?;
+    let dev = device.unwrap_or("(null)");
+    if size < 0 {
+        return Err((QmpError::invalid_parameter_value("size", "a >0 size"), None));
+    }
+    super::jobs::check_free(emu, &node).map_err(|e| (e, None))?;
+    let qcow2 = lock(&node).driver_name() == "qcow2";
+    let r = lock(&node).truncate(size as u64);
+    r.map_err(|e| {
+        let report = match &e {
+            block::BlockError::InvalidArgument(m) | block::BlockError::Unsupported(m) if qcow2 => {
+                Some(m.clone())
+            }
+            _ => None,
+        };
+        let err = match e {
+            block::BlockError::ReadOnly(_) => {
+                QmpError::generic(format!("Device '{dev}' is read only"))
+            }
+            block::BlockError::Unsupported(_) => {
+                QmpError::generic("this feature or command is not currently supported")
+            }
+            block::BlockError::InUse(_) => QmpError::device_in_use(dev),
+            block::BlockError::NoMedium(_) => QmpError::device_has_no_medium(dev),
+            e => QmpError::generic(format!("Could not resize: {}", e.strerror())),
+        };
+        (err, report)
+    })
 }
 
 pub fn block_passwd(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
