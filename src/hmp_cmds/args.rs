@@ -148,7 +148,11 @@ pub fn parse(cmd: &str, args_type: &str, line: &str) -> Result<Map<String, Value
                     continue;
                 }
                 let mut q = p;
-                let tok = get_str(&mut q).unwrap_or_default();
+                let mut tok = get_str(&mut q).unwrap_or_default();
+                // qemu_strtosz: a number without a suffix is in MiB here.
+                if tok.ends_with(|c: char| c.is_ascii_digit()) {
+                    tok.push('M');
+                }
                 match crate::vl::opts::parse_size(it.key, &tok) {
                     Ok(v) if !tok.is_empty() => {
                         out.insert(it.key.into(), Value::from(v));
