@@ -244,9 +244,23 @@ impl BlockGraph {
                 ));
             }
         }
+        // QEMU words the blocker once, with the parent's device-or-node
+        // name at the time a backing file first appears, and keeps it
+        // while the backing is swapped.
+        let label = self
+            .backends
+            .iter()
+            .find(|b| b.root().is_some_and(|r| Arc::ptr_eq(&r, node)))
+            .map(|b| b.name().to_string());
         let old = {
             let mut g = lock(node);
             let old = g.backing();
+            if backing.is_none() {
+                g.set_backing_blocker(None);
+            } else if old.is_none() {
+                let l = label.unwrap_or_else(|| g.name().to_string());
+                g.set_backing_blocker(Some(l));
+            }
             g.set_backing_child(backing);
             old
         };
@@ -538,6 +552,10 @@ impl BlockGraph {
         } else {
             None
         };
+        if backing.is_some() {
+            let label = node.name().to_string();
+            node.set_backing_blocker(Some(label));
+        }
         node.set_backing_child(backing);
         let r = Arc::new(std::sync::Mutex::new(node));
         ctx.created.insert(pos, r.clone());

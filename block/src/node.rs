@@ -84,6 +84,9 @@ pub struct Node {
     /// Highest offset, dirty bitmaps, write threshold (see `node/hooks.rs`).
     pub(crate) tracking: WriteTracking,
     before_write: Option<Arc<dyn BeforeWrite>>,
+    /// Who QEMU's blocker on our backing node names ("node is used as
+    /// backing hd of 'X'"): fixed when a backing child is first attached.
+    backing_blocker: Option<String>,
 }
 
 impl Node {
@@ -107,7 +110,17 @@ impl Node {
             corrupt: false,
             tracking: WriteTracking::default(),
             before_write: None,
+            backing_blocker: None,
         }
+    }
+
+    /// The name QEMU's backing blocker recorded for this node (see field).
+    pub fn backing_blocker(&self) -> Option<&str> {
+        self.backing_blocker.as_deref()
+    }
+
+    pub fn set_backing_blocker(&mut self, label: Option<String>) {
+        self.backing_blocker = label;
     }
 
     pub(crate) fn set_probed(&mut self, probed: bool) {

@@ -475,14 +475,32 @@ fn backing_parent(graph: &BlockGraph, node: &NodeRef) -> Option<NodeRef> {
         .cloned()
 }
 
-/// bdrv_op_is_blocked(DRIVE_DEL) for a backing node: the error QEMU gives.
-fn drive_del_blocker(graph: &BlockGraph, devs: &BlockDevs, node: &NodeRef) -> Option<QmpError> {
+/// bdrv_op_is_blocked() for a backing node (QEMU blocks every operation but
+/// a few job ones on it): the error QEMU gives.
+pub fn backing_blocker(graph: &BlockGraph, devs: &BlockDevs, node: &NodeRef) -> Option<QmpError> {
     let parent = backing_parent(graph, node)?;
+    let label = lock(&parent)
+        .backing_blocker()
+        .map(str::to_string)
+        .unwrap_or_else(|| devs.device_or_node_name(graph, &parent));
     Some(QmpError::generic(format!(
         "Node '{}' is busy: node is used as backing hd of '{}'",
         devs.device_or_node_name(graph, node),
-        devs.device_or_node_name(graph, &parent)
+        label
     )))
+}
+
+/// True when another node has `node` as its protocol (`file`) child: QEMU's
+/// bdrv_is_first_non_filter() is false for it.
+pub fn is_file_child(graph: &BlockGraph, node: &NodeRef) -> bool {
+    graph.nodes().iter().any(|p| {
+        !Arc::ptr_eq(p, node)
+            && lock(p)
+                .children()
+                .file
+                .as_ref()
+                .is_some_and(|f| Arc::ptr_eq(f, node))
+    })
 }
 
 pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
@@ -675,7 +693,7 @@ pub fn x_blockdev_del(
                 return Err(QmpError::generic(format!("Block backend {id} is in use")));
             }
             if let Some(r) = &root {
-                if let Some(e) = drive_del_blocker(graph, devs, r) {
+                if let Some(e) = backing_blocker(graph, devs, r) {
                     return Err(e);
                 }
                 if !is_root_node(graph, r) || devs.is_monitor_owned(r) {
@@ -695,7 +713,7 @@ pub fn x_blockdev_del(
                     "Node {name} is in use by {user}"
                 )));
             }
-            if let Some(e) = drive_del_blocker(graph, devs, &node) {
+            if let Some(e) = backing_blocker(graph, devs, &node) {
                 return Err(e);
             }
             if !devs.is_monitor_owned(&node) {
