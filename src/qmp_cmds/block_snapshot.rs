@@ -361,6 +361,13 @@ pub fn blockdev_snapshot_delete_internal_sync(
     if id.is_none() && name.is_none() {
         return Err(QmpError::generic("Name or id must be provided"));
     }
+    // Only qcow2 lists snapshots; QEMU asks the format and then its file,
+    // and neither raw nor file can answer.
+    if lock(&node).driver_name() != "qcow2" {
+        return Err(QmpError::generic(
+            "Failed to get a snapshot list: Operation not supported",
+        ));
+    }
     let Some(sn) = find_snapshot(&node, id, name) else {
         return Err(QmpError::generic(format!(
             "Snapshot with id '{}' and name '{}' does not exist on device '{device}'",
