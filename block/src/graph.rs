@@ -261,6 +261,13 @@ impl BlockGraph {
                 let l = label.unwrap_or_else(|| g.name().to_string());
                 g.set_backing_blocker(Some(l));
             }
+            let rec = backing.as_ref().map(|b| {
+                let bg = lock(b);
+                (bg.filename().to_string(), bg.driver_name().to_string())
+            });
+            if rec.is_some() {
+                g.set_backing_record(rec);
+            }
             g.set_backing_child(backing);
             old
         };
@@ -552,9 +559,14 @@ impl BlockGraph {
         } else {
             None
         };
-        if backing.is_some() {
+        if let Some(b) = &backing {
             let label = node.name().to_string();
             node.set_backing_blocker(Some(label));
+            let bg = lock(b);
+            node.set_backing_record(Some((
+                bg.filename().to_string(),
+                bg.driver_name().to_string(),
+            )));
         }
         node.set_backing_child(backing);
         let r = Arc::new(std::sync::Mutex::new(node));
@@ -583,11 +595,15 @@ impl BlockGraph {
                     BlockError::Generic(format!("Could not open backing file: {}", e))
                 })
             }
-            Some(Value::Object(o)) => {
+            // Options naming their own file open on their own; others
+            // (node-name, a further backing...) apply to the file the image
+            // header names, as QEMU merges them with it.
+            Some(Value::Object(o)) if o.contains_key("file") || o.contains_key("filename") => {
                 let n = self.open_node(o, ctx, Some(inherit), true)?;
                 lock(&n).set_implicit(true);
                 return Ok(Some(n));
             }
+            Some(Value::Object(_)) => {}
             Some(_) => {
                 return Err(BlockError::InvalidArgument(
                     "Invalid parameter type for 'backing', expected: object or string".into(),
@@ -628,6 +644,11 @@ impl BlockGraph {
         fo.insert("driver".into(), Value::from("file"));
         fo.insert("filename".into(), Value::from(path.clone()));
         o.insert("file".into(), Value::Object(fo));
+        if let Some(Value::Object(extra)) = opts.get("backing") {
+            for (k, v) in extra {
+                o.insert(k.clone(), v.clone());
+            }
+        }
         let r = self.open_node(&o, ctx, Some(inherit), true);
         ctx.chain.pop();
         let n = r.map_err(|e| match e {

@@ -87,6 +87,10 @@ pub struct Node {
     /// Who QEMU's blocker on our backing node names ("node is used as
     /// backing hd of 'X'"): fixed when a backing child is first attached.
     backing_blocker: Option<String>,
+    /// The backing file name and format QEMU keeps for the node
+    /// (bs->backing_file): the attached backing node's when one is
+    /// attached, then whatever change-backing-file wrote.
+    backing_record: Option<(String, String)>,
 }
 
 impl Node {
@@ -111,7 +115,17 @@ impl Node {
             tracking: WriteTracking::default(),
             before_write: None,
             backing_blocker: None,
+            backing_record: None,
         }
+    }
+
+    /// The recorded backing file name and format (see field).
+    pub fn backing_record(&self) -> Option<&(String, String)> {
+        self.backing_record.as_ref()
+    }
+
+    pub fn set_backing_record(&mut self, rec: Option<(String, String)>) {
+        self.backing_record = rec;
     }
 
     /// The name QEMU's backing blocker recorded for this node (see field).

@@ -40,10 +40,11 @@ fn attached_backing_names(image: &mut Value, node: &NodeRef) {
         let Some(b) = lock(&cur).backing() else {
             return;
         };
-        let (file, fmt) = {
+        let recorded = lock(&cur).backing_record().cloned();
+        let (file, fmt) = recorded.unwrap_or_else(|| {
             let g = lock(&b);
             (g.filename().to_string(), g.driver_name().to_string())
-        };
+        });
         let full = block::graph::resolve_backing_name(lock(&cur).filename(), &file);
         let Some(m) = img.as_object_mut() else {
             return;
@@ -339,6 +340,10 @@ pub fn change_backing_file(
     // QEMU 2.8 records the image's own format as the backing format here.
     let fmt = g.driver_name();
     let r = g.change_backing_file(Some(backing), Some(fmt));
+    if r.is_ok() {
+        let rec = (backing.to_string(), fmt.to_string());
+        g.set_backing_record(Some(rec));
+    }
     let mut err = r.err().map(|e| {
         QmpError::generic(format!(
             "Could not change backing file to '{backing}': {}",
