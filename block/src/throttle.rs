@@ -292,13 +292,15 @@ impl ThrottleConfig {
         for (i, (avg, _, _)) in QMP_NAMES.iter().enumerate() {
             m.insert((*avg).into(), json!(self.buckets[i].avg as i64));
         }
+        // QEMU tests the (double) burst rate for presence but reports it
+        // truncated: iops=1 gives "iops_max": 0 (its avg/10 default).
         for (i, (_, max, _)) in QMP_NAMES.iter().enumerate() {
-            if self.buckets[i].max as i64 != 0 {
+            if self.buckets[i].max != 0.0 {
                 m.insert((*max).into(), json!(self.buckets[i].max as i64));
             }
         }
         for (i, (_, _, len)) in QMP_NAMES.iter().enumerate() {
-            if self.buckets[i].max as i64 != 0 {
+            if self.buckets[i].max != 0.0 {
                 m.insert((*len).into(), json!(self.buckets[i].burst_length));
             }
         }
