@@ -488,6 +488,12 @@ pub fn change(
         }
         return Err(QmpError::feature_disabled("vnc"));
     }
+    // hmp_change parses the mode with qapi_enum_parse before anything else.
+    if let Some(m) = ro {
+        if !matches!(m, "retain" | "read-only" | "read-write") {
+            return Err(QmpError::generic(format!("invalid parameter value: {m}")));
+        }
+    }
     let r = qmp_cmds::block::change_medium(emu, device, target, s(a, "arg"), ro);
     crate::blockdev::flush_events(emu);
     r
