@@ -233,6 +233,18 @@ impl Node {
     }
 
     fn report_corruption(&mut self, rep: CorruptionReport) {
+        // QEMU's qcow2 driver says so on stderr before the event.
+        if rep.fatal {
+            eprintln!(
+                "qcow2: Marking image as corrupt: {}; further corruption events will be suppressed",
+                rep.msg
+            );
+        } else {
+            eprintln!(
+                "qcow2: Image is corrupt: {}; further non-fatal corruption events will be suppressed",
+                rep.msg
+            );
+        }
         if rep.fatal {
             self.corrupt = true;
             self.opts.read_only = true;
