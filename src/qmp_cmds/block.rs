@@ -569,7 +569,12 @@ mod tests {
         assert_eq!(ins["image"]["backing-image"]["filename"], json!(base));
         let old = e.block.find_node("n0").unwrap();
         assert!(block::lock(&old).is_read_only());
+        // The old top is the overlay's backing now: QEMU's blocker refuses
+        // before asking who owns it.
         let err = run(&mut e, "x-blockdev-del", json!({"node-name": "n0"})).unwrap_err();
-        assert_eq!(err.desc, "Node n0 is not owned by the monitor");
+        assert_eq!(
+            err.desc,
+            "Node 'n0' is busy: node is used as backing hd of 'd0'"
+        );
     }
 }
