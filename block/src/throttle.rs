@@ -491,6 +491,15 @@ mod tests {
     }
 
     #[test]
+    fn query_fields_show_a_burst_below_one_as_zero() {
+        // iops=1 smooths with max 0.1: present, but reported truncated.
+        let s = ThrottleState::new(&cfg(json!({"iops": 1})), 0);
+        let q = Value::Object(s.config().query_fields());
+        assert_eq!(q["iops_max"], 0);
+        assert_eq!(q["iops_max_length"], 1);
+    }
+
+    #[test]
     fn query_fields_show_the_smoothing_burst_as_qemu_2_8() {
         let s = ThrottleState::new(&cfg(json!({"bps": 1000})), 0);
         let q = Value::Object(s.config().query_fields());

@@ -223,6 +223,9 @@ mod tests {
         let m = parse("x", "device:B,size:o", "drive0 1G").unwrap();
         assert_eq!(m["device"], "drive0");
         assert_eq!(m["size"], 1u64 << 30);
+        // qemu_strtosz's default suffix here is MiB.
+        let m = parse("x", "device:B,size:o", "drive0 2").unwrap();
+        assert_eq!(m["size"], 2u64 << 20);
         let m = parse("x", "force:-f,device:B", "-f cd0").unwrap();
         assert_eq!(m["force"], true);
         assert_eq!(
