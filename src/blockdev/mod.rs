@@ -630,6 +630,7 @@ pub fn open_cmdline_drives(
     // -snapshot turns snapshot=on for every -drive that does not say.
     let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {
+        let mut warnings = Vec::new();
         let r = match name.as_str() {
             "drive" => with_fdsets(emu, |g, d| {
                 let has = arg.split(',').any(|kv| kv.starts_with("snapshot"));
@@ -638,7 +639,7 @@ pub fn open_cmdline_drives(
                 } else {
                     arg.clone()
                 };
-                drive::drive_new(g, d, &opts, default_if).map(|_| ())
+                drive::drive_new_warn(g, d, &opts, default_if, &mut warnings).map(|_| ())
             }),
             "blockdev" => with_fdsets(emu, |g, d| drive::blockdev_from_arg(g, d, arg)),
             "" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda" | "fdb" => {
@@ -658,6 +659,10 @@ pub fn open_cmdline_drives(
         } else {
             format!("-{name} {arg}")
         };
+        // error_report() names the option being processed.
+        for w in warnings {
+            eprintln!("qemu-system-x86_64: {loc}: {w}");
+        }
         r.map_err(|e| format!("{loc}: {e}"))?;
         apply_pending_limits(emu).map_err(|e| format!("{loc}: {e}"))?;
     }

@@ -515,7 +515,15 @@ pub fn drive_add(
         return Ok(());
     }
     let default_if = IfType::Ide;
-    let r = blockdev::with_fdsets(emu, |g, d| drive::drive_new(g, d, opts, default_if));
+    let mut warnings = Vec::new();
+    let r = blockdev::with_fdsets(emu, |g, d| {
+        drive::drive_new_warn(g, d, opts, default_if, &mut warnings)
+    });
+    // Reported on the monitor, without a location.
+    for w in warnings {
+        out.push_str(&w);
+        out.push('\n');
+    }
     let id = match r {
         Ok(id) => id,
         Err(e) => {
