@@ -177,7 +177,8 @@ impl Node {
         self.probed
     }
 
-    /// True after a fatal corruption was found in this node's metadata.
+    /// True after a fatal corruption was found in this node's metadata; the
+    /// node is unusable then (see check_usable).
     pub fn is_corrupt(&self) -> bool {
         self.corrupt
     }
@@ -258,6 +259,15 @@ impl Node {
         }));
     }
 
+    /// QEMU 2.8 drops a node's driver after a fatal corruption: from then
+    /// on it is "not inserted" and its I/O fails with ENOMEDIUM.
+    fn check_usable(&self) -> BlockResult<()> {
+        if self.corrupt {
+            return Err(BlockError::NoMedium("No medium found".into()));
+        }
+        Ok(())
+    }
+
     fn check_writable(&self) -> BlockResult<()> {
         if self.opts.read_only {
             return Err(BlockError::ReadOnly("Operation not permitted".into()));
@@ -287,6 +297,7 @@ impl Node {
     }
 
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+        self.check_usable()?;
         if buf.is_empty() {
             return Ok(());
         }
@@ -296,6 +307,7 @@ impl Node {
     }
 
     pub fn write(&mut self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         if buf.is_empty() {
             return Ok(());
@@ -338,6 +350,7 @@ impl Node {
     }
 
     pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         if len == 0 {
             return Ok(());
@@ -358,6 +371,7 @@ impl Node {
 
     /// Writes one whole cluster compressed.
     pub fn write_compressed(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         self.run_before_write(offset, buf.len() as u64)?;
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
@@ -369,6 +383,7 @@ impl Node {
 
     /// Discards the range when the node was opened with `discard=unmap`.
     pub fn discard(&mut self, offset: u64, len: u64) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         if !self.opts.discard_unmap || len == 0 {
             return Ok(());
@@ -392,6 +407,7 @@ impl Node {
 
     /// Allocation state of this layer only.
     pub fn block_status(&mut self, offset: u64, len: u64) -> BlockResult<Extent> {
+        self.check_usable()?;
         let r = self.driver.block_status(&self.children, offset, len);
         self.note_corruption();
         r
@@ -456,6 +472,7 @@ impl Node {
     }
 
     pub fn truncate(&mut self, size: u64) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         let r = self.driver.truncate(&self.children, size);
         if r.is_ok() {

@@ -109,7 +109,9 @@ fn block_info(graph: &BlockGraph, devs: &BlockDevs, backend: &block::Backend) ->
     m.insert("device".into(), json!(name));
     m.insert("locked".into(), json!(front.is_locked()));
     m.insert("removable".into(), json!(front.has_removable_media()));
-    if let Some(root) = backend.root() {
+    // A node that hit a fatal corruption has no driver left in QEMU 2.8:
+    // the drive shows as not inserted.
+    if let Some(root) = backend.root().filter(|r| !lock(r).is_corrupt()) {
         let mut ins = block_device_info(&root, Some(front));
         let groups = crate::blockdev::throttle::groups(&devs.throttle);
         if let (Some(cfg), Some(o)) = (groups.config_of(name), ins.as_object_mut()) {
@@ -263,6 +265,10 @@ pub fn resize(
     size: i64,
 ) -> Result<(), (QmpError, Option<String>)> {
     let node = lookup_bs(&emu.block, device, node_name).map_err(|e| (e, None))?;
+    // A node without a driver (fatal corruption) is no "first non-filter".
+    if lock(&node).is_corrupt() {
+        return Err((QmpError::feature_disabled("resize"), None));
+    }
     let dev = device.unwrap_or("(null)");
     if size < 0 {
         return Err((QmpError::invalid_parameter_value("size", "a >0 size"), None));
