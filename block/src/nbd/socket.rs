@@ -347,6 +347,20 @@ impl Stream {
         }
     }
 
+    /// Whether the peer has hung up entirely or the socket has failed
+    /// (POLLHUP / POLLERR now), without reading anything.
+    pub(crate) fn peer_gone(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd for the call; the fd is owned by
+        // `self`; timeout 0 never blocks.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+
     pub(crate) fn shutdown(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
