@@ -20,6 +20,9 @@ const HIGH_WATER: usize = 2 * 1024 * 1024;
 /// Unparsed input we read ahead of the message being assembled, so that
 /// pipelined small requests cost one read() for several.
 const READ_AHEAD: usize = 64 * 1024;
+/// Queued output that is sent without waiting for the client's other
+/// received requests to be served first.
+const SEND_AT: usize = 64 * 1024;
 /// Steps (socket transfers or messages) per `ready()` call: the bound that
 /// keeps one busy client from starving the main loop.
 const STEPS_PER_CALL: usize = 64;
@@ -166,32 +169,34 @@ impl Client {
         resolver: &mut dyn ExportResolver,
     ) -> bool {
         for _ in 0..STEPS_PER_CALL {
-            let mut progressed = false;
-            match self.out.write_to(&mut self.stream) {
-                Ok(Transfer::Moved(_)) => progressed = true,
-                Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
-                Ok(Transfer::Eof) | Err(_) => return false,
-            }
             if matches!(self.phase, Phase::Closing) && self.out.pending() == 0 {
                 return false;
             }
-            if self.out.pending() >= HIGH_WATER {
-                if !progressed {
-                    break;
-                }
-                continue;
-            }
-            match self.advance(exports, resolver) {
-                Advance::Progressed => progressed = true,
-                Advance::Stalled => {}
-                Advance::NeedInput(limit) => {
-                    match self.inbuf.fill_from(&mut self.stream, limit) {
-                        Ok(Transfer::Moved(_)) => progressed = true,
-                        Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
-                        // The client hung up; a reply it can no longer
-                        // read is not worth waiting for.
-                        Ok(Transfer::Eof) | Err(_) => return false,
+            let mut progressed = false;
+            let must_send = self.out.pending() >= SEND_AT;
+            if self.out.pending() < HIGH_WATER {
+                match self.advance(exports, resolver) {
+                    Advance::Progressed => progressed = true,
+                    Advance::Stalled => {}
+                    Advance::NeedInput(limit) => {
+                        match self.inbuf.fill_from(&mut self.stream, limit) {
+                            Ok(Transfer::Moved(_)) => progressed = true,
+                            Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                            // The client hung up; a reply it can no longer
+                            // read is not worth waiting for.
+                            Ok(Transfer::Eof) | Err(_) => return false,
+                        }
                     }
+                }
+            }
+            // Small replies wait until the requests already received are
+            // served, so that a pipelined batch is answered with one send
+            // (and wakes the client once); large ones go at once.
+            if must_send || !progressed {
+                match self.out.write_to(&mut self.stream) {
+                    Ok(Transfer::Moved(_)) => progressed = true,
+                    Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                    Ok(Transfer::Eof) | Err(_) => return false,
                 }
             }
             if !progressed {
@@ -215,9 +220,11 @@ impl Client {
         self.stream.into_fd()
     }
 
-    /// Bytes `n` of unread input if available, else the input limit to wait with.
+    /// Bytes `n` of unread input if available, else the input limit to wait
+    /// with: the message plus read-ahead, so that a write payload and the
+    /// request headers after it come in with one read.
     fn need(&self, n: usize) -> Option<Advance> {
-        (self.inbuf.len() < n).then(|| Advance::NeedInput(n.max(READ_AHEAD)))
+        (self.inbuf.len() < n).then(|| Advance::NeedInput(n + READ_AHEAD))
     }
 
     fn advance(
