@@ -109,6 +109,7 @@ timed() { # SERVER_PID CMD...: "wall-seconds server-cpu-seconds", started
 declare -A BEST CPU
 keep() { # KEY "WALL CPU": remember the fastest copy and its CPU time
     local wall=${2% *}
+    if [ -n "${VERBOSE:-}" ]; then echo "$1: $2" >&2; fi
     if [ -z "${BEST[$1]:-}" ] || [ "$(echo "$wall < ${BEST[$1]}" | bc)" = 1 ]; then
         BEST[$1]=$wall CPU[$1]=${2#* }
     fi

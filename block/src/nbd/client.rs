@@ -179,6 +179,16 @@ impl Client {
                     Advance::Progressed => progressed = true,
                     Advance::Stalled => {}
                     Advance::NeedInput(limit) => {
+                        // Replies go out before we wait on the client, which
+                        // may be waiting on them (its window of requests in
+                        // flight is full).
+                        if self.out.pending() > 0 {
+                            match self.out.write_to(&mut self.stream) {
+                                Ok(Transfer::Moved(_)) => progressed = true,
+                                Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                                Ok(Transfer::Eof) | Err(_) => return false,
+                            }
+                        }
                         match self.inbuf.fill_from(&mut self.stream, limit) {
                             Ok(Transfer::Moved(_)) => progressed = true,
                             Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
@@ -189,7 +199,7 @@ impl Client {
                     }
                 }
             }
-            // Small replies wait until the requests already received are
+            // Small replies wait while requests already received are
             // served, so that a pipelined batch is answered with one send
             // (and wakes the client once); large ones go at once.
             if must_send || !progressed {
