@@ -2,7 +2,13 @@
 # Copy a 1 GiB raw and a 1 GiB qcow2 export in and out with nbdcopy, against
 # three servers in one run: ours (nbd-server-start over QMP), QEMU's
 # qemu-system-x86_64 (same QMP commands) and qemu-nbd. Prints seconds per copy
-# (best of $RUNS) and MiB/s.
+# (best of $RUNS) and MiB/s, the serving process's CPU seconds for that copy,
+# and our ratio to QEMU.
+#
+# The servers of one format run side by side and take turns, copy by copy,
+# and every timed copy starts after `sync`: the page cache's writeback of
+# earlier copies (1 GiB each) otherwise lands on whichever server comes next,
+# and the load of other jobs on a shared machine drifts over minutes.
 #
 #   scripts/bench-nbd.sh [OUR_BINARY]
 #
@@ -87,41 +93,69 @@ start_example() { # FMT(raw) PORT_SRC PORT_DST
     sleep 0.5
 }
 
-best() { # best-of-RUNS wall seconds of a command
-    local best=
-    for _ in $(seq "$RUNS"); do
-        local t0 t1 t
-        t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N)
-        t=$(echo "$t1 - $t0" | bc)
-        if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi
-    done
-    echo "$best"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+timed() { # SERVER_PID CMD...: "wall-seconds server-cpu-seconds", started
+    # with no dirty pages about
+    local pid=$1 t0 t1 c0 c1
+    shift
+    sync
+    c0=$(ticks "$pid"); t0=$(date +%s.%N)
+    "$@" >/dev/null
+    t1=$(date +%s.%N); c1=$(ticks "$pid")
+    echo "$(echo "$t1 - $t0" | bc) $(echo "($c1 - $c0) / $(getconf CLK_TCK)" | bc -l)"
+}
+
+declare -A BEST CPU
+keep() { # KEY "WALL CPU": remember the fastest copy and its CPU time
+    local wall=${2% *}
+    if [ -n "${VERBOSE:-}" ]; then echo "$1: $2" >&2; fi
+    if [ -z "${BEST[$1]:-}" ] || [ "$(echo "$wall < ${BEST[$1]}" | bc)" = 1 ]; then
+        BEST[$1]=$wall CPU[$1]=${2#* }
+    fi
 }
 
 bytes=$(stat -c %s "$WORK/data.raw")
-row() { # SERVER FMT SRC_URI DST_URI
-    local out in
-    out=$(best nbdcopy "$3" null:)
-    in=$(best nbdcopy "$WORK/data.raw" "$4")
-    printf "%-10s %-6s out %6.2fs %7.0f MiB/s   in %6.2fs %7.0f MiB/s\n" "$1" "$2" \
-        "$out" "$(echo "$bytes / 1048576 / $out" | bc -l)" "$in" "$(echo "$bytes / 1048576 / $in" | bc -l)"
-    stop_all
-}
+mibs() { echo "$bytes / 1048576 / $1" | bc -l; }
 
 port=21000
 for fmt in raw qcow2; do
+    names=() srcs=() dsts=() spids=() dpids=()
     if [ "${OURS:-}" = example ]; then
         if [ $fmt = raw ]; then
             start_example raw $port $((port + 1))
-            row ours raw "nbd://127.0.0.1:$port/disk" "nbd://127.0.0.1:$((port + 1))/disk"
+            names+=(ours) srcs+=("nbd://127.0.0.1:$port/disk") dsts+=("nbd://127.0.0.1:$((port + 1))/disk")
+            spids+=("${PIDS[-2]}") dpids+=("${PIDS[-1]}")
         fi
     else
         start_emulator ours "$OUR_BIN" $fmt $port
-        row ours $fmt "nbd://127.0.0.1:$port/src" "nbd://127.0.0.1:$port/dst"
+        names+=(ours) srcs+=("nbd://127.0.0.1:$port/src") dsts+=("nbd://127.0.0.1:$port/dst")
+        spids+=("${PIDS[-1]}") dpids+=("${PIDS[-1]}")
     fi
     start_emulator qemu "$QEMU_BIN" $fmt $((port + 2))
-    row qemu $fmt "nbd://127.0.0.1:$((port + 2))/src" "nbd://127.0.0.1:$((port + 2))/dst"
+    names+=(qemu) srcs+=("nbd://127.0.0.1:$((port + 2))/src") dsts+=("nbd://127.0.0.1:$((port + 2))/dst")
+    spids+=("${PIDS[-1]}") dpids+=("${PIDS[-1]}")
     start_qemu_nbd $fmt $((port + 3)) $((port + 4))
-    row qemu-nbd $fmt "nbd://127.0.0.1:$((port + 3))/src" "nbd://127.0.0.1:$((port + 4))/dst"
+    names+=(qemu-nbd) srcs+=("nbd://127.0.0.1:$((port + 3))/src") dsts+=("nbd://127.0.0.1:$((port + 4))/dst")
+    spids+=("${PIDS[-2]}") dpids+=("${PIDS[-1]}")
+    BEST=()
+    for _ in $(seq "$RUNS"); do
+        for i in "${!names[@]}"; do
+            keep "${names[$i]} out" "$(timed "${spids[$i]}" nbdcopy "${srcs[$i]}" null:)"
+            keep "${names[$i]} in" "$(timed "${dpids[$i]}" nbdcopy "$WORK/data.raw" "${dsts[$i]}")"
+        done
+    done
+    for n in "${names[@]}"; do
+        out=${BEST["$n out"]} in=${BEST["$n in"]}
+        printf "%-10s %-6s out %6.2fs %7.0f MiB/s cpu %5.2fs   in %6.2fs %7.0f MiB/s cpu %5.2fs\n" \
+            "$n" "$fmt" "$out" "$(mibs "$out")" "${CPU["$n out"]}" "$in" "$(mibs "$in")" "${CPU["$n in"]}"
+    done
+    if [ -n "${BEST["ours out"]:-}" ]; then
+        printf "%-10s %-6s out %6.2fx                          in %6.2fx\n" "ours/qemu" "$fmt" \
+            "$(echo "${BEST["qemu out"]} / ${BEST["ours out"]}" | bc -l)" \
+            "$(echo "${BEST["qemu in"]} / ${BEST["ours in"]}" | bc -l)"
+    fi
+    stop_all
+    rm -f "$WORK"/*-src.* "$WORK"/*-dst.*
     port=$((port + 10))
 done

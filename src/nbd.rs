@@ -6,11 +6,13 @@ use std::collections::HashMap;
 
 use block::nbd::{
     ClientId, ClientStatus, ClosedClient, ExportResolver, Interest, NbdAddr, NbdExport,
-    NbdExportBackend, NbdIoError, NbdServer,
+    NbdExportBackend, NbdIoError, NbdServer, NbdTicket,
 };
+use block::throttle_group::Admission;
 use block::{lock, BlockError, NodeRef};
 use qmp::error::QmpError;
 
+use crate::blockdev::throttle::{self, Groups, Held, NbdInbox};
 use crate::emulator::{Emulator, FdOwner};
 use crate::main_loop::Token;
 
@@ -24,6 +26,10 @@ pub struct NbdState {
     /// Exports of a named backend, which keep it in use (x-blockdev-del
     /// refuses to delete it).
     backend_users: Vec<String>,
+    /// Requests released by their throttle group, to resume. Each server
+    /// has its own: client ids start over with a new server, and tickets of
+    /// an old one must not reach it.
+    inbox: NbdInbox,
 }
 
 fn io_err(e: BlockError) -> NbdIoError {
@@ -146,6 +152,12 @@ impl NbdExportBackend for BackendExport<'_> {
 struct Resolver<'a> {
     nodes: &'a HashMap<String, NodeRef>,
     graph: &'a block::BlockGraph,
+    throttle: &'a Groups,
+    inbox: &'a NbdInbox,
+    /// Now on the throttle clock.
+    now: i64,
+    /// A request was queued: the throttle timer needs re-arming.
+    held: bool,
 }
 
 impl ExportResolver for Resolver<'_> {
@@ -165,6 +177,39 @@ impl ExportResolver for Resolver<'_> {
             None => f(&mut NodeBackend(node)),
         }
         true
+    }
+
+    /// NBD clients share the backend's throttle group with its other users,
+    /// as every request goes through the backend (in QEMU 2.8 an export had
+    /// a backend of its own, unthrottled). A held request waits in the
+    /// group's queue like a qemu-io aio request; only a block backend can
+    /// have limits, so node-name exports always go.
+    fn admit(&mut self, backend: &str, ticket: NbdTicket, is_write: bool, bytes: u64) -> bool {
+        let held = Held::Nbd {
+            ticket,
+            inbox: self.inbox.clone(),
+        };
+        match throttle::groups(self.throttle).submit(backend, is_write, bytes, held, self.now) {
+            Admission::Go(_) => true,
+            Admission::Queued => {
+                self.held = true;
+                false
+            }
+        }
+    }
+}
+
+/// Lets the NBD requests their throttle group released go on.
+pub fn resume_released(emu: &mut Emulator) {
+    let Some(st) = emu.nbd.as_ref() else { return };
+    let tickets = match st.inbox.lock() {
+        Ok(mut q) => std::mem::take(&mut *q),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for t in tickets {
+        if emu.nbd.as_mut().is_some_and(|st| st.server.resume(t)) {
+            emu.nbd_client_ready(t.client);
+        }
     }
 }
 
@@ -212,12 +257,18 @@ impl Emulator {
 
     /// A client's socket is ready: let it make bounded progress.
     pub fn nbd_client_ready(&mut self, id: ClientId) {
+        let now = throttle::now(self);
         let Some(st) = self.nbd.as_mut() else { return };
         let mut resolver = Resolver {
             nodes: &st.nodes,
             graph: &self.block,
+            throttle: &self.blockdevs.throttle,
+            inbox: &st.inbox,
+            now,
+            held: false,
         };
         let status = st.server.client_ready(id, &mut resolver);
+        let held = resolver.held;
         match status {
             Some(ClientStatus::Open(int)) => {
                 if let Some(t) = st.clients.get(&id).copied() {
@@ -230,6 +281,9 @@ impl Emulator {
         }
         // Writes through NBD may raise block events (thresholds, corruption).
         crate::blockdev::flush_events(self);
+        if held {
+            throttle::rearm(self);
+        }
     }
 
     /// A backend or node is going away: its exports end and their clients
@@ -298,6 +352,7 @@ pub fn server_start(
         clients: HashMap::new(),
         nodes: HashMap::new(),
         backend_users: Vec::new(),
+        inbox: NbdInbox::default(),
     };
     if let Some(fd) = st.server.listener_fd() {
         let t = emu

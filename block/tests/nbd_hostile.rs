@@ -167,6 +167,10 @@ fn bad_requests_get_errors_and_the_connection_stays_in_step() {
     let read_overflow = simple_reply(&mut s);
     request(&mut s, 0, 1, 6, size, 1, &[0x22]);
     let write_past_end = simple_reply(&mut s);
+    request(&mut s, 0, 6, 13, size - 512, 4096, &[]);
+    let zeroes_past_end = simple_reply(&mut s);
+    request(&mut s, 0, 4, 14, size - 512, 4096, &[]);
+    let trim_past_end = simple_reply(&mut s);
     request(&mut s, 0, 0, 7, 0, 64 << 20, &[]);
     let huge_read = simple_reply(&mut s);
     let huge = vec![0x33u8; 40 << 20];
@@ -186,7 +190,11 @@ fn bad_requests_get_errors_and_the_connection_stays_in_step() {
     assert_eq!(ro_trim, (1, 3));
     assert_eq!(read_past_end, (22, 4));
     assert_eq!(read_overflow, (22, 5));
+    // ENOSPC for writes and write-zeroes, EINVAL for the rest: the NBD
+    // specification's and QEMU 2.8's choice.
     assert_eq!(write_past_end, (28, 6));
+    assert_eq!(zeroes_past_end, (28, 13));
+    assert_eq!(trim_past_end, (22, 14));
     assert_eq!(huge_read, (22, 7));
     assert_eq!(huge_write, (22, 8));
     assert_eq!(unknown_cmd, (22, 9));

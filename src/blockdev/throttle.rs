@@ -2,10 +2,13 @@
 //! the limits and queues live in `block::throttle_group`; this module owns
 //! the clock they run on (virtual under qtest, so `clock_step` releases
 //! requests, realtime otherwise), the main-loop timer that fires them, and
-//! completing the qemu-io aio requests they hold back.
+//! completing the qemu-io aio requests they hold back. NBD requests wait in
+//! the same queues; released, their tickets go to the NBD server's inbox
+//! (`crate::nbd`), emptied whenever the timer is re-armed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use block::nbd::NbdTicket;
 use block::qemu_io::{AioDone, AioOp, AioRequest, AioSubmit};
 use block::throttle::ThrottleConfig;
 use block::throttle_group::{Admission, ThrottleGroups};
@@ -15,15 +18,26 @@ use crate::emulator::Emulator;
 use crate::main_loop::ClockType;
 
 /// A request held back by a throttle group.
-pub struct PendingAio {
-    pub node: Option<NodeRef>,
-    pub req: AioRequest,
+pub enum Held {
+    /// A qemu-io aio request, run when released.
+    Aio {
+        node: Option<NodeRef>,
+        req: AioRequest,
+    },
+    /// An NBD request: released, its ticket goes to `inbox`. The inbox, not
+    /// the emulator, is reachable from every place that releases requests
+    /// (qemu-io's aio_flush drains without the emulator at hand).
+    Nbd { ticket: NbdTicket, inbox: NbdInbox },
 }
 
-/// The groups, shared with the qemu-io submitters of one command.
-pub type Groups = Arc<Mutex<ThrottleGroups<PendingAio>>>;
+/// Tickets of NBD requests released by their throttle group and not yet
+/// resumed: one per running NBD server.
+pub type NbdInbox = Arc<Mutex<Vec<NbdTicket>>>;
 
-pub fn groups(g: &Groups) -> MutexGuard<'_, ThrottleGroups<PendingAio>> {
+/// The groups, shared with the qemu-io submitters of one command.
+pub type Groups = Arc<Mutex<ThrottleGroups<Held>>>;
+
+pub fn groups(g: &Groups) -> MutexGuard<'_, ThrottleGroups<Held>> {
     match g.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -68,19 +82,39 @@ fn book(stats: Option<&Arc<Mutex<block::stats::BlockStats>>>, done: &AioDone) {
     }
 }
 
+/// Runs a released request: a qemu-io one now (its text is returned), an
+/// NBD one by posting its ticket.
+fn run_held(held: Held, stats: Option<&Arc<Mutex<block::stats::BlockStats>>>) -> String {
+    match held {
+        Held::Aio { node, req } => {
+            let done = req.run(node.as_ref());
+            book(stats, &done);
+            done.text
+        }
+        Held::Nbd { ticket, inbox } => {
+            match inbox.lock() {
+                Ok(mut q) => q.push(ticket),
+                Err(p) => p.into_inner().push(ticket),
+            }
+            String::new()
+        }
+    }
+}
+
 /// Runs requests the groups released and prints what qemu-io prints for them.
-pub fn complete_released(emu: &mut Emulator, released: Vec<(String, PendingAio)>) {
+pub fn complete_released(emu: &mut Emulator, released: Vec<(String, Held)>) {
     for (backend, p) in released {
         let stats = emu.block.backend(&backend).map(|b| b.stats_handle());
-        let done = p.req.run(p.node.as_ref());
-        book(stats.as_ref(), &done);
-        print_stdout(&done.text);
+        print_stdout(&run_held(p, stats.as_ref()));
     }
+    crate::nbd::resume_released(emu);
     crate::blockdev::flush_events(emu);
 }
 
-/// Arms (or re-arms) the main-loop timer for the earliest group deadline.
+/// Arms (or re-arms) the main-loop timer for the earliest group deadline,
+/// after letting released NBD requests go on.
 pub fn rearm(emu: &mut Emulator) {
+    crate::nbd::resume_released(emu);
     if let Some(id) = emu.blockdevs.throttle_timer.take() {
         emu.timers.cancel(id);
     }
@@ -129,15 +163,13 @@ pub struct ThrottledSubmit {
 impl AioSubmit for ThrottledSubmit {
     fn submit(&mut self, node: &NodeRef, req: AioRequest) {
         let (is_write, bytes) = is_write_and_bytes(&req.op);
-        let p = PendingAio {
+        let p = Held::Aio {
             node: Some(node.clone()),
             req,
         };
         let adm = groups(&self.groups).submit(&self.backend, is_write, bytes, p, self.now);
         if let Admission::Go(p) = adm {
-            let done = p.req.run(p.node.as_ref());
-            book(self.stats.as_ref(), &done);
-            print_stdout(&done.text);
+            print_stdout(&run_held(p, self.stats.as_ref()));
         }
     }
 
@@ -154,10 +186,9 @@ impl AioSubmit for ThrottledSubmit {
             }
         }
         drop(g);
+        // NBD requests among them resume when the command re-arms the timer.
         for (_, p) in released {
-            let done = p.req.run(p.node.as_ref());
-            book(self.stats.as_ref(), &done);
-            out.push_str(&done.text);
+            out.push_str(&run_held(p, self.stats.as_ref()));
         }
     }
 }

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::commands::{self, Request};
-use super::export::{ExportResolver, NbdExport};
+use super::export::{ExportResolver, NbdExport, NbdTicket};
 use super::handshake;
 use super::iobuf::{InputBuffer, OutputBuffer, Transfer};
 use super::options::{self, Negotiation, OptionOutcome};
 use super::proto;
+use super::server::ClientId;
 use super::socket::Stream;
 use super::transmission::{Failure, ReadJob, ReadStep, Session};
 
@@ -19,6 +20,9 @@ const HIGH_WATER: usize = 2 * 1024 * 1024;
 /// Unparsed input we read ahead of the message being assembled, so that
 /// pipelined small requests cost one read() for several.
 const READ_AHEAD: usize = 64 * 1024;
+/// Queued output that is sent without waiting for the client's other
+/// received requests to be served first.
+const SEND_AT: usize = 64 * 1024;
 /// Steps (socket transfers or messages) per `ready()` call: the bound that
 /// keeps one busy client from starving the main loop.
 const STEPS_PER_CALL: usize = 64;
@@ -45,6 +49,13 @@ enum Phase {
         failure: Failure,
     },
     Reading(ReadJob),
+    /// A request the throttle group holds back (`ExportResolver::admit`
+    /// said no) until `resume(seq)` grants it. Nothing after it is parsed.
+    Throttled {
+        req: Request,
+        seq: u64,
+        granted: bool,
+    },
     /// Send what is queued, then close.
     Closing,
 }
@@ -55,11 +66,15 @@ enum Advance {
     Progressed,
     /// Needs more input, holding at most this many unread bytes.
     NeedInput(usize),
-    /// Nothing more until the output drains (Closing).
+    /// Nothing more until the output drains (Closing) or the throttle
+    /// group grants the held request (Throttled).
     Stalled,
 }
 
 pub(crate) struct Client {
+    id: ClientId,
+    /// Number of the last request given to `admit`.
+    seq: u64,
     stream: Stream,
     inbuf: InputBuffer,
     out: OutputBuffer,
@@ -76,10 +91,12 @@ pub struct Interest {
 }
 
 impl Client {
-    pub(crate) fn new(stream: Stream) -> Self {
+    pub(crate) fn new(id: ClientId, stream: Stream) -> Self {
         let mut out = OutputBuffer::default();
         out.push(&handshake::greeting());
         Client {
+            id,
+            seq: 0,
             stream,
             inbuf: InputBuffer::default(),
             out,
@@ -105,7 +122,25 @@ impl Client {
             readable: starved && self.out.pending() < HIGH_WATER,
             // Writable also stands for "has work without input": the socket
             // is nearly always writable, so the loop calls back at once.
-            writable: self.out.pending() > 0 || closing || !starved,
+            writable: self.out.pending() > 0 || closing || (!starved && !self.parked()),
+        }
+    }
+
+    /// Waiting for the throttle group: no input or output can change that.
+    fn parked(&self) -> bool {
+        matches!(self.phase, Phase::Throttled { granted: false, .. })
+    }
+
+    /// The held request `seq` may go; false if no such request waits.
+    pub(crate) fn resume(&mut self, seq: u64) -> bool {
+        match &mut self.phase {
+            Phase::Throttled {
+                seq: held, granted, ..
+            } if *held == seq && !*granted => {
+                *granted = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -123,7 +158,7 @@ impl Client {
             }
             Phase::RequestHeader => have < commands::REQUEST_LEN,
             Phase::WritePayload(req) => have < req.len as usize,
-            Phase::Reading(_) | Phase::Closing => false,
+            Phase::Reading(_) | Phase::Throttled { .. } | Phase::Closing => false,
         }
     }
 
@@ -134,35 +169,53 @@ impl Client {
         resolver: &mut dyn ExportResolver,
     ) -> bool {
         for _ in 0..STEPS_PER_CALL {
-            let mut progressed = false;
-            match self.out.write_to(&mut self.stream) {
-                Ok(Transfer::Moved(_)) => progressed = true,
-                Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
-                Ok(Transfer::Eof) | Err(_) => return false,
-            }
             if matches!(self.phase, Phase::Closing) && self.out.pending() == 0 {
                 return false;
             }
-            if self.out.pending() >= HIGH_WATER {
-                if !progressed {
-                    break;
-                }
-                continue;
-            }
-            match self.advance(exports, resolver) {
-                Advance::Progressed => progressed = true,
-                Advance::Stalled => {}
-                Advance::NeedInput(limit) => {
-                    match self.inbuf.fill_from(&mut self.stream, limit) {
-                        Ok(Transfer::Moved(_)) => progressed = true,
-                        Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
-                        // The client hung up; a reply it can no longer
-                        // read is not worth waiting for.
-                        Ok(Transfer::Eof) | Err(_) => return false,
+            let mut progressed = false;
+            let must_send = self.out.pending() >= SEND_AT;
+            if self.out.pending() < HIGH_WATER {
+                match self.advance(exports, resolver) {
+                    Advance::Progressed => progressed = true,
+                    Advance::Stalled => {}
+                    Advance::NeedInput(limit) => {
+                        // Replies go out before we wait on the client, which
+                        // may be waiting on them (its window of requests in
+                        // flight is full).
+                        if self.out.pending() > 0 {
+                            match self.out.write_to(&mut self.stream) {
+                                Ok(Transfer::Moved(_)) => progressed = true,
+                                Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                                Ok(Transfer::Eof) | Err(_) => return false,
+                            }
+                        }
+                        match self.inbuf.fill_from(&mut self.stream, limit) {
+                            Ok(Transfer::Moved(_)) => progressed = true,
+                            Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                            // The client hung up; a reply it can no longer
+                            // read is not worth waiting for.
+                            Ok(Transfer::Eof) | Err(_) => return false,
+                        }
                     }
                 }
             }
+            // Small replies wait while requests already received are
+            // served, so that a pipelined batch is answered with one send
+            // (and wakes the client once); large ones go at once.
+            if must_send || !progressed {
+                match self.out.write_to(&mut self.stream) {
+                    Ok(Transfer::Moved(_)) => progressed = true,
+                    Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
+                    Ok(Transfer::Eof) | Err(_) => return false,
+                }
+            }
             if !progressed {
+                // Woken while parked with nothing to send: only a hang-up
+                // or socket error does that (the fd wants no events), and
+                // level-triggered polling would repeat it until the grant.
+                if self.parked() && self.out.pending() == 0 && self.stream.peer_gone() {
+                    return false;
+                }
                 break;
             }
         }
@@ -177,9 +230,11 @@ impl Client {
         self.stream.into_fd()
     }
 
-    /// Bytes `n` of unread input if available, else the input limit to wait with.
+    /// Bytes `n` of unread input if available, else the input limit to wait
+    /// with: the message plus read-ahead, so that a write payload and the
+    /// request headers after it come in with one read.
     fn need(&self, n: usize) -> Option<Advance> {
-        (self.inbuf.len() < n).then(|| Advance::NeedInput(n.max(READ_AHEAD)))
+        (self.inbuf.len() < n).then(|| Advance::NeedInput(n + READ_AHEAD))
     }
 
     fn advance(
@@ -355,6 +410,13 @@ impl Client {
                 }
                 (Phase::RequestHeader, Advance::Progressed)
             }
+            Phase::Throttled { req, seq, granted } => {
+                if granted {
+                    self.dispatch(req, resolver)
+                } else {
+                    (Phase::Throttled { req, seq, granted }, Advance::Stalled)
+                }
+            }
             Phase::Reading(mut job) => {
                 let Some(s) = &self.session else {
                     return self.hang_up();
@@ -380,31 +442,61 @@ impl Client {
             // Everything before it is answered; nothing after it is read.
             return (Phase::Closing, Advance::Progressed);
         }
-        let checked = s.validate(&req);
-        if req.typ == proto::CMD_WRITE {
-            return match checked {
-                Ok(()) => (Phase::WritePayload(req), Advance::Progressed),
+        if let Err(failure) = s.validate(&req) {
+            if req.typ == proto::CMD_WRITE {
                 // The payload follows the header whatever we think of it;
                 // skip it (without holding it) to stay in step.
-                Err(failure) => (
+                return (
                     Phase::SkipPayload {
                         req,
                         remaining: u64::from(req.len),
                         failure,
                     },
                     Advance::Progressed,
-                ),
-            };
-        }
-        if let Err(f) = checked {
-            s.reply_failure(&mut self.out, req.cookie, &f);
+                );
+            }
+            s.reply_failure(&mut self.out, req.cookie, &failure);
             return (Phase::RequestHeader, Advance::Progressed);
         }
-        if req.typ == proto::CMD_READ {
-            return (Phase::Reading(ReadJob::new(s, &req)), Advance::Progressed);
+        // The requests QEMU's block backends throttle: data in or out,
+        // zeroes counting as written bytes; discard and flush are not.
+        let direction = match req.typ {
+            proto::CMD_READ => Some(false),
+            proto::CMD_WRITE | proto::CMD_WRITE_ZEROES => Some(true),
+            _ => None,
+        };
+        if let Some(is_write) = direction {
+            self.seq += 1;
+            let ticket = NbdTicket {
+                client: self.id,
+                seq: self.seq,
+            };
+            if !resolver.admit(&s.sel.backend, ticket, is_write, u64::from(req.len)) {
+                let held = Phase::Throttled {
+                    req,
+                    seq: self.seq,
+                    granted: false,
+                };
+                return (held, Advance::Stalled);
+            }
         }
-        let alive = s.execute(&req, &[], resolver, &mut self.out);
-        self.after_request(alive)
+        self.dispatch(req, resolver)
+    }
+
+    /// Run a validated, admitted request (or begin it: a write's payload
+    /// and a read's data follow in later phases).
+    fn dispatch(&mut self, req: Request, resolver: &mut dyn ExportResolver) -> (Phase, Advance) {
+        let Some(s) = &self.session else {
+            return self.hang_up();
+        };
+        match req.typ {
+            proto::CMD_WRITE => (Phase::WritePayload(req), Advance::Progressed),
+            proto::CMD_READ => (Phase::Reading(ReadJob::new(s, &req)), Advance::Progressed),
+            _ => {
+                let alive = s.execute(&req, &[], resolver, &mut self.out);
+                self.after_request(alive)
+            }
+        }
     }
 
     fn after_request(&mut self, alive: bool) -> (Phase, Advance) {
@@ -436,6 +528,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     use super::*;
+    use crate::nbd::export::NbdExportBackend;
     use crate::nbd::memory_backend::Memory;
 
     fn exports() -> BTreeMap<String, NbdExport> {
@@ -461,7 +554,7 @@ mod tests {
     fn buffered_requests_keep_the_client_asking_to_be_called() {
         let (ours, mut peer) = UnixStream::pair().expect("socketpair");
         ours.set_nonblocking(true).expect("nonblocking");
-        let mut client = Client::new(Stream::Unix(ours));
+        let mut client = Client::new(1, Stream::Unix(ours));
         let mut mem = Memory(vec![0; 4096]);
         let mut msg = 2u32.to_be_bytes().to_vec();
         msg.extend_from_slice(b"IHAVEOPT");
@@ -499,5 +592,139 @@ mod tests {
         assert_eq!(replies.len(), expected);
         let last = &replies[expected - 16..];
         assert_eq!(&last[8..16], &999u64.to_be_bytes());
+    }
+
+    /// A memory export behind a throttle that holds every request while
+    /// `shut`, keeping the tickets, as a throttle group would.
+    struct Gate {
+        mem: Memory,
+        shut: bool,
+        held: Vec<(NbdTicket, bool, u64)>,
+    }
+
+    impl ExportResolver for Gate {
+        fn with_backend(&mut self, b: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            self.mem.with_backend(b, f)
+        }
+        fn admit(&mut self, _: &str, ticket: NbdTicket, is_write: bool, bytes: u64) -> bool {
+            if self.shut {
+                self.held.push((ticket, is_write, bytes));
+            }
+            !self.shut
+        }
+    }
+
+    fn request(typ: u16, cookie: u64, offset: u64, len: u32, data: &[u8]) -> Vec<u8> {
+        let mut r = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
+        r.extend_from_slice(&[0, 0]);
+        r.extend_from_slice(&typ.to_be_bytes());
+        r.extend_from_slice(&cookie.to_be_bytes());
+        r.extend_from_slice(&offset.to_be_bytes());
+        r.extend_from_slice(&len.to_be_bytes());
+        r.extend_from_slice(data);
+        r
+    }
+
+    /// Call the client a few times as a poller would; returns what arrived.
+    fn run(client: &mut Client, gate: &mut Gate, peer: &mut UnixStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            let int = client.interest();
+            if int.readable || int.writable {
+                assert!(client.ready(&exports(), gate));
+            }
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = peer.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        got
+    }
+
+    fn cookies(replies: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 16 <= replies.len() {
+            let c = &replies[at + 8..at + 16];
+            out.push(u64::from_be_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+            // Only the read (cookie 2, 512 bytes) carries data here.
+            at += if out.last() == Some(&2) { 16 + 512 } else { 16 };
+        }
+        out
+    }
+
+    #[test]
+    fn a_throttled_request_holds_the_client_until_resumed_and_replies_keep_order() {
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let mut client = Client::new(7, Stream::Unix(ours));
+        let mut gate = Gate {
+            mem: Memory(vec![0; 4096]),
+            shut: true,
+            held: Vec::new(),
+        };
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&1u32.to_be_bytes());
+        msg.push(b'm');
+        msg.extend(request(proto::CMD_WRITE, 1, 0, 512, &[0xab; 512]));
+        msg.extend(request(proto::CMD_READ, 2, 0, 512, &[]));
+        msg.extend(flush_request(3));
+        peer.write_all(&msg).expect("send");
+        let handshake_len = handshake::GREETING_LEN + 10;
+
+        let first = run(&mut client, &mut gate, &mut peer);
+        let parked = client.interest();
+        assert_eq!(first.len(), handshake_len, "nothing answered while held");
+        assert_eq!(gate.held.len(), 1);
+        assert_eq!(gate.held[0], (NbdTicket { client: 7, seq: 1 }, true, 512));
+        assert!(!parked.readable && !parked.writable, "{parked:?}");
+        assert!(!client.resume(99), "unknown ticket");
+        assert_eq!(gate.mem.0[0], 0, "write payload not taken yet");
+
+        assert!(client.resume(1));
+        let second = run(&mut client, &mut gate, &mut peer);
+        assert_eq!(cookies(&second), vec![1], "the read is held next");
+        assert_eq!(gate.held[1], (NbdTicket { client: 7, seq: 2 }, false, 512));
+        assert!(!client.resume(1), "a ticket is good once");
+
+        gate.shut = false;
+        assert!(client.resume(2));
+        let third = run(&mut client, &mut gate, &mut peer);
+        assert_eq!(cookies(&third), vec![2, 3]);
+        assert_eq!(&third[16..16 + 512], &[0xab; 512][..]);
+    }
+
+    #[test]
+    fn a_held_client_whose_peer_hung_up_is_dropped_when_woken() {
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let mut client = Client::new(1, Stream::Unix(ours));
+        let mut gate = Gate {
+            mem: Memory(vec![0; 4096]),
+            shut: true,
+            held: Vec::new(),
+        };
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&1u32.to_be_bytes());
+        msg.push(b'm');
+        msg.extend(request(proto::CMD_READ, 1, 0, 512, &[]));
+        peer.write_all(&msg).expect("send");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let _ = run(&mut client, &mut gate, &mut peer);
+        assert_eq!(gate.held.len(), 1);
+
+        drop(peer);
+
+        assert!(!client.ready(&exports(), &mut gate), "still open");
     }
 }

@@ -10,6 +10,7 @@
 use std::os::fd::BorrowedFd;
 
 use super::error::NbdIoError;
+use super::server::ClientId;
 
 /// The I/O an export needs. Offsets and lengths are in bytes and already
 /// checked against `size()` by the server.
@@ -62,6 +63,27 @@ pub trait NbdExportBackend {
 pub trait ExportResolver {
     fn with_backend(&mut self, backend: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend))
         -> bool;
+
+    /// Throttling: may a request moving `bytes` on `backend` (a write when
+    /// `is_write`, else a read) run now? Asked once per READ, WRITE and
+    /// WRITE_ZEROES, before its payload is read; true books it against the
+    /// limits. False means the caller queued it under `ticket`: the client
+    /// then serves nothing more (its later requests wait behind this one,
+    /// so replies keep their order, and a write's payload stays in the
+    /// socket) until the caller passes the ticket to `NbdServer::resume`.
+    /// The default lets everything run.
+    fn admit(&mut self, backend: &str, ticket: NbdTicket, is_write: bool, bytes: u64) -> bool {
+        let _ = (backend, ticket, is_write, bytes);
+        true
+    }
+}
+
+/// A request that `ExportResolver::admit` held back, named so that its
+/// release can find it: the client and that client's request number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NbdTicket {
+    pub client: ClientId,
+    pub seq: u64,
 }
 
 /// One entry of the export table.

@@ -32,6 +32,10 @@
 //!   way; the caller removes them from the poller before dropping them.
 //! - The backends stay with the caller, lent per call through an
 //!   `ExportResolver` keyed by `NbdExport::backend`.
+//! - Throttling: the resolver's `admit` may hold a request back (it keeps
+//!   the `NbdTicket`); that client then waits, wanting no events but
+//!   writability while replies are still queued. When the limits allow the
+//!   request, call `resume(ticket)`, then `client_ready` and re-arm.
 
 mod client;
 mod commands;
@@ -49,6 +53,6 @@ mod transmission;
 
 pub use client::Interest;
 pub use error::{NbdError, NbdIoError};
-pub use export::{ExportResolver, NbdExport, NbdExportBackend};
+pub use export::{ExportResolver, NbdExport, NbdExportBackend, NbdTicket};
 pub use server::{ClientId, ClientStatus, ClosedClient, NbdServer, ServerShutdown};
 pub use socket::NbdAddr;

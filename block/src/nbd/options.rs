@@ -101,8 +101,12 @@ pub(crate) fn reply_error(out: &mut OutputBuffer, opt: u32, typ: u32, msg: &str)
 }
 
 /// Transmission flags for an export: every command we implement, read-only
-/// when not writable; multi-conn because all connections share the one
-/// block backend and its cache, so a flush on one covers all.
+/// when not writable. CAN_MULTI_CONN is safe to promise: every connection
+/// is served by this one process through the same block backend (one
+/// cache), so a write completed on one connection is seen by reads on all
+/// others, and FLUSH is global (it flushes the backend, covering writes
+/// made through every connection), as the flag requires. Clients such as
+/// nbdcopy then open several connections.
 pub(crate) fn transmission_flags(export: &NbdExport, structured: bool) -> u16 {
     let mut flags = proto::FLAG_HAS_FLAGS
         | proto::FLAG_SEND_FLUSH

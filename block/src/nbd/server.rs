@@ -11,7 +11,7 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use super::client::{Client, Interest};
 use super::error::NbdError;
-use super::export::{ExportResolver, NbdExport};
+use super::export::{ExportResolver, NbdExport, NbdTicket};
 use super::proto;
 use super::socket::{Listener, NbdAddr};
 
@@ -96,7 +96,7 @@ impl NbdServer {
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.clients.insert(id, Client::new(stream));
+        self.clients.insert(id, Client::new(id, stream));
         Ok(Some(id))
     }
 
@@ -131,6 +131,16 @@ impl NbdServer {
             id,
             fd: client.shut(),
         }))
+    }
+
+    /// A request `ExportResolver::admit` held back may run now. Returns
+    /// false when the ticket is stale (the client is gone, or the request
+    /// was already resumed). Then call `client_ready(ticket.client, ..)`
+    /// and re-arm the client's fd with the interest it reports.
+    pub fn resume(&mut self, ticket: NbdTicket) -> bool {
+        self.clients
+            .get_mut(&ticket.client)
+            .is_some_and(|c| c.resume(ticket.seq))
     }
 
     /// Export a backend. The name and description must fit the protocol's

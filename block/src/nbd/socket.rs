@@ -4,6 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use super::error::NbdError;
@@ -83,8 +84,41 @@ pub(crate) enum Listener {
     /// `path` is the socket file we created (None for an inherited fd).
     Unix {
         listener: UnixListener,
-        path: Option<String>,
+        path: Option<BoundPath>,
     },
+}
+
+/// The socket file a listener bound, identified by device and inode so that
+/// stopping removes it only while it is still ours: another process (or a
+/// later server of ours) may have bound the same path since, and must keep
+/// its socket. The emulator's chardevs do the same (src/sys/bound_path.rs);
+/// this crate cannot depend on that one.
+pub(crate) struct BoundPath {
+    path: String,
+    dev: u64,
+    ino: u64,
+}
+
+impl BoundPath {
+    /// Identity of the file just bound at `path`; None if it cannot be seen
+    /// (then it is never removed: leaving a file is better than removing
+    /// someone else's).
+    fn record(path: &str) -> Option<BoundPath> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(BoundPath {
+            path: path.to_string(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    fn unlink_if_ours(&self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if m.dev() == self.dev && m.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
 }
 
 impl Listener {
@@ -141,7 +175,7 @@ impl Listener {
                     .map_err(|e| listen_err("Failed to listen on socket", e))?;
                 Ok(Listener::Unix {
                     listener,
-                    path: Some(path.clone()),
+                    path: BoundPath::record(path),
                 })
             }
             NbdAddr::Fd { name } => Err(NbdError::InvalidAddress(format!(
@@ -199,13 +233,13 @@ impl Listener {
     }
 
     /// Give up the listening socket; a Unix socket's file is removed so the
-    /// path is free again.
+    /// path is free again, unless something else has been bound there since.
     pub(crate) fn into_fd(self) -> OwnedFd {
         match self {
             Listener::Tcp(l) => OwnedFd::from(l),
             Listener::Unix { listener, path } => {
                 if let Some(path) = path {
-                    let _ = std::fs::remove_file(path);
+                    path.unlink_if_ours();
                 }
                 OwnedFd::from(listener)
             }
@@ -311,6 +345,20 @@ impl Stream {
             Stream::Tcp(s) => OwnedFd::from(s),
             Stream::Unix(s) => OwnedFd::from(s),
         }
+    }
+
+    /// Whether the peer has hung up entirely or the socket has failed
+    /// (POLLHUP / POLLERR now), without reading anything.
+    pub(crate) fn peer_gone(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd for the call; the fd is owned by
+        // `self`; timeout 0 never blocks.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
     }
 
     pub(crate) fn shutdown(&self) {
@@ -438,6 +486,26 @@ mod tests {
         assert!(l.is_ok());
         assert!(std::path::Path::new(&path).exists());
         drop(l.map(Listener::into_fd));
+        assert!(!std::path::Path::new(&path).exists());
+    }
+
+    #[test]
+    fn unix_listener_leaves_a_socket_file_bound_by_someone_else_since() {
+        let path = std::env::temp_dir().join(format!("nbd-sock-rebound-{}", std::process::id()));
+        let path = path.to_string_lossy().into_owned();
+        let ours = Listener::bind(&NbdAddr::Unix { path: path.clone() });
+        assert!(ours.is_ok());
+        // Another server takes the path over (its bind removes our file).
+        let theirs = Listener::bind(&NbdAddr::Unix { path: path.clone() });
+        assert!(theirs.is_ok());
+
+        drop(ours.map(Listener::into_fd));
+
+        assert!(
+            std::path::Path::new(&path).exists(),
+            "their socket file is gone"
+        );
+        drop(theirs.map(Listener::into_fd));
         assert!(!std::path::Path::new(&path).exists());
     }
 }
