@@ -393,7 +393,7 @@ impl BlockDevs {
         let _ = graph.remove_backend(name);
         self.fronts.retain(|f| f.name != name);
         // Requests still held back have nowhere to go any more.
-        drop(throttle::groups(&self.throttle).disable(name, 0));
+        throttle::abandon(throttle::groups(&self.throttle).disable(name, 0));
         if let Some(r) = root {
             self.drop_tree(graph, &r);
         }

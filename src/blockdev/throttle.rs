@@ -2,7 +2,9 @@
 //! the limits and queues live in `block::throttle_group`; this module owns
 //! the clock they run on (virtual under qtest, so `clock_step` releases
 //! requests, realtime otherwise), the main-loop timer that fires them, and
-//! completing the qemu-io aio requests they hold back.
+//! completing the qemu-io aio requests they hold back. Guest IDE requests
+//! wait in the same queues: released, the drive runs them from the main loop
+//! (`device_io::service`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,20 +12,31 @@ use block::qemu_io::{AioDone, AioOp, AioRequest, AioSubmit};
 use block::throttle::ThrottleConfig;
 use block::throttle_group::{Admission, ThrottleGroups};
 use block::NodeRef;
+use hw::devices::ide::{DriveSlot, IdeController};
 
 use crate::emulator::Emulator;
 use crate::main_loop::ClockType;
 
 /// A request held back by a throttle group.
-pub struct PendingAio {
-    pub node: Option<NodeRef>,
-    pub req: AioRequest,
+pub enum Held {
+    /// A qemu-io aio request, run when released.
+    Aio {
+        node: Option<NodeRef>,
+        req: AioRequest,
+    },
+    /// A guest IDE request: released, its drive may run it (the controller,
+    /// not the emulator, is reachable from every place that releases).
+    Device {
+        ctrl: Arc<Mutex<IdeController>>,
+        slot: DriveSlot,
+        ticket: u64,
+    },
 }
 
 /// The groups, shared with the qemu-io submitters of one command.
-pub type Groups = Arc<Mutex<ThrottleGroups<PendingAio>>>;
+pub type Groups = Arc<Mutex<ThrottleGroups<Held>>>;
 
-pub fn groups(g: &Groups) -> MutexGuard<'_, ThrottleGroups<PendingAio>> {
+pub fn groups(g: &Groups) -> MutexGuard<'_, ThrottleGroups<Held>> {
     match g.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -68,13 +81,35 @@ fn book(stats: Option<&Arc<Mutex<block::stats::BlockStats>>>, done: &AioDone) {
     }
 }
 
+/// Runs a released request: a qemu-io one now (its text is returned), a
+/// device one by letting its drive go on (true then).
+fn run_held(held: Held, stats: Option<&Arc<Mutex<block::stats::BlockStats>>>) -> (String, bool) {
+    match held {
+        Held::Aio { node, req } => {
+            let done = req.run(node.as_ref());
+            book(stats, &done);
+            (done.text, false)
+        }
+        Held::Device { ctrl, slot, ticket } => {
+            ctrl.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(slot, ticket);
+            (String::new(), true)
+        }
+    }
+}
+
 /// Runs requests the groups released and prints what qemu-io prints for them.
-pub fn complete_released(emu: &mut Emulator, released: Vec<(String, PendingAio)>) {
+pub fn complete_released(emu: &mut Emulator, released: Vec<(String, Held)>) {
+    let mut devices = false;
     for (backend, p) in released {
         let stats = emu.block.backend(&backend).map(|b| b.stats_handle());
-        let done = p.req.run(p.node.as_ref());
-        book(stats.as_ref(), &done);
-        print_stdout(&done.text);
+        let (text, device) = run_held(p, stats.as_ref());
+        print_stdout(&text);
+        devices |= device;
+    }
+    if devices {
+        crate::blockdev::device_io::service(emu);
     }
     crate::blockdev::flush_events(emu);
 }
@@ -118,6 +153,46 @@ pub fn set_limits(
     Ok(())
 }
 
+/// Everything a backend's group holds for it, released at once with the
+/// limits kept (QEMU lifts them while it drains the backend).
+fn release_all(g: &Groups, backend: &str, now: i64) -> Vec<(String, Held)> {
+    let mut g = groups(g);
+    let cfg = g.config_of(backend).cloned();
+    let group = g.group_of(backend).map(str::to_string);
+    let mut released = g.disable(backend, now);
+    if let Some(cfg) = cfg {
+        if let Ok(more) = g.set_limits(backend, group.as_deref(), &cfg, now) {
+            released.extend(more);
+        }
+    }
+    released
+}
+
+/// Requests of a backend that went away: qemu-io ones are dropped, guest
+/// ones go on so their drive finishes them (with "no medium") on its next
+/// pass instead of staying busy forever.
+pub fn abandon(released: Vec<(String, Held)>) {
+    for (_, h) in released {
+        if let Held::Device { ctrl, slot, ticket } = h {
+            ctrl.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(slot, ticket);
+        }
+    }
+}
+
+/// Drains a backend's throttled requests (vm_stop's bdrv_drain_all): all of
+/// them run now.
+pub fn drain(emu: &mut Emulator, backend: &str) {
+    if groups(&emu.blockdevs.throttle).pending(backend) == 0 {
+        return;
+    }
+    let t = now(emu);
+    let released = release_all(&emu.blockdevs.throttle, backend, t);
+    complete_released(emu, released);
+    rearm(emu);
+}
+
 /// qemu-io's aio requests on a throttled backend go through its group.
 pub struct ThrottledSubmit {
     pub groups: Groups,
@@ -129,35 +204,22 @@ pub struct ThrottledSubmit {
 impl AioSubmit for ThrottledSubmit {
     fn submit(&mut self, node: &NodeRef, req: AioRequest) {
         let (is_write, bytes) = is_write_and_bytes(&req.op);
-        let p = PendingAio {
+        let p = Held::Aio {
             node: Some(node.clone()),
             req,
         };
         let adm = groups(&self.groups).submit(&self.backend, is_write, bytes, p, self.now);
         if let Admission::Go(p) = adm {
-            let done = p.req.run(p.node.as_ref());
-            book(self.stats.as_ref(), &done);
-            print_stdout(&done.text);
+            print_stdout(&run_held(p, self.stats.as_ref()).0);
         }
     }
 
     /// aio_flush drains the backend: QEMU lifts the limits while draining, so
     /// everything held back runs now.
+    /// Guest requests among them run on the main loop's next device pass.
     fn drain(&mut self, out: &mut String) {
-        let mut g = groups(&self.groups);
-        let cfg = g.config_of(&self.backend).cloned();
-        let group = g.group_of(&self.backend).map(str::to_string);
-        let mut released = g.disable(&self.backend, self.now);
-        if let Some(cfg) = cfg {
-            if let Ok(more) = g.set_limits(&self.backend, group.as_deref(), &cfg, self.now) {
-                released.extend(more);
-            }
-        }
-        drop(g);
-        for (_, p) in released {
-            let done = p.req.run(p.node.as_ref());
-            book(self.stats.as_ref(), &done);
-            out.push_str(&done.text);
+        for (_, p) in release_all(&self.groups, &self.backend, self.now) {
+            out.push_str(&run_held(p, self.stats.as_ref()).0);
         }
     }
 }

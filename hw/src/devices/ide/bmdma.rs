@@ -235,7 +235,9 @@ impl IdeChannel {
     fn bmdma_cmd_write(&mut self, val: u8) {
         if (val & BM_CMD_START) != (self.bm.cmd & BM_CMD_START) {
             if val & BM_CMD_START == 0 {
-                // Requests complete synchronously: nothing to cancel.
+                // QEMU drains the request in flight, lifting the I/O
+                // limits: one held back by them runs on the next run_io.
+                self.unthrottle();
                 self.bm.status &= !BM_STATUS_DMAING;
             } else {
                 self.bm.cur_addr = self.bm.addr;

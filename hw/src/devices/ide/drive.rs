@@ -80,6 +80,34 @@ pub enum Pending {
     Identify,
 }
 
+impl Pending {
+    /// Direction and size the backend's I/O limits count, for requests
+    /// that move data (QEMU throttles reads and writes, not flushes).
+    pub fn throttled_size(&self) -> Option<(bool, u64)> {
+        match self {
+            Pending::SectorRead { count, .. } => Some((false, *count as u64 * 512)),
+            Pending::SectorWrite { count, .. } => Some((true, *count as u64 * 512)),
+            Pending::CdRead => Some((false, 2048)),
+            Pending::Dma { dir, count, .. } => {
+                Some((*dir == super::bmdma::DmaDir::Write, *count as u64 * 512))
+            }
+            Pending::AtapiDma { count } => Some((false, *count as u64 * 2048)),
+            Pending::Flush | Pending::Identify => None,
+        }
+    }
+}
+
+/// Where a pending request stands with the backend's I/O limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Not yet asked.
+    Ask,
+    /// Queued by the limits under this ticket; runs once released.
+    Waiting(u64),
+    /// Released (or limits lifted): runs without asking again.
+    Go,
+}
+
 /// The identity strings IDENTIFY reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriveIdentity {
@@ -144,6 +172,10 @@ pub struct Drive {
     pub data_end: usize,
     pub end: EndTransfer,
     pub pending: Option<Pending>,
+    pub gate: Gate,
+    /// Ticket of the next request queued by the I/O limits; a release for
+    /// an older one (the request was dropped by a reset) is ignored.
+    pub next_ticket: u64,
     // ATAPI
     pub sense_key: u8,
     pub asc: u8,
@@ -200,6 +232,8 @@ impl Drive {
             data_end: 0,
             end: EndTransfer::Dummy,
             pending: None,
+            gate: Gate::Ask,
+            next_ticket: 0,
             sense_key: 0,
             asc: 0,
             cdrom_changed: 0,
@@ -246,7 +280,7 @@ impl Drive {
 
     /// Power-on / SRST state of the registers and transfer (ide_reset).
     pub fn reset(&mut self) {
-        self.pending = None;
+        self.drop_pending();
         self.mult_sectors = MAX_MULT_SECTORS;
         self.feature = 0;
         self.error = 0;
@@ -275,6 +309,13 @@ impl Drive {
         self.req_nb_sectors = 0;
         self.set_signature();
         self.dummy_transfer_stop();
+    }
+
+    /// Forgets the request in flight; a ticket the limits still hold for
+    /// it goes stale.
+    pub fn drop_pending(&mut self) {
+        self.pending = None;
+        self.gate = Gate::Ask;
     }
 
     /// The device signature in the task file (ATA, ATAPI or nothing).
