@@ -290,7 +290,7 @@ impl IdeChannel {
     /// turn (QEMU drains, which lifts the limits, when the bus master is
     /// stopped). Its ticket goes stale.
     pub(super) fn unthrottle(&mut self) {
-        let d = self.s();
+        let d = &mut self.drives[self.bm.unit & 1];
         if matches!(d.gate, Gate::Waiting(_)) {
             d.gate = Gate::Go;
         }

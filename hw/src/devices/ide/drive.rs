@@ -379,9 +379,12 @@ impl Drive {
                     | self.sector as u64
             }
         } else {
+            // Sector register 0 is not a CHS sector: as QEMU's signed sum,
+            // it lands one before the track (or on no sector at all, which
+            // the range check refuses) instead of overflowing.
             let cyl = ((self.hcyl as u64) << 8) | self.lcyl as u64;
-            (cyl * self.heads as u64 + (self.select as u64 & 0x0f)) * self.sectors as u64
-                + (self.sector as u64).wrapping_sub(1)
+            ((cyl * self.heads as u64 + (self.select as u64 & 0x0f)) * self.sectors as u64)
+                .wrapping_add((self.sector as u64).wrapping_sub(1))
         }
     }
 
@@ -474,6 +477,17 @@ mod tests {
         d.lba48 = false;
         d.set_sector(5000);
         assert_eq!(d.get_sector(), 5000);
+    }
+
+    #[test]
+    fn chs_sector_zero_is_out_of_range_not_an_overflow() {
+        let mut d = hd(100);
+        d.select = 0xa0;
+        (d.hcyl, d.lcyl, d.sector) = (0, 0, 0);
+        assert_eq!(d.get_sector(), u64::MAX);
+        assert!(!d.sect_range_ok(d.get_sector(), 1));
+        d.select = 0xa1;
+        assert_eq!(d.get_sector(), 62, "head 1, sector 0: end of head 0");
     }
 
     #[test]

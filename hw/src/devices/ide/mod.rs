@@ -241,3 +241,6 @@ impl BusDevice for IdePorts {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -634,3 +634,38 @@ fn a_stopped_throttled_write_is_admitted_again_on_retry() {
     assert_eq!(r.disk.data[512..514].to_vec(), vec![0x34, 0x12]);
     assert_eq!(r.inb(7), 0x50);
 }
+
+#[test]
+fn the_bus_master_serves_the_drive_that_armed_it_not_the_selected_one() {
+    let (mut r, mem) = dma_rig();
+    r.ctrl.lock().expect("lock").attach(
+        DriveSlot { bus: 0, unit: 1 },
+        DriveConfig {
+            kind: DriveKind::Cd,
+            identity: identity("QEMU DVD-ROM"),
+            sectors: 0,
+            cylinders: 0,
+            heads: 0,
+            secs_per_track: 0,
+            write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
+        },
+    );
+    r.outb(2, 2);
+    r.outb(3, 4);
+    r.outb(6, 0xe0);
+    r.outb(7, 0xc8);
+    // SRST (the task file now holds the signature: LBA 1, one sector),
+    // then the guest selects the CD before starting the bus master.
+    r.ctl.write(0, &[0x04]);
+    r.ctl.write(0, &[0x00]);
+    r.outb(6, 0xf0);
+    r.bm_cmd(0x09);
+    assert!(r.disk.errors.is_empty(), "the empty CD was not asked");
+    let mut got = vec![0u8; 512];
+    mem.read(0x2000, &mut got).expect("read");
+    assert_eq!(got, r.disk.data[512..1024].to_vec());
+    assert_eq!(r.inb(7), 0x00, "the CD stays selected, untouched");
+}
