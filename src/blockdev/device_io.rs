@@ -269,6 +269,8 @@ pub fn service(emu: &mut Emulator) {
     let (events, stop, queued) = (std::mem::take(&mut io.events), io.stop, io.queued);
     if queued {
         throttle::rearm(emu);
+        // From a vCPU thread: the main loop may sleep past the new deadline.
+        emu.wake_main_loop();
     }
     for ev in events {
         emu.emit_event("BLOCK_IO_ERROR", Some(ev));

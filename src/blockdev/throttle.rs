@@ -258,4 +258,56 @@ mod tests {
         e.run_expired_timers();
         assert_eq!(reads(&e), 3);
     }
+
+    /// A guest request held for a backend that is deleted must not leave
+    /// its drive busy for ever: `abandon` lets it go (it then fails with
+    /// "no medium" on the drive's next pass).
+    #[test]
+    fn abandoned_guest_requests_are_released_to_their_drive() {
+        use super::{abandon, Held};
+        use block::throttle::ThrottleConfig;
+        use block::throttle_group::{Admission, ThrottleGroups};
+        use hw::devices::ide::drive::Pending;
+        use hw::devices::ide::{DriveSlot, Gate, IdeController};
+        use std::sync::{Arc, Mutex};
+
+        let irqs = hw::irq::IrqLevels::new();
+        let ctrl = IdeController::new(
+            hw::irq::Irq::new(irqs.clone(), 14),
+            hw::irq::Irq::new(irqs, 15),
+            hw::events::EventQueue::new(),
+        );
+        let ctrl = Arc::new(Mutex::new(ctrl));
+        let slot = DriveSlot { bus: 0, unit: 0 };
+        {
+            let mut c = ctrl.lock().unwrap();
+            let d = &mut c.channels[0].drives[0];
+            d.pending = Some(Pending::SectorRead {
+                sector: 0,
+                count: 1,
+            });
+            d.gate = Gate::Waiting(7);
+        }
+        let mut g: ThrottleGroups<Held> = ThrottleGroups::new();
+        let args = serde_json::json!({"iops": 1});
+        let cfg = ThrottleConfig::from_qmp(args.as_object().unwrap()).unwrap();
+        g.set_limits("d0", None, &cfg, 0).unwrap();
+        let held = |ticket| Held::Device {
+            ctrl: ctrl.clone(),
+            slot,
+            ticket,
+        };
+        assert!(matches!(
+            g.submit("d0", false, 512, held(6), 0),
+            Admission::Go(_)
+        ));
+        assert!(matches!(
+            g.submit("d0", false, 512, held(7), 0),
+            Admission::Queued
+        ));
+        assert!(!ctrl.lock().unwrap().has_runnable_io());
+        abandon(g.disable("d0", 0));
+        assert_eq!(ctrl.lock().unwrap().channels[0].drives[0].gate, Gate::Go);
+        assert!(ctrl.lock().unwrap().has_runnable_io());
+    }
 }
