@@ -284,6 +284,24 @@ pub fn service(emu: &mut Emulator) {
     }
 }
 
+/// Quit: as QEMU's bdrv_close_all drains every backend, the guest requests
+/// throttle groups hold (and the ones they lead to) run before the images
+/// close.
+pub fn drain_all(emu: &mut Emulator) {
+    let Some(ctrl) = emu.machine.pc().map(|pc| pc.ide.clone()) else {
+        return;
+    };
+    // A multi-chunk DMA request queues again after each chunk; bounded so
+    // a group that keeps a ticket it never releases cannot hold up quit.
+    for _ in 0..1024 {
+        let held = ctrl.lock().unwrap_or_else(|e| e.into_inner()).held_slots();
+        if held.is_empty() {
+            return;
+        }
+        drain_held(emu, &held);
+    }
+}
+
 /// A drive's guest changed something the monitor shows.
 pub fn drive_event(emu: &mut Emulator, ev: DriveEvent) {
     let Some(name) = emu.blockdevs.slots.backend(ev.slot).map(str::to_string) else {
