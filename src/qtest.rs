@@ -147,6 +147,7 @@ fn clock_warp(emu: &mut Emulator, target: i64) {
             .filter(|d| *d > now && *d <= target)
             .unwrap_or(target);
         emu.clocks.qtest_set(next);
+        block::stats::set_qtest_clock(emu.clocks.virtual_ns());
         emu.run_expired_timers();
     }
     emu.run_expired_timers();

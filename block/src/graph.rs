@@ -128,8 +128,9 @@ impl BlockGraph {
                 BlockError::NoMedium(format!("Device '{}' has no medium", device_or_node))
             });
         }
+        // bdrv_lookup_bs: a GenericError, not DeviceNotFound.
         self.find_node(device_or_node).ok_or_else(|| {
-            BlockError::NotFound(format!(
+            BlockError::Generic(format!(
                 "Cannot find device={} nor node_name={}",
                 device_or_node, device_or_node
             ))
@@ -243,9 +244,30 @@ impl BlockGraph {
                 ));
             }
         }
+        // QEMU words the blocker once, with the parent's device-or-node
+        // name at the time a backing file first appears, and keeps it
+        // while the backing is swapped.
+        let label = self
+            .backends
+            .iter()
+            .find(|b| b.root().is_some_and(|r| Arc::ptr_eq(&r, node)))
+            .map(|b| b.name().to_string());
         let old = {
             let mut g = lock(node);
             let old = g.backing();
+            if backing.is_none() {
+                g.set_backing_blocker(None);
+            } else if old.is_none() {
+                let l = label.unwrap_or_else(|| g.name().to_string());
+                g.set_backing_blocker(Some(l));
+            }
+            let rec = backing.as_ref().map(|b| {
+                let bg = lock(b);
+                (bg.filename().to_string(), bg.driver_name().to_string())
+            });
+            if rec.is_some() {
+                g.set_backing_record(rec);
+            }
             g.set_backing_child(backing);
             old
         };
@@ -332,14 +354,16 @@ impl BlockGraph {
                 if !valid_node_name(n) {
                     return Err(BlockError::InvalidArgument("Invalid node name".into()));
                 }
-                if self.name_taken(ctx, n) {
-                    return Err(BlockError::Generic(format!("Duplicate node name '{}'", n)));
-                }
+                // QEMU checks the backend namespace first, and names no
+                // name in its duplicate error.
                 if self.backend(n).is_some() {
                     return Err(BlockError::Generic(format!(
                         "node-name={} is conflicting with a device id",
                         n
                     )));
+                }
+                if self.name_taken(ctx, n) {
+                    return Err(BlockError::Generic("Duplicate node name".into()));
                 }
                 n.to_string()
             }
@@ -483,6 +507,9 @@ impl BlockGraph {
         nopts: NodeOptions,
     ) -> BlockResult<NodeRef> {
         let file = self.open_file_child(opts, ctx, nopts)?;
+        // QEMU names a format node after its file and before its backing
+        // chain; query-named-block-nodes lists nodes in that order.
+        let pos = ctx.created.len();
         let filename = lock(&file).filename().to_string();
         let (fmt, probed) = match driver {
             Some(d) => (d.to_string(), false),
@@ -532,9 +559,18 @@ impl BlockGraph {
         } else {
             None
         };
+        if let Some(b) = &backing {
+            let label = node.name().to_string();
+            node.set_backing_blocker(Some(label));
+            let bg = lock(b);
+            node.set_backing_record(Some((
+                bg.filename().to_string(),
+                bg.driver_name().to_string(),
+            )));
+        }
         node.set_backing_child(backing);
         let r = Arc::new(std::sync::Mutex::new(node));
-        ctx.created.push(r.clone());
+        ctx.created.insert(pos, r.clone());
         Ok(r)
     }
 
@@ -554,12 +590,20 @@ impl BlockGraph {
         match opts.get("backing") {
             Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) if s.is_empty() => return Ok(None),
-            Some(Value::String(r)) => return self.find_ref(ctx, r).map(Some),
-            Some(Value::Object(o)) => {
+            Some(Value::String(r)) => {
+                return self.find_ref(ctx, r).map(Some).map_err(|e| {
+                    BlockError::Generic(format!("Could not open backing file: {}", e))
+                })
+            }
+            // Options naming their own file open on their own; others
+            // (node-name, a further backing...) apply to the file the image
+            // header names, as QEMU merges them with it.
+            Some(Value::Object(o)) if o.contains_key("file") || o.contains_key("filename") => {
                 let n = self.open_node(o, ctx, Some(inherit), true)?;
                 lock(&n).set_implicit(true);
                 return Ok(Some(n));
             }
+            Some(Value::Object(_)) => {}
             Some(_) => {
                 return Err(BlockError::InvalidArgument(
                     "Invalid parameter type for 'backing', expected: object or string".into(),
@@ -600,6 +644,11 @@ impl BlockGraph {
         fo.insert("driver".into(), Value::from("file"));
         fo.insert("filename".into(), Value::from(path.clone()));
         o.insert("file".into(), Value::Object(fo));
+        if let Some(Value::Object(extra)) = opts.get("backing") {
+            for (k, v) in extra {
+                o.insert(k.clone(), v.clone());
+            }
+        }
         let r = self.open_node(&o, ctx, Some(inherit), true);
         ctx.chain.pop();
         let n = r.map_err(|e| match e {

@@ -93,7 +93,9 @@ impl Node {
         ImageInfo {
             filename: self.filename().to_string(),
             format: self.driver_name().to_string(),
-            virtual_size: self.length().unwrap_or(0),
+            // QEMU keeps sizes in whole sectors: an odd-sized file shows
+            // rounded up.
+            virtual_size: self.length().unwrap_or(0).div_ceil(512) * 512,
             actual_size: self.allocated_file_size(),
             cluster_size: fi.cluster_size,
             dirty_flag: fi.dirty_flag,

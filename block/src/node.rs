@@ -86,6 +86,13 @@ pub struct Node {
     /// Highest offset, dirty bitmaps, write threshold (see `node/hooks.rs`).
     pub(crate) tracking: WriteTracking,
     before_write: Option<Arc<dyn BeforeWrite>>,
+    /// Who QEMU's blocker on our backing node names ("node is used as
+    /// backing hd of 'X'"): fixed when a backing child is first attached.
+    backing_blocker: Option<String>,
+    /// The backing file name and format QEMU keeps for the node
+    /// (bs->backing_file): the attached backing node's when one is
+    /// attached, then whatever change-backing-file wrote.
+    backing_record: Option<(String, String)>,
 }
 
 impl Node {
@@ -109,7 +116,27 @@ impl Node {
             corrupt: false,
             tracking: WriteTracking::default(),
             before_write: None,
+            backing_blocker: None,
+            backing_record: None,
         }
+    }
+
+    /// The recorded backing file name and format (see field).
+    pub fn backing_record(&self) -> Option<&(String, String)> {
+        self.backing_record.as_ref()
+    }
+
+    pub fn set_backing_record(&mut self, rec: Option<(String, String)>) {
+        self.backing_record = rec;
+    }
+
+    /// The name QEMU's backing blocker recorded for this node (see field).
+    pub fn backing_blocker(&self) -> Option<&str> {
+        self.backing_blocker.as_deref()
+    }
+
+    pub fn set_backing_blocker(&mut self, label: Option<String>) {
+        self.backing_blocker = label;
     }
 
     pub(crate) fn set_probed(&mut self, probed: bool) {
@@ -152,7 +179,8 @@ impl Node {
         self.probed
     }
 
-    /// True after a fatal corruption was found in this node's metadata.
+    /// True after a fatal corruption was found in this node's metadata; the
+    /// node is unusable then (see check_usable).
     pub fn is_corrupt(&self) -> bool {
         self.corrupt
     }
@@ -208,6 +236,18 @@ impl Node {
     }
 
     fn report_corruption(&mut self, rep: CorruptionReport) {
+        // QEMU's qcow2 driver says so on stderr before the event.
+        if rep.fatal {
+            eprintln!(
+                "qcow2: Marking image as corrupt: {}; further corruption events will be suppressed",
+                rep.msg
+            );
+        } else {
+            eprintln!(
+                "qcow2: Image is corrupt: {}; further non-fatal corruption events will be suppressed",
+                rep.msg
+            );
+        }
         if rep.fatal {
             self.corrupt = true;
             self.opts.read_only = true;
@@ -219,6 +259,15 @@ impl Node {
             size: rep.size,
             fatal: rep.fatal,
         }));
+    }
+
+    /// QEMU 2.8 drops a node's driver after a fatal corruption: from then
+    /// on it is "not inserted" and its I/O fails with ENOMEDIUM.
+    fn check_usable(&self) -> BlockResult<()> {
+        if self.corrupt {
+            return Err(BlockError::NoMedium("No medium found".into()));
+        }
+        Ok(())
     }
 
     fn check_writable(&self) -> BlockResult<()> {
@@ -250,6 +299,7 @@ impl Node {
     }
 
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
+        self.check_usable()?;
         if buf.is_empty() {
             return Ok(());
         }
@@ -259,6 +309,7 @@ impl Node {
     }
 
     pub fn write(&mut self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         if buf.is_empty() {
             return Ok(());
@@ -301,6 +352,7 @@ impl Node {
     }
 
     pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         if len == 0 {
             return Ok(());
@@ -359,6 +411,7 @@ impl Node {
 
     /// Writes one whole cluster compressed.
     pub fn write_compressed(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         self.run_before_write(offset, buf.len() as u64)?;
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
@@ -370,6 +423,7 @@ impl Node {
 
     /// Discards the range when the node was opened with `discard=unmap`.
     pub fn discard(&mut self, offset: u64, len: u64) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         if !self.opts.discard_unmap || len == 0 {
             return Ok(());
@@ -393,6 +447,7 @@ impl Node {
 
     /// Allocation state of this layer only.
     pub fn block_status(&mut self, offset: u64, len: u64) -> BlockResult<Extent> {
+        self.check_usable()?;
         let r = self.driver.block_status(&self.children, offset, len);
         self.note_corruption();
         r
@@ -457,6 +512,7 @@ impl Node {
     }
 
     pub fn truncate(&mut self, size: u64) -> BlockResult<()> {
+        self.check_usable()?;
         self.check_writable()?;
         let r = self.driver.truncate(&self.children, size);
         if r.is_ok() {

@@ -4,9 +4,10 @@
 //! (see `tracking`), as QEMU 2.8 did.
 //!
 //! Latencies are measured on the realtime clock; under qtest every request counts
-//! as taking exactly 1 ms, as QEMU fakes it, so test output is deterministic.
+//! as taking exactly 1 ms and access times follow the virtual clock, as QEMU
+//! fakes them, so test output is deterministic.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -30,6 +31,24 @@ pub fn set_qtest_mode(on: bool) {
 /// True under `-machine accel=qtest` (see `set_qtest_mode`).
 pub fn qtest_mode() -> bool {
     QTEST_MODE.load(Ordering::Relaxed)
+}
+
+static QTEST_CLOCK_NS: AtomicI64 = AtomicI64::new(0);
+
+/// The qtest virtual clock moved (qtest `clock_step`/`clock_set`).
+pub fn set_qtest_clock(ns: i64) {
+    QTEST_CLOCK_NS.store(ns, Ordering::Relaxed);
+}
+
+/// The clock accounting reads: QEMU switches it to the virtual clock under
+/// qtest, so access times (and idle_time_ns) move only with `clock_step`;
+/// at virtual time 0 no access counts as having happened.
+pub fn acct_now() -> i64 {
+    if qtest_mode() {
+        QTEST_CLOCK_NS.load(Ordering::Relaxed)
+    } else {
+        realtime_ns()
+    }
 }
 
 /// Monotonic realtime clock in ns; never 0 so "no access yet" stays distinguishable.
@@ -472,7 +491,7 @@ impl crate::qemu_io::Accounting for StatsAccounting {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        g.record(kind, ev.bytes, ev.latency_ns, outcome, realtime_ns());
+        g.record(kind, ev.bytes, ev.latency_ns, outcome, acct_now());
     }
 }
 

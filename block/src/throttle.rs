@@ -292,13 +292,15 @@ impl ThrottleConfig {
         for (i, (avg, _, _)) in QMP_NAMES.iter().enumerate() {
             m.insert((*avg).into(), json!(self.buckets[i].avg as i64));
         }
+        // QEMU tests the (double) burst rate for presence but reports it
+        // truncated: iops=1 gives "iops_max": 0 (its avg/10 default).
         for (i, (_, max, _)) in QMP_NAMES.iter().enumerate() {
-            if self.buckets[i].max as i64 != 0 {
+            if self.buckets[i].max != 0.0 {
                 m.insert((*max).into(), json!(self.buckets[i].max as i64));
             }
         }
         for (i, (_, _, len)) in QMP_NAMES.iter().enumerate() {
-            if self.buckets[i].max as i64 != 0 {
+            if self.buckets[i].max != 0.0 {
                 m.insert((*len).into(), json!(self.buckets[i].burst_length));
             }
         }
@@ -486,6 +488,15 @@ mod tests {
         s.account(false, 4 * 4096);
         // level 4 ops, bucket holds 1: wait (4 - 1) / 10 s.
         assert_eq!(s.compute_wait(false, 0), 300_000_000);
+    }
+
+    #[test]
+    fn query_fields_show_a_burst_below_one_as_zero() {
+        // iops=1 smooths with max 0.1: present, but reported truncated.
+        let s = ThrottleState::new(&cfg(json!({"iops": 1})), 0);
+        let q = Value::Object(s.config().query_fields());
+        assert_eq!(q["iops_max"], 0);
+        assert_eq!(q["iops_max_length"], 1);
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn backends_check_bounds_and_media() {
     assert!(matches!(e, BlockError::OutOfBounds { .. }));
     b.write(0, &[1u8; 512], false).unwrap();
     assert!(g.lookup("drive0").is_ok());
-    assert!(matches!(g.lookup("zzz"), Err(BlockError::NotFound(_))));
+    assert!(matches!(g.lookup("zzz"), Err(BlockError::Generic(_))));
     let root = g.backend_mut("drive0").unwrap().remove_medium();
     assert!(root.is_some());
     let b = g.backend("drive0").unwrap();
@@ -335,4 +335,47 @@ fn deep_backing_chain_reads_through_every_layer() {
     let (_, layer) = lock(&top).block_status_chain(4096, 512).unwrap();
     assert_eq!(layer, depth - 1);
     assert_eq!(g.nodes().len(), depth as usize * 2);
+}
+
+#[test]
+fn format_node_is_created_after_its_file_and_before_its_backing() {
+    let d = tmpdir("g-order");
+    let base = p(&d, "base.qcow2");
+    let top = p(&d, "top.qcow2");
+    create_image("qcow2", &base, Some(1 << 20), &CreateOptions::default()).unwrap();
+    let o = CreateOptions {
+        backing_file: Some(base.clone()),
+        backing_fmt: Some("qcow2".into()),
+        ..CreateOptions::default()
+    };
+    create_image("qcow2", &top, Some(1 << 20), &o).unwrap();
+    let mut g = BlockGraph::new();
+    g.open(&opts(json!({"driver": "qcow2", "node-name": "top",
+        "backing": {"node-name": "base"},
+        "file": {"driver": "file", "filename": top}})))
+        .unwrap();
+    let order: Vec<(String, String)> = g
+        .nodes()
+        .iter()
+        .map(|n| {
+            let n = lock(n);
+            (n.driver_name().to_string(), n.filename().to_string())
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("file".to_string(), top.clone()),
+            ("qcow2".to_string(), top.clone()),
+            ("file".to_string(), base.clone()),
+            ("qcow2".to_string(), base.clone()),
+        ]
+    );
+    // Options without a file of their own apply to the header's backing file.
+    let b = g.find_node("base").unwrap();
+    assert_eq!(lock(&b).filename(), base);
+    assert_eq!(
+        lock(&g.find_node("top").unwrap()).backing_blocker(),
+        Some("top")
+    );
 }

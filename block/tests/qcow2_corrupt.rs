@@ -68,6 +68,10 @@ fn l1_entry_pointing_into_refcount_table_reports_corruption() {
     assert!(ev[0].fatal);
     assert!(lock(&n).is_read_only());
     assert!(lock(&n).write(0, &[1], false).is_err());
+    // Unusable from then on, as QEMU drops the driver: no medium.
+    assert!(lock(&n).is_corrupt());
+    let r = lock(&n).read(65536, &mut b);
+    assert!(matches!(r, Err(BlockError::NoMedium(_))), "{:?}", r);
     drop(g);
     if have_qemu_img() {
         let info = qemu_img(&["info", &img]);

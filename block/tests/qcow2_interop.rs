@@ -517,3 +517,42 @@ fn snapshots_over_compressed_clusters_keep_refcounts_right() {
     let l = qemu_img(&["snapshot", "-l", &img]);
     assert!(l.contains("after") && !l.contains("before"), "{}", l);
 }
+
+#[test]
+fn zero_writes_on_unallocated_clusters_make_zero_clusters_as_qemu_2_8() {
+    if !have_qemu_img() {
+        return;
+    }
+    let d = tmpdir("zero-unalloc");
+    let img = p(&d, "z.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", &img, "1M"]);
+    let mut g = BlockGraph::new();
+    let mut o = serde_json::Map::new();
+    o.insert("driver".into(), "qcow2".into());
+    o.insert(
+        "file".into(),
+        serde_json::json!({"driver": "file", "filename": img}),
+    );
+    let n = g.open(&o).unwrap();
+    // A whole cluster and a part of one, nothing allocated before (not
+    // even an L2 table): both become zero clusters.
+    lock(&n).write_zeroes(65536, 65536, true).unwrap();
+    lock(&n).write_zeroes(3 * 65536 + 512, 4096, false).unwrap();
+    close(n);
+    assert_check_clean(&img);
+    let (ok, out) = run("qemu-img", &["map", "--output=json", &img]);
+    assert!(ok, "{}", out);
+    let map: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let present: Vec<u64> = map
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["present"] == true)
+        .map(|e| {
+            assert_eq!(e["zero"], true);
+            assert_eq!(e["data"], false);
+            e["start"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(present, vec![65536, 3 * 65536]);
+}

@@ -80,6 +80,9 @@ pub struct DriveSpec {
     pub common: CommonOpts,
     /// Node options (dotted keys, string values), without `file`.
     pub node_opts: Options,
+    /// Warnings QEMU error_report()s while parsing (to stderr with the
+    /// option's location on the command line, to the monitor for HMP).
+    pub warnings: Vec<String>,
 }
 
 fn get<'a>(items: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -113,7 +116,8 @@ fn detect_zeroes(v: &str) -> Result<DetectZeroes, String> {
         "off" => Ok(DetectZeroes::Off),
         "on" => Ok(DetectZeroes::On),
         "unmap" => Ok(DetectZeroes::Unmap),
-        _ => Err(format!("Invalid parameter '{v}'")),
+        // qapi_enum_parse's wording (the -drive path), not the QMP visitor's.
+        _ => Err(format!("invalid parameter value: {v}")),
     }
 }
 
@@ -195,8 +199,9 @@ pub fn parse_drive(
     }
     read_only |= boolean(&mut items, "read-only")?.unwrap_or(false);
     let mut copy_on_read = boolean(&mut items, "copy-on-read")?.unwrap_or(false);
+    let mut warnings = Vec::new();
     if read_only && copy_on_read {
-        eprintln!("qemu-system-x86_64: warning: disabling copy-on-read on read-only drive");
+        warnings.push("warning: disabling copy-on-read on read-only drive".to_string());
         copy_on_read = false;
     }
     if copy_on_read {
@@ -370,6 +375,7 @@ pub fn parse_drive(
         },
         common,
         node_opts,
+        warnings,
     })
 }
 
@@ -478,11 +484,9 @@ pub fn blockdev_init(
     if !crate::vl::opts::is_valid_id(id) {
         return Err("Invalid device name".into());
     }
-    let stats = block::stats::BlockStats::from_drive_options(
-        &common.stats_opts,
-        block::stats::realtime_ns(),
-    )
-    .map_err(|e| e.to_string())?;
+    let stats =
+        block::stats::BlockStats::from_drive_options(&common.stats_opts, block::stats::acct_now())
+            .map_err(|e| e.to_string())?;
     let has_medium = node_opts.keys().any(|k| k != "read-only");
     let root = if has_medium {
         // With snapshot=on the image itself is only read (QEMU opens it as
@@ -544,13 +548,31 @@ pub fn blockdev_init(
 }
 
 /// drive_new: parses and opens one `-drive`; returns the backend id.
+/// Warnings go to stderr under the program's name.
 pub fn drive_new(
     graph: &mut BlockGraph,
     devs: &mut BlockDevs,
     optstr: &str,
     default_if: IfType,
 ) -> Result<String, String> {
-    let spec = parse_drive(optstr, default_if, devs)?;
+    let mut warnings = Vec::new();
+    let r = drive_new_warn(graph, devs, optstr, default_if, &mut warnings);
+    for w in warnings {
+        eprintln!("qemu-system-x86_64: {w}");
+    }
+    r
+}
+
+/// drive_new, handing the warnings it reports to the caller.
+pub fn drive_new_warn(
+    graph: &mut BlockGraph,
+    devs: &mut BlockDevs,
+    optstr: &str,
+    default_if: IfType,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let mut spec = parse_drive(optstr, default_if, devs)?;
+    warnings.append(&mut spec.warnings);
     blockdev_init(
         graph,
         devs,

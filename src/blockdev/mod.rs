@@ -474,6 +474,51 @@ pub fn lookup_bs(
 
 /// True when a node is the root of a backend or has no parent node
 /// (bdrv_is_root_node: no parent that is a node).
+/// The node whose backing file `node` is, if any: QEMU blocks deleting a
+/// backing node with "node is used as backing hd of 'P'".
+fn backing_parent(graph: &BlockGraph, node: &NodeRef) -> Option<NodeRef> {
+    graph
+        .nodes()
+        .iter()
+        .find(|p| {
+            !Arc::ptr_eq(p, node)
+                && lock(p)
+                    .children()
+                    .backing
+                    .as_ref()
+                    .is_some_and(|b| Arc::ptr_eq(b, node))
+        })
+        .cloned()
+}
+
+/// bdrv_op_is_blocked() for a backing node (QEMU blocks every operation but
+/// a few job ones on it): the error QEMU gives.
+pub fn backing_blocker(graph: &BlockGraph, devs: &BlockDevs, node: &NodeRef) -> Option<QmpError> {
+    let parent = backing_parent(graph, node)?;
+    let label = lock(&parent)
+        .backing_blocker()
+        .map(str::to_string)
+        .unwrap_or_else(|| devs.device_or_node_name(graph, &parent));
+    Some(QmpError::generic(format!(
+        "Node '{}' is busy: node is used as backing hd of '{}'",
+        devs.device_or_node_name(graph, node),
+        label
+    )))
+}
+
+/// True when another node has `node` as its protocol (`file`) child: QEMU's
+/// bdrv_is_first_non_filter() is false for it.
+pub fn is_file_child(graph: &BlockGraph, node: &NodeRef) -> bool {
+    graph.nodes().iter().any(|p| {
+        !Arc::ptr_eq(p, node)
+            && lock(p)
+                .children()
+                .file
+                .as_ref()
+                .is_some_and(|f| Arc::ptr_eq(f, node))
+    })
+}
+
 pub fn is_root_node(graph: &BlockGraph, node: &NodeRef) -> bool {
     !graph.nodes().iter().any(|p| {
         if Arc::ptr_eq(p, node) {
@@ -601,6 +646,7 @@ pub fn open_cmdline_drives(
     // -snapshot turns snapshot=on for every -drive that does not say.
     let all_snapshot = cfg.machine_args.iter().any(|(n, _)| n == "snapshot");
     for (name, arg) in &cfg.machine_args {
+        let mut warnings = Vec::new();
         let r = match name.as_str() {
             "drive" => with_fdsets(emu, |g, d| {
                 let has = arg.split(',').any(|kv| kv.starts_with("snapshot"));
@@ -609,7 +655,7 @@ pub fn open_cmdline_drives(
                 } else {
                     arg.clone()
                 };
-                drive::drive_new(g, d, &opts, default_if).map(|_| ())
+                drive::drive_new_warn(g, d, &opts, default_if, &mut warnings).map(|_| ())
             }),
             "blockdev" => with_fdsets(emu, |g, d| drive::blockdev_from_arg(g, d, arg)),
             "" | "hda" | "hdb" | "hdc" | "hdd" | "cdrom" | "fda" | "fdb" => {
@@ -629,6 +675,10 @@ pub fn open_cmdline_drives(
         } else {
             format!("-{name} {arg}")
         };
+        // error_report() names the option being processed.
+        for w in warnings {
+            eprintln!("qemu-system-x86_64: {loc}: {w}");
+        }
         r.map_err(|e| format!("{loc}: {e}"))?;
         apply_pending_limits(emu).map_err(|e| format!("{loc}: {e}"))?;
     }
@@ -665,6 +715,9 @@ pub fn x_blockdev_del(
                 return Err(QmpError::generic(format!("Block backend {id} is in use")));
             }
             if let Some(r) = &root {
+                if let Some(e) = backing_blocker(graph, devs, r) {
+                    return Err(e);
+                }
                 if !is_root_node(graph, r) || devs.is_monitor_owned(r) {
                     return Err(QmpError::generic(format!("Block device {id} is in use")));
                 }
@@ -681,6 +734,9 @@ pub fn x_blockdev_del(
                 return Err(QmpError::generic(format!(
                     "Node {name} is in use by {user}"
                 )));
+            }
+            if let Some(e) = backing_blocker(graph, devs, &node) {
+                return Err(e);
             }
             if !devs.is_monitor_owned(&node) {
                 return Err(QmpError::generic(format!(
@@ -743,7 +799,10 @@ mod tests {
             .unwrap();
         d.own_node(top);
         let e = x_blockdev_del(&mut g, &mut d, None, Some("base")).unwrap_err();
-        assert_eq!(e.desc, "Block device base is in use");
+        assert_eq!(
+            e.desc,
+            "Node 'base' is busy: node is used as backing hd of 'top'"
+        );
         let file = g
             .nodes()
             .iter()

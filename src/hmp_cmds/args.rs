@@ -148,7 +148,11 @@ pub fn parse(cmd: &str, args_type: &str, line: &str) -> Result<Map<String, Value
                     continue;
                 }
                 let mut q = p;
-                let tok = get_str(&mut q).unwrap_or_default();
+                let mut tok = get_str(&mut q).unwrap_or_default();
+                // qemu_strtosz: a number without a suffix is in MiB here.
+                if tok.ends_with(|c: char| c.is_ascii_digit()) {
+                    tok.push('M');
+                }
                 match crate::vl::opts::parse_size(it.key, &tok) {
                     Ok(v) if !tok.is_empty() => {
                         out.insert(it.key.into(), Value::from(v));
@@ -219,6 +223,9 @@ mod tests {
         let m = parse("x", "device:B,size:o", "drive0 1G").unwrap();
         assert_eq!(m["device"], "drive0");
         assert_eq!(m["size"], 1u64 << 30);
+        // qemu_strtosz's default suffix here is MiB.
+        let m = parse("x", "device:B,size:o", "drive0 2").unwrap();
+        assert_eq!(m["size"], 2u64 << 20);
         let m = parse("x", "force:-f,device:B", "-f cd0").unwrap();
         assert_eq!(m["force"], true);
         assert_eq!(

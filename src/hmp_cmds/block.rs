@@ -379,12 +379,19 @@ pub fn info_blockstats(
 
 pub fn block_resize(
     emu: &mut Emulator,
-    ctx: &mut CmdCtx,
+    _: &mut CmdCtx,
     a: &HmpArgs,
-    _: &mut String,
+    out: &mut String,
 ) -> Result<(), QmpError> {
-    let args = json!({"device": s(a, "device"), "size": a.get("size")});
-    qmp(emu, ctx, "block_resize", args).map(|_| ())
+    let size = a.get("size").and_then(Value::as_i64).unwrap_or(0);
+    qmp_cmds::block::resize(emu, s(a, "device"), None, size).map_err(|(e, report)| {
+        // The driver's own error_report() reaches the monitor first.
+        if let Some(r) = report {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        e
+    })
 }
 
 pub fn block_set_io_throttle(
@@ -481,6 +488,12 @@ pub fn change(
         }
         return Err(QmpError::feature_disabled("vnc"));
     }
+    // hmp_change parses the mode with qapi_enum_parse before anything else.
+    if let Some(m) = ro {
+        if !matches!(m, "retain" | "read-only" | "read-write") {
+            return Err(QmpError::generic(format!("invalid parameter value: {m}")));
+        }
+    }
     let r = qmp_cmds::block::change_medium(emu, device, target, s(a, "arg"), ro);
     crate::blockdev::flush_events(emu);
     r
@@ -502,7 +515,15 @@ pub fn drive_add(
         return Ok(());
     }
     let default_if = IfType::Ide;
-    let r = blockdev::with_fdsets(emu, |g, d| drive::drive_new(g, d, opts, default_if));
+    let mut warnings = Vec::new();
+    let r = blockdev::with_fdsets(emu, |g, d| {
+        drive::drive_new_warn(g, d, opts, default_if, &mut warnings)
+    });
+    // Reported on the monitor, without a location.
+    for w in warnings {
+        out.push_str(&w);
+        out.push('\n');
+    }
     let id = match r {
         Ok(id) => id,
         Err(e) => {

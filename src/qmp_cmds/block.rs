@@ -40,10 +40,11 @@ fn attached_backing_names(image: &mut Value, node: &NodeRef) {
         let Some(b) = lock(&cur).backing() else {
             return;
         };
-        let (file, fmt) = {
+        let recorded = lock(&cur).backing_record().cloned();
+        let (file, fmt) = recorded.unwrap_or_else(|| {
             let g = lock(&b);
             (g.filename().to_string(), g.driver_name().to_string())
-        };
+        });
         let full = block::graph::resolve_backing_name(lock(&cur).filename(), &file);
         let Some(m) = img.as_object_mut() else {
             return;
@@ -108,7 +109,9 @@ fn block_info(graph: &BlockGraph, devs: &BlockDevs, backend: &block::Backend) ->
     m.insert("device".into(), json!(name));
     m.insert("locked".into(), json!(front.is_locked()));
     m.insert("removable".into(), json!(front.has_removable_media()));
-    if let Some(root) = backend.root() {
+    // A node that hit a fatal corruption has no driver left in QEMU 2.8:
+    // the drive shows as not inserted.
+    if let Some(root) = backend.root().filter(|r| !lock(r).is_corrupt()) {
         let mut ins = block_device_info(&root, Some(front));
         let groups = crate::blockdev::throttle::groups(&devs.throttle);
         if let (Some(cfg), Some(o)) = (groups.config_of(name), ins.as_object_mut()) {
@@ -157,6 +160,9 @@ pub fn query_named_block_nodes(
         .block
         .nodes()
         .iter()
+        // QEMU builds this list by prepending while walking its nodes in
+        // creation order, so the newest node comes first.
+        .rev()
         // QEMU describes nodes here without their backend: writeback is
         // always reported on.
         .map(|n| block_device_info(n, None))
@@ -232,25 +238,64 @@ pub fn x_blockdev_del(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result
 // ---- image changes -----------------------------------------------------
 
 pub fn block_resize(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
-    let device = arg_str(args, "device");
-    let node = lookup_bs(&emu.block, device, arg_str(args, "node-name"))?;
     let size = arg_i64(args, "size").unwrap_or(0);
-    let dev = device.unwrap_or("(null)");
-    if size < 0 {
-        return Err(QmpError::invalid_parameter_value("size", "a >0 size"));
-    }
-    super::jobs::check_free(emu, &node)?;
-    let r = lock(&node).truncate(size as u64);
-    r.map_err(|e| match e {
-        block::BlockError::ReadOnly(_) => QmpError::generic(format!("Device '{dev}' is read only")),
-        block::BlockError::Unsupported(_) => {
-            QmpError::generic("this feature or command is not currently supported")
+    resize(
+        emu,
+        arg_str(args, "device"),
+        arg_str(args, "node-name"),
+        size,
+    )
+    .map_err(|(e, report)| {
+        // QEMU's qcow2 driver error_report()s why; from QMP that goes to stderr.
+        if let Some(r) = report {
+            eprintln!("{r}");
         }
-        block::BlockError::InUse(_) => QmpError::device_in_use(dev),
-        block::BlockError::NoMedium(_) => QmpError::device_has_no_medium(dev),
-        e => QmpError::generic(format!("Could not resize: {}", e.strerror())),
+        e
     })?;
     Ok(empty())
+}
+
+/// qmp_block_resize. On failure, besides the error, the line QEMU's qcow2
+/// driver reports on its own (shrinking, half sectors, internal snapshots):
+/// HMP prints it before the error, QMP on stderr.
+pub fn resize(
+    emu: &mut Emulator,
+    device: Option<&str>,
+    node_name: Option<&str>,
+    size: i64,
+) -> Result<(), (QmpError, Option<String>)> {
+    let node = lookup_bs(&emu.block, device, node_name).map_err(|e| (e, None))?;
+    // A node without a driver (fatal corruption) is no "first non-filter".
+    if lock(&node).is_corrupt() {
+        return Err((QmpError::feature_disabled("resize"), None));
+    }
+    let dev = device.unwrap_or("(null)");
+    if size < 0 {
+        return Err((QmpError::invalid_parameter_value("size", "a >0 size"), None));
+    }
+    super::jobs::check_free(emu, &node).map_err(|e| (e, None))?;
+    let qcow2 = lock(&node).driver_name() == "qcow2";
+    let r = lock(&node).truncate(size as u64);
+    r.map_err(|e| {
+        let report = match &e {
+            block::BlockError::InvalidArgument(m) | block::BlockError::Unsupported(m) if qcow2 => {
+                Some(m.clone())
+            }
+            _ => None,
+        };
+        let err = match e {
+            block::BlockError::ReadOnly(_) => {
+                QmpError::generic(format!("Device '{dev}' is read only"))
+            }
+            block::BlockError::Unsupported(_) => {
+                QmpError::generic("this feature or command is not currently supported")
+            }
+            block::BlockError::InUse(_) => QmpError::device_in_use(dev),
+            block::BlockError::NoMedium(_) => QmpError::device_has_no_medium(dev),
+            e => QmpError::generic(format!("Could not resize: {}", e.strerror())),
+        };
+        (err, report)
+    })
 }
 
 pub fn block_passwd(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<Value, QmpError> {
@@ -301,6 +346,10 @@ pub fn change_backing_file(
     // QEMU 2.8 records the image's own format as the backing format here.
     let fmt = g.driver_name();
     let r = g.change_backing_file(Some(backing), Some(fmt));
+    if r.is_ok() {
+        let rec = (backing.to_string(), fmt.to_string());
+        g.set_backing_record(Some(rec));
+    }
     let mut err = r.err().map(|e| {
         QmpError::generic(format!(
             "Could not change backing file to '{backing}': {}",
@@ -526,7 +575,12 @@ mod tests {
         assert_eq!(ins["image"]["backing-image"]["filename"], json!(base));
         let old = e.block.find_node("n0").unwrap();
         assert!(block::lock(&old).is_read_only());
+        // The old top is the overlay's backing now: QEMU's blocker refuses
+        // before asking who owns it.
         let err = run(&mut e, "x-blockdev-del", json!({"node-name": "n0"})).unwrap_err();
-        assert_eq!(err.desc, "Node n0 is not owned by the monitor");
+        assert_eq!(
+            err.desc,
+            "Node 'n0' is busy: node is used as backing hd of 'd0'"
+        );
     }
 }

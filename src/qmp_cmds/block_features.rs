@@ -17,7 +17,7 @@ pub fn query_blockstats(
     args: &Args,
 ) -> Result<Value, QmpError> {
     let query_nodes = arg_bool(args, "query-nodes").unwrap_or(false);
-    let now = block::stats::realtime_ns();
+    let now = block::stats::acct_now();
     Ok(block::stats::query_blockstats(&emu.block, query_nodes, now))
 }
 

@@ -83,13 +83,26 @@ fn check_overlay(graph: &BlockGraph, devs: &BlockDevs, new: &NodeRef) -> Result<
     Ok(())
 }
 
+/// The checks QEMU makes on the node a snapshot goes on top of: not a
+/// backing node (blocked), not a protocol child (not "first non-filter").
+fn check_old(graph: &BlockGraph, devs: &BlockDevs, old: &NodeRef) -> Result<(), QmpError> {
+    if let Some(e) = crate::blockdev::backing_blocker(graph, devs, old) {
+        return Err(e);
+    }
+    flush_if_writable(old)?;
+    if crate::blockdev::is_file_child(graph, old) {
+        return Err(QmpError::generic("The feature 'snapshot' is not enabled"));
+    }
+    Ok(())
+}
+
 pub fn snapshot_sync_prepare(
     graph: &mut BlockGraph,
     devs: &mut BlockDevs,
     s: &SnapshotSync,
 ) -> Result<ExternalSnapshot, QmpError> {
     let old = lookup_bs(graph, s.device, s.node_name)?;
-    flush_if_writable(&old)?;
+    check_old(graph, devs, &old)?;
     let format = s.format.unwrap_or("qcow2");
     if s.node_name.is_some() && s.snapshot_node_name.is_none() {
         return Err(QmpError::generic("New snapshot node name missing"));
@@ -156,7 +169,7 @@ pub fn snapshot_prepare(
     overlay: &str,
 ) -> Result<ExternalSnapshot, QmpError> {
     let old = lookup_bs(graph, Some(node), Some(node))?;
-    flush_if_writable(&old)?;
+    check_old(graph, devs, &old)?;
     let new = lookup_bs(graph, Some(overlay), Some(overlay))?;
     check_overlay(graph, devs, &new)?;
     Ok(ExternalSnapshot {
@@ -182,6 +195,11 @@ pub fn external_commit(
         .filter(|b| b.root().is_some_and(|r| Arc::ptr_eq(&r, &s.old)))
         .map(|b| b.name().to_string())
         .collect();
+    // bdrv_append moves the backend onto the overlay before attaching the
+    // backing file, so the blocker names the device.
+    if let Some(n) = names.first() {
+        lock(&s.new).set_backing_blocker(Some(n.clone()));
+    }
     for n in names {
         if let Some(b) = graph.backend_mut(&n) {
             b.remove_medium();
@@ -342,6 +360,13 @@ pub fn blockdev_snapshot_delete_internal_sync(
     let node = get_root_bs(&emu.block, device)?;
     if id.is_none() && name.is_none() {
         return Err(QmpError::generic("Name or id must be provided"));
+    }
+    // Only qcow2 lists snapshots; QEMU asks the format and then its file,
+    // and neither raw nor file can answer.
+    if lock(&node).driver_name() != "qcow2" {
+        return Err(QmpError::generic(
+            "Failed to get a snapshot list: Operation not supported",
+        ));
     }
     let Some(sn) = find_snapshot(&node, id, name) else {
         return Err(QmpError::generic(format!(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Backend;
 use crate::error::{BlockError, BlockResult};
-use crate::stats::{realtime_ns, AcctType, BlockStats};
+use crate::stats::{acct_now, AcctType, BlockStats};
 
 impl Backend {
     /// The backend's accounting (query-blockstats; `-drive stats-*` options).
@@ -47,9 +47,9 @@ impl Backend {
         if self.unaccounted.load(Ordering::Relaxed) > 0 {
             return op();
         }
-        let cookie = self.stats().start(kind, bytes, realtime_ns());
+        let cookie = self.stats().start(kind, bytes, acct_now());
         let r = op();
-        let now = realtime_ns();
+        let now = acct_now();
         match &r {
             Ok(_) => self.stats().done(cookie, now),
             Err(BlockError::OutOfBounds { .. } | BlockError::NoMedium(_)) => {

@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::aligned::{AlignedBuf, DIRECT_ALIGN};
-use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent};
+use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent, FormatInfo};
 use crate::error::{BlockError, BlockResult};
 
 /// Opens a `/dev/fdset/N` name with the given open(2) flags.
@@ -351,6 +351,15 @@ impl FileDriver {
 }
 
 impl Driver for FileDriver {
+    // QEMU's file protocol answers bdrv_get_info, so its ImageInfo carries a
+    // (never set) dirty flag.
+    fn format_info(&mut self, _c: &Children) -> FormatInfo {
+        FormatInfo {
+            dirty_flag: Some(false),
+            ..FormatInfo::default()
+        }
+    }
+
     fn format_name(&self) -> &'static str {
         if self.block_device {
             "host_device"

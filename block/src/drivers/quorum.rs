@@ -508,7 +508,22 @@ pub fn x_blockdev_change(
     let mut p = lock(parent);
     let pname = p.name().to_string();
     if let Some(c) = child {
+        // Other drivers' children have names too (blkdebug's "image",
+        // "file", "backing"): found, but the driver cannot remove them.
+        let file_name = if p.driver_name() == "blkdebug" {
+            "image"
+        } else {
+            "file"
+        };
+        let named =
+            (c == file_name && p.file().is_some()) || (c == "backing" && p.backing().is_some());
         let Some(q) = p.driver_as::<QuorumDriver>() else {
+            if named {
+                return Err(BlockError::Generic(format!(
+                    "The node {} does not support removing a child",
+                    pname
+                )));
+            }
             return Err(BlockError::Generic(format!(
                 "Node '{}' does not have child '{}'",
                 pname, c

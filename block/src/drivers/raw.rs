@@ -1,7 +1,7 @@
 //! The `raw` format driver: the file child's bytes as they are, optionally a
 //! window of them (`offset`, `size`).
 
-use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent};
+use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent, FormatInfo};
 use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
@@ -53,6 +53,14 @@ impl RawDriver {
 }
 
 impl Driver for RawDriver {
+    // raw passes bdrv_get_info through to its file, which answers it.
+    fn format_info(&mut self, _c: &Children) -> FormatInfo {
+        FormatInfo {
+            dirty_flag: Some(false),
+            ..FormatInfo::default()
+        }
+    }
+
     fn format_name(&self) -> &'static str {
         "raw"
     }

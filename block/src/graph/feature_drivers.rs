@@ -64,6 +64,8 @@ impl BlockGraph {
         node_name: String,
         nopts: NodeOptions,
     ) -> BlockResult<NodeRef> {
+        // A protocol-level node is named before the children it opens.
+        let pos = ctx.created.len();
         let mut dopts = opts.clone();
         let image = if let Some(spec) = opts.get("image") {
             self.open_feature_child(spec, ctx, nopts)?
@@ -103,7 +105,7 @@ impl BlockGraph {
             self.events.clone(),
         );
         let r = Arc::new(Mutex::new(node));
-        ctx.created.push(r.clone());
+        ctx.created.insert(pos, r.clone());
         Ok(r)
     }
 
@@ -114,6 +116,7 @@ impl BlockGraph {
         node_name: String,
         nopts: NodeOptions,
     ) -> BlockResult<NodeRef> {
+        let pos = ctx.created.len();
         let specs = children_options(opts)?;
         let mut children = Vec::with_capacity(specs.len());
         for spec in &specs {
@@ -130,7 +133,7 @@ impl BlockGraph {
             self.events.clone(),
         );
         let r = Arc::new(Mutex::new(node));
-        ctx.created.push(r.clone());
+        ctx.created.insert(pos, r.clone());
         Ok(r)
     }
 }

@@ -17,7 +17,7 @@ use crate::node::lock;
 /// What discard or write-zeroes does to whole clusters.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ClearMode {
-    Zero { unmap: bool },
+    Zero,
     Discard,
 }
 
@@ -489,7 +489,9 @@ impl Qcow2 {
         c: &Children,
         off: u64,
         len: u64,
-        unmap: bool,
+        // QEMU 2.8's qcow2 takes no MAY_UNMAP: zeroed clusters keep their
+        // allocation either way.
+        _unmap: bool,
     ) -> BlockResult<()> {
         let cs = self.cs;
         let end = off + len;
@@ -506,7 +508,7 @@ impl Qcow2 {
             self.zero_partial(c, off, a_start - off)?;
         }
         if self.hdr.version >= 3 {
-            self.clear_clusters(c, a_start, a_end, ClearMode::Zero { unmap })?;
+            self.clear_clusters(c, a_start, a_end, ClearMode::Zero)?;
         } else {
             let mut o = a_start;
             while o < a_end.min(self.hdr.size) {
@@ -531,6 +533,17 @@ impl Qcow2 {
                 Cl::Unalloc => c.backing.is_none(),
                 _ => false,
             };
+            // A part of an unallocated cluster (no backing file, so all of
+            // it reads as zero): QEMU 2.8 makes the whole cluster a zero
+            // cluster rather than leaving it alone.
+            if matches!(kind, Cl::Unalloc) && zero && self.hdr.version >= 3 {
+                let cs = self.cs;
+                let first = off / cs * cs;
+                let last = (off + n).next_multiple_of(cs);
+                self.clear_clusters(c, first, last, ClearMode::Zero)?;
+                off += n;
+                continue;
+            }
             if !zero {
                 let mut left = n;
                 let mut o = off;
@@ -583,7 +596,9 @@ impl Qcow2 {
             let l2i = cl & (self.l2_entries() - 1);
             let n = (self.l2_entries() - l2i).min(end_cl - cl);
             let cur = self.l2_offset(c, l1i)?;
-            if cur == 0 && !has_backing {
+            // Zeroing gets an L2 table even where nothing was allocated:
+            // QEMU 2.8 marks those clusters as zero clusters too.
+            if cur == 0 && !has_backing && mode == ClearMode::Discard {
                 cl += n;
                 continue;
             }
@@ -600,8 +615,8 @@ impl Qcow2 {
                 let kind = self.classify(c, old, l2_off, l2i + i)?;
                 let slot = self.get_l2(c, l2_off)?;
                 let new = match (mode, kind) {
-                    (_, Cl::Unalloc) if !has_backing => continue,
-                    (ClearMode::Zero { .. }, Cl::Unalloc) => OFLAG_ZERO,
+                    (ClearMode::Discard, Cl::Unalloc) if !has_backing => continue,
+                    (ClearMode::Zero, Cl::Unalloc) => OFLAG_ZERO,
                     (ClearMode::Discard, Cl::Unalloc) => {
                         if v3 {
                             OFLAG_ZERO
@@ -609,12 +624,12 @@ impl Qcow2 {
                             continue;
                         }
                     }
-                    (ClearMode::Zero { unmap: false }, Cl::Zero { .. }) => continue,
+                    (ClearMode::Zero, Cl::Zero { .. }) => continue,
                     (_, Cl::Zero { prealloc: 0 }) => continue,
-                    (ClearMode::Zero { unmap: false }, Cl::Normal { .. }) => old | OFLAG_ZERO,
+                    (ClearMode::Zero, Cl::Normal { .. }) => old | OFLAG_ZERO,
                     _ => {
                         self.frees.push(old);
-                        if v3 || matches!(mode, ClearMode::Zero { .. }) {
+                        if v3 || matches!(mode, ClearMode::Zero) {
                             OFLAG_ZERO
                         } else {
                             0
