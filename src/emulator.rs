@@ -512,6 +512,7 @@ impl Emulator {
                 dev.backend.close(&mut reg);
             }
         }
+        crate::blockdev::device_io::drain_all(self);
         self.machine.shutdown();
         self.jobs.cancel_all(&mut self.block);
         self.blockdevs.cleanup(&mut self.block);

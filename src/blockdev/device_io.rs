@@ -2,7 +2,10 @@
 //! here, against the backends they are attached to, with the backends'
 //! rerror/werror policies, io-status and BLOCK_IO_ERROR (QEMU's
 //! blk_get_error_action / blk_error_action), and the drives' tray and lock
-//! changes reach the monitor's view of the backend.
+//! changes reach the monitor's view of the backend. Guest reads and writes
+//! go through the backend's throttle group: one the group holds back stays
+//! pending in its drive (busy, bus master active) until the group's timer
+//! releases it; the vCPU never waits for it.
 //!
 //! Runs on the main loop or a vCPU thread with the big lock held; a stop
 //! requested by an error policy happens from a bottom half, after the
@@ -17,9 +20,11 @@ use hw::devices::ide::{
     BlockIo, DriveEvent, DriveEventKind, DriveSlot, ErrorAction, IdeController,
 };
 
+use super::throttle::{self, Held};
 use super::{BlockDevs, OnError};
 use crate::emulator::Emulator;
 use crate::runstate::RunState;
+use block::throttle_group::Admission;
 
 /// The callbacks a guest device takes from the monitor (QEMU's BlockDevOps
 /// change_media_cb and eject_request_cb), for one IDE slot.
@@ -91,6 +96,12 @@ struct GraphIo<'a> {
     devs: &'a mut BlockDevs,
     events: Vec<Value>,
     stop: bool,
+    /// The controller, for the tickets of requests a throttle group holds.
+    ctrl: Arc<Mutex<IdeController>>,
+    /// Throttle clock now.
+    now: i64,
+    /// A throttle group queued a request (its timer must be armed).
+    queued: bool,
 }
 
 impl GraphIo<'_> {
@@ -178,6 +189,37 @@ impl BlockIo for GraphIo<'_> {
         self.events.push(ev);
         action
     }
+
+    fn admit(&mut self, slot: DriveSlot, is_write: bool, bytes: u64, ticket: u64) -> bool {
+        let Some(name) = self.devs.slots.backend(slot).map(str::to_string) else {
+            return true;
+        };
+        let held = Held::Device {
+            ctrl: self.ctrl.clone(),
+            slot,
+            ticket,
+        };
+        match throttle::groups(&self.devs.throttle).submit(&name, is_write, bytes, held, self.now) {
+            Admission::Go(_) => true,
+            Admission::Queued => {
+                self.queued = true;
+                false
+            }
+        }
+    }
+}
+
+/// The VM stopped: as QEMU's vm_stop drains every backend, the guest
+/// requests throttle groups hold run now.
+fn drain_held(emu: &mut Emulator, held: &[DriveSlot]) {
+    let mut names: Vec<String> = held
+        .iter()
+        .filter_map(|s| emu.blockdevs.slots.backend(*s).map(str::to_string))
+        .collect();
+    names.dedup();
+    for name in names {
+        throttle::drain(emu, &name);
+    }
 }
 
 /// Runs the drives' pending block I/O; after a resume, resets io-status
@@ -189,7 +231,12 @@ pub fn service(emu: &mut Emulator) {
     };
     let running = emu.is_running();
     let resumed = running && !emu.blockdevs.was_running;
+    let stopped = !running && emu.blockdevs.was_running;
     emu.blockdevs.was_running = running;
+    if stopped {
+        let held = ctrl.lock().unwrap_or_else(|e| e.into_inner()).held_slots();
+        drain_held(emu, &held);
+    }
     let mut c = ctrl.lock().unwrap_or_else(|e| e.into_inner());
     if resumed {
         // QEMU's cont resets every backend's io-status.
@@ -200,14 +247,18 @@ pub fn service(emu: &mut Emulator) {
         }
     }
     let restart = resumed && c.has_stopped_requests();
-    if !restart && !c.has_pending_io() {
+    if !restart && !c.has_runnable_io() {
         return;
     }
+    let now = throttle::now(emu);
     let mut io = GraphIo {
         graph: &emu.block,
         devs: &mut emu.blockdevs,
         events: Vec::new(),
         stop: false,
+        ctrl: ctrl.clone(),
+        now,
+        queued: false,
     };
     if restart {
         c.restart(&mut io);
@@ -215,7 +266,12 @@ pub fn service(emu: &mut Emulator) {
         c.run_io(&mut io);
     }
     drop(c);
-    let (events, stop) = (std::mem::take(&mut io.events), io.stop);
+    let (events, stop, queued) = (std::mem::take(&mut io.events), io.stop, io.queued);
+    if queued {
+        throttle::rearm(emu);
+        // From a vCPU thread: the main loop may sleep past the new deadline.
+        emu.wake_main_loop();
+    }
     for ev in events {
         emu.emit_event("BLOCK_IO_ERROR", Some(ev));
     }
@@ -225,6 +281,24 @@ pub fn service(emu: &mut Emulator) {
             emu.blockdevs.was_running = false;
         }));
         emu.wake_main_loop();
+    }
+}
+
+/// Quit: as QEMU's bdrv_close_all drains every backend, the guest requests
+/// throttle groups hold (and the ones they lead to) run before the images
+/// close.
+pub fn drain_all(emu: &mut Emulator) {
+    let Some(ctrl) = emu.machine.pc().map(|pc| pc.ide.clone()) else {
+        return;
+    };
+    // A multi-chunk DMA request queues again after each chunk; bounded so
+    // a group that keeps a ticket it never releases cannot hold up quit.
+    for _ in 0..1024 {
+        let held = ctrl.lock().unwrap_or_else(|e| e.into_inner()).held_slots();
+        if held.is_empty() {
+            return;
+        }
+        drain_held(emu, &held);
     }
 }
 

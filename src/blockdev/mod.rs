@@ -392,8 +392,10 @@ impl BlockDevs {
         let root = graph.backend(name).and_then(|b| b.root());
         let _ = graph.remove_backend(name);
         self.fronts.retain(|f| f.name != name);
-        // Requests still held back have nowhere to go any more.
-        drop(throttle::groups(&self.throttle).disable(name, 0));
+        // Requests still held back have nowhere to go any more: qemu-io
+        // ones are dropped, guest ones fail on their drive.
+        let held = throttle::groups(&self.throttle).disable(name, 0);
+        throttle::abandon(held);
         if let Some(r) = root {
             self.drop_tree(graph, &r);
         }

@@ -2,9 +2,11 @@
 //! the limits and queues live in `block::throttle_group`; this module owns
 //! the clock they run on (virtual under qtest, so `clock_step` releases
 //! requests, realtime otherwise), the main-loop timer that fires them, and
-//! completing the qemu-io aio requests they hold back. NBD requests wait in
-//! the same queues; released, their tickets go to the NBD server's inbox
-//! (`crate::nbd`), emptied whenever the timer is re-armed.
+//! completing the qemu-io aio requests they hold back. Guest IDE requests
+//! and NBD requests wait in the same queues: released, a drive runs its
+//! request from the main loop (`device_io::service`) and NBD tickets go to
+//! the NBD server's inbox (`crate::nbd`), emptied whenever the timer is
+//! re-armed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +15,7 @@ use block::qemu_io::{AioDone, AioOp, AioRequest, AioSubmit};
 use block::throttle::ThrottleConfig;
 use block::throttle_group::{Admission, ThrottleGroups};
 use block::NodeRef;
+use hw::devices::ide::{DriveSlot, IdeController};
 
 use crate::emulator::Emulator;
 use crate::main_loop::ClockType;
@@ -23,6 +26,13 @@ pub enum Held {
     Aio {
         node: Option<NodeRef>,
         req: AioRequest,
+    },
+    /// A guest IDE request: released, its drive may run it (the controller,
+    /// not the emulator, is reachable from every place that releases).
+    Device {
+        ctrl: Arc<Mutex<IdeController>>,
+        slot: DriveSlot,
+        ticket: u64,
     },
     /// An NBD request: released, its ticket goes to `inbox`. The inbox, not
     /// the emulator, is reachable from every place that releases requests
@@ -82,30 +92,43 @@ fn book(stats: Option<&Arc<Mutex<block::stats::BlockStats>>>, done: &AioDone) {
     }
 }
 
-/// Runs a released request: a qemu-io one now (its text is returned), an
-/// NBD one by posting its ticket.
-fn run_held(held: Held, stats: Option<&Arc<Mutex<block::stats::BlockStats>>>) -> String {
+/// Runs a released request: a qemu-io one now (its text is returned), a
+/// device one by letting its drive go on (true then), an NBD one by posting
+/// its ticket.
+fn run_held(held: Held, stats: Option<&Arc<Mutex<block::stats::BlockStats>>>) -> (String, bool) {
     match held {
         Held::Aio { node, req } => {
             let done = req.run(node.as_ref());
             book(stats, &done);
-            done.text
+            (done.text, false)
+        }
+        Held::Device { ctrl, slot, ticket } => {
+            ctrl.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(slot, ticket);
+            (String::new(), true)
         }
         Held::Nbd { ticket, inbox } => {
             match inbox.lock() {
                 Ok(mut q) => q.push(ticket),
                 Err(p) => p.into_inner().push(ticket),
             }
-            String::new()
+            (String::new(), false)
         }
     }
 }
 
 /// Runs requests the groups released and prints what qemu-io prints for them.
 pub fn complete_released(emu: &mut Emulator, released: Vec<(String, Held)>) {
+    let mut devices = false;
     for (backend, p) in released {
         let stats = emu.block.backend(&backend).map(|b| b.stats_handle());
-        print_stdout(&run_held(p, stats.as_ref()));
+        let (text, device) = run_held(p, stats.as_ref());
+        print_stdout(&text);
+        devices |= device;
+    }
+    if devices {
+        crate::blockdev::device_io::service(emu);
     }
     crate::nbd::resume_released(emu);
     crate::blockdev::flush_events(emu);
@@ -152,6 +175,46 @@ pub fn set_limits(
     Ok(())
 }
 
+/// Everything a backend's group holds for it, released at once with the
+/// limits kept (QEMU lifts them while it drains the backend).
+fn release_all(g: &Groups, backend: &str, now: i64) -> Vec<(String, Held)> {
+    let mut g = groups(g);
+    let cfg = g.config_of(backend).cloned();
+    let group = g.group_of(backend).map(str::to_string);
+    let mut released = g.disable(backend, now);
+    if let Some(cfg) = cfg {
+        if let Ok(more) = g.set_limits(backend, group.as_deref(), &cfg, now) {
+            released.extend(more);
+        }
+    }
+    released
+}
+
+/// Requests of a backend that went away: qemu-io ones are dropped, guest
+/// ones go on so their drive finishes them (with "no medium") on its next
+/// pass instead of staying busy forever.
+pub fn abandon(released: Vec<(String, Held)>) {
+    for (_, h) in released {
+        if let Held::Device { ctrl, slot, ticket } = h {
+            ctrl.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(slot, ticket);
+        }
+    }
+}
+
+/// Drains a backend's throttled requests (vm_stop's bdrv_drain_all): all of
+/// them run now.
+pub fn drain(emu: &mut Emulator, backend: &str) {
+    if groups(&emu.blockdevs.throttle).pending(backend) == 0 {
+        return;
+    }
+    let t = now(emu);
+    let released = release_all(&emu.blockdevs.throttle, backend, t);
+    complete_released(emu, released);
+    rearm(emu);
+}
+
 /// qemu-io's aio requests on a throttled backend go through its group.
 pub struct ThrottledSubmit {
     pub groups: Groups,
@@ -169,26 +232,17 @@ impl AioSubmit for ThrottledSubmit {
         };
         let adm = groups(&self.groups).submit(&self.backend, is_write, bytes, p, self.now);
         if let Admission::Go(p) = adm {
-            print_stdout(&run_held(p, self.stats.as_ref()));
+            print_stdout(&run_held(p, self.stats.as_ref()).0);
         }
     }
 
     /// aio_flush drains the backend: QEMU lifts the limits while draining, so
     /// everything held back runs now.
+    /// Guest requests among them run on the main loop's next device pass.
     fn drain(&mut self, out: &mut String) {
-        let mut g = groups(&self.groups);
-        let cfg = g.config_of(&self.backend).cloned();
-        let group = g.group_of(&self.backend).map(str::to_string);
-        let mut released = g.disable(&self.backend, self.now);
-        if let Some(cfg) = cfg {
-            if let Ok(more) = g.set_limits(&self.backend, group.as_deref(), &cfg, self.now) {
-                released.extend(more);
-            }
-        }
-        drop(g);
         // NBD requests among them resume when the command re-arms the timer.
-        for (_, p) in released {
-            out.push_str(&run_held(p, self.stats.as_ref()));
+        for (_, p) in release_all(&self.groups, &self.backend, self.now) {
+            out.push_str(&run_held(p, self.stats.as_ref()).0);
         }
     }
 }
@@ -226,5 +280,57 @@ mod tests {
         e.clocks.qtest_set(2_200_000_000);
         e.run_expired_timers();
         assert_eq!(reads(&e), 3);
+    }
+
+    /// A guest request held for a backend that is deleted must not leave
+    /// its drive busy for ever: `abandon` lets it go (it then fails with
+    /// "no medium" on the drive's next pass).
+    #[test]
+    fn abandoned_guest_requests_are_released_to_their_drive() {
+        use super::{abandon, Held};
+        use block::throttle::ThrottleConfig;
+        use block::throttle_group::{Admission, ThrottleGroups};
+        use hw::devices::ide::drive::Pending;
+        use hw::devices::ide::{DriveSlot, Gate, IdeController};
+        use std::sync::{Arc, Mutex};
+
+        let irqs = hw::irq::IrqLevels::new();
+        let ctrl = IdeController::new(
+            hw::irq::Irq::new(irqs.clone(), 14),
+            hw::irq::Irq::new(irqs, 15),
+            hw::events::EventQueue::new(),
+        );
+        let ctrl = Arc::new(Mutex::new(ctrl));
+        let slot = DriveSlot { bus: 0, unit: 0 };
+        {
+            let mut c = ctrl.lock().unwrap();
+            let d = &mut c.channels[0].drives[0];
+            d.pending = Some(Pending::SectorRead {
+                sector: 0,
+                count: 1,
+            });
+            d.gate = Gate::Waiting(7);
+        }
+        let mut g: ThrottleGroups<Held> = ThrottleGroups::new();
+        let args = serde_json::json!({"iops": 1});
+        let cfg = ThrottleConfig::from_qmp(args.as_object().unwrap()).unwrap();
+        g.set_limits("d0", None, &cfg, 0).unwrap();
+        let held = |ticket| Held::Device {
+            ctrl: ctrl.clone(),
+            slot,
+            ticket,
+        };
+        assert!(matches!(
+            g.submit("d0", false, 512, held(6), 0),
+            Admission::Go(_)
+        ));
+        assert!(matches!(
+            g.submit("d0", false, 512, held(7), 0),
+            Admission::Queued
+        ));
+        assert!(!ctrl.lock().unwrap().has_runnable_io());
+        abandon(g.disable("d0", 0));
+        assert_eq!(ctrl.lock().unwrap().channels[0].drives[0].gate, Gate::Go);
+        assert!(ctrl.lock().unwrap().has_runnable_io());
     }
 }

@@ -29,6 +29,9 @@ pub struct Bmdma {
     pub armed: Option<DmaDir>,
     /// The armed command is an ATAPI transfer (packet reply or CD read).
     pub atapi: bool,
+    /// The drive that armed the transfer: the bus master serves it even
+    /// when the guest selects the other one meanwhile (QEMU's retry_unit).
+    pub unit: usize,
     /// ATAPI DMA data not yet given to the guest.
     pub atapi_buf: Vec<u8>,
     /// Bytes the PRDs described for the transfer in flight.
@@ -131,6 +134,7 @@ impl IdeChannel {
         let s = self.s();
         s.status = READY_STAT | SEEK_STAT | DRQ_STAT;
         self.bm.atapi_buf = reply;
+        self.bm.unit = self.unit & 1;
         self.bm.atapi = true;
         self.bm.armed = Some(DmaDir::Read);
         self.bm.cur_prd_last = false;
@@ -235,21 +239,34 @@ impl IdeChannel {
     fn bmdma_cmd_write(&mut self, val: u8) {
         if (val & BM_CMD_START) != (self.bm.cmd & BM_CMD_START) {
             if val & BM_CMD_START == 0 {
-                // Requests complete synchronously: nothing to cancel.
+                // QEMU drains the request in flight, lifting the I/O
+                // limits: one held back by them runs on the next run_io.
+                self.unthrottle();
                 self.bm.status &= !BM_STATUS_DMAING;
             } else {
                 self.bm.cur_addr = self.bm.addr;
                 if self.bm.status & BM_STATUS_DMAING == 0 {
                     self.bm.status |= BM_STATUS_DMAING;
-                    if self.bm.atapi {
-                        self.atapi_dma_step();
-                    } else if self.bm.armed.is_some() {
-                        self.dma_next(0);
-                    }
+                    self.on_dma_unit(|c| {
+                        if c.bm.atapi {
+                            c.atapi_dma_step();
+                        } else if c.bm.armed.is_some() {
+                            c.dma_next(0);
+                        }
+                    });
                 }
             }
         }
         self.bm.cmd = val & 0x09;
+    }
+
+    /// Runs `f` with the drive that armed the transfer selected, then
+    /// gives the guest its selection back.
+    fn on_dma_unit(&mut self, f: impl FnOnce(&mut IdeChannel)) {
+        let saved = self.unit;
+        self.unit = self.bm.unit & 1;
+        f(self);
+        self.unit = saved;
     }
 
     // ---- ATA DMA commands -------------------------------------------------
@@ -264,6 +281,7 @@ impl IdeChannel {
         self.bm.retry_nsector = nsector;
         self.bm.io_buffer_size = 0;
         self.bm.armed = Some(dir);
+        self.bm.unit = self.unit & 1;
         self.bm.cur_prd_last = false;
         self.bm.cur_prd_addr = 0;
         self.bm.cur_prd_len = 0;

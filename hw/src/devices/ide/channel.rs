@@ -9,7 +9,8 @@ use crate::irq::Irq;
 use crate::memory::GuestMemory;
 
 use super::drive::{
-    Drive, DriveConfig, DriveKind, EndTransfer, Pending, BUSY_STAT, DRQ_STAT, READY_STAT, SEEK_STAT,
+    Drive, DriveConfig, DriveKind, EndTransfer, Gate, Pending, BUSY_STAT, DRQ_STAT, READY_STAT,
+    SEEK_STAT,
 };
 use super::io::{BlockIo, DriveEvent, DriveEventKind, DriveSlot, ErrorAction};
 
@@ -199,7 +200,7 @@ impl IdeChannel {
     pub fn cmd_write(&mut self, val: u8) {
         if self.cmd & CMD_RESET == 0 && val & CMD_RESET != 0 {
             for d in &mut self.drives {
-                d.pending = None;
+                d.drop_pending();
                 d.status = BUSY_STAT | SEEK_STAT;
                 d.error = 0x01;
             }
@@ -267,22 +268,58 @@ impl IdeChannel {
         self.drives.iter().any(|d| d.pending.is_some())
     }
 
+    /// Whether a drive has a request that can run now (not held back by
+    /// the I/O limits).
+    pub fn has_runnable_io(&self) -> bool {
+        self.drives
+            .iter()
+            .any(|d| d.pending.is_some() && !matches!(d.gate, Gate::Waiting(_)))
+    }
+
+    /// The I/O limits let `unit`'s request queued under `ticket` go; it
+    /// runs on the next `run_io`.
+    pub fn release(&mut self, unit: usize, ticket: u64) {
+        if let Some(d) = self.drives.get_mut(unit) {
+            if d.pending.is_some() && d.gate == Gate::Waiting(ticket) {
+                d.gate = Gate::Go;
+            }
+        }
+    }
+
+    /// Lets a request held by the I/O limits run without waiting for its
+    /// turn (QEMU drains, which lifts the limits, when the bus master is
+    /// stopped). Its ticket goes stale.
+    pub(super) fn unthrottle(&mut self) {
+        let d = &mut self.drives[self.bm.unit & 1];
+        if matches!(d.gate, Gate::Waiting(_)) {
+            d.gate = Gate::Go;
+        }
+    }
+
     /// Runs every request the drives wait for, and the ones their
-    /// completions start, until none is left.
+    /// completions start, until none is left that may run now.
     pub fn run_io(&mut self, io: &mut dyn BlockIo) {
         // Each completion moves a transfer forward; a bound keeps a
         // misbehaving backend from spinning here forever.
         for _ in 0..4096 {
-            let Some(unit) = self.drives.iter().position(|d| d.pending.is_some()) else {
-                return;
-            };
-            let Some(p) = self.drives[unit].pending.take() else {
+            let Some(unit) = self
+                .drives
+                .iter()
+                .position(|d| d.pending.is_some() && !matches!(d.gate, Gate::Waiting(_)))
+            else {
                 return;
             };
             let slot = DriveSlot {
                 bus: self.index,
                 unit: unit as u8,
             };
+            if !self.admitted(io, slot, unit) {
+                continue;
+            }
+            let Some(p) = self.drives[unit].pending.take() else {
+                return;
+            };
+            self.drives[unit].gate = Gate::Ask;
             let saved_unit = self.unit;
             self.unit = unit;
             self.complete(io, slot, p);
@@ -290,6 +327,25 @@ impl IdeChannel {
                 self.unit = saved_unit;
             }
         }
+    }
+
+    /// Asks the I/O limits about `unit`'s request unless it was released
+    /// already; false leaves it queued under a fresh ticket.
+    fn admitted(&mut self, io: &mut dyn BlockIo, slot: DriveSlot, unit: usize) -> bool {
+        let d = &mut self.drives[unit];
+        if d.gate == Gate::Go {
+            return true;
+        }
+        let Some((is_write, bytes)) = d.pending.as_ref().and_then(Pending::throttled_size) else {
+            return true;
+        };
+        let ticket = d.next_ticket;
+        d.next_ticket = d.next_ticket.wrapping_add(1);
+        if io.admit(slot, is_write, bytes, ticket) {
+            return true;
+        }
+        d.gate = Gate::Waiting(ticket);
+        false
     }
 
     /// A disk follows its medium's size (QEMU's resize_cb): IDENTIFY and

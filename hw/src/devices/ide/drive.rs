@@ -80,6 +80,34 @@ pub enum Pending {
     Identify,
 }
 
+impl Pending {
+    /// Direction and size the backend's I/O limits count, for requests
+    /// that move data (QEMU throttles reads and writes, not flushes).
+    pub fn throttled_size(&self) -> Option<(bool, u64)> {
+        match self {
+            Pending::SectorRead { count, .. } => Some((false, *count as u64 * 512)),
+            Pending::SectorWrite { count, .. } => Some((true, *count as u64 * 512)),
+            Pending::CdRead => Some((false, 2048)),
+            Pending::Dma { dir, count, .. } => {
+                Some((*dir == super::bmdma::DmaDir::Write, *count as u64 * 512))
+            }
+            Pending::AtapiDma { count } => Some((false, *count as u64 * 2048)),
+            Pending::Flush | Pending::Identify => None,
+        }
+    }
+}
+
+/// Where a pending request stands with the backend's I/O limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Not yet asked.
+    Ask,
+    /// Queued by the limits under this ticket; runs once released.
+    Waiting(u64),
+    /// Released (or limits lifted): runs without asking again.
+    Go,
+}
+
 /// The identity strings IDENTIFY reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriveIdentity {
@@ -144,6 +172,10 @@ pub struct Drive {
     pub data_end: usize,
     pub end: EndTransfer,
     pub pending: Option<Pending>,
+    pub gate: Gate,
+    /// Ticket of the next request queued by the I/O limits; a release for
+    /// an older one (the request was dropped by a reset) is ignored.
+    pub next_ticket: u64,
     // ATAPI
     pub sense_key: u8,
     pub asc: u8,
@@ -200,6 +232,8 @@ impl Drive {
             data_end: 0,
             end: EndTransfer::Dummy,
             pending: None,
+            gate: Gate::Ask,
+            next_ticket: 0,
             sense_key: 0,
             asc: 0,
             cdrom_changed: 0,
@@ -246,7 +280,7 @@ impl Drive {
 
     /// Power-on / SRST state of the registers and transfer (ide_reset).
     pub fn reset(&mut self) {
-        self.pending = None;
+        self.drop_pending();
         self.mult_sectors = MAX_MULT_SECTORS;
         self.feature = 0;
         self.error = 0;
@@ -275,6 +309,13 @@ impl Drive {
         self.req_nb_sectors = 0;
         self.set_signature();
         self.dummy_transfer_stop();
+    }
+
+    /// Forgets the request in flight; a ticket the limits still hold for
+    /// it goes stale.
+    pub fn drop_pending(&mut self) {
+        self.pending = None;
+        self.gate = Gate::Ask;
     }
 
     /// The device signature in the task file (ATA, ATAPI or nothing).
@@ -338,9 +379,12 @@ impl Drive {
                     | self.sector as u64
             }
         } else {
+            // Sector register 0 is not a CHS sector: as QEMU's signed sum,
+            // it lands one before the track (or on no sector at all, which
+            // the range check refuses) instead of overflowing.
             let cyl = ((self.hcyl as u64) << 8) | self.lcyl as u64;
-            (cyl * self.heads as u64 + (self.select as u64 & 0x0f)) * self.sectors as u64
-                + (self.sector as u64).wrapping_sub(1)
+            ((cyl * self.heads as u64 + (self.select as u64 & 0x0f)) * self.sectors as u64)
+                .wrapping_add((self.sector as u64).wrapping_sub(1))
         }
     }
 
@@ -433,6 +477,17 @@ mod tests {
         d.lba48 = false;
         d.set_sector(5000);
         assert_eq!(d.get_sector(), 5000);
+    }
+
+    #[test]
+    fn chs_sector_zero_is_out_of_range_not_an_overflow() {
+        let mut d = hd(100);
+        d.select = 0xa0;
+        (d.hcyl, d.lcyl, d.sector) = (0, 0, 0);
+        assert_eq!(d.get_sector(), u64::MAX);
+        assert!(!d.sect_range_ok(d.get_sector(), 1));
+        d.select = 0xa1;
+        assert_eq!(d.get_sector(), 62, "head 1, sector 0: end of head 0");
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub trait BlockIo {
     /// A guest ATA request failed: apply the drive's error policy (report,
     /// ignore, stop), raise BLOCK_IO_ERROR and say what the drive must do.
     fn error_action(&mut self, slot: DriveSlot, is_read: bool, errno: i32) -> ErrorAction;
+    /// May a guest read or write of `bytes` start now (the backend's I/O
+    /// limits)? `false` queues it: the drive keeps the request pending and
+    /// the owner calls `IdeController::release(slot, ticket)` when its turn
+    /// comes. Owners without limits keep the default.
+    fn admit(&mut self, slot: DriveSlot, is_write: bool, bytes: u64, ticket: u64) -> bool {
+        let _ = (slot, is_write, bytes, ticket);
+        true
+    }
 }
 
 /// A change the guest made that the monitor must learn about.

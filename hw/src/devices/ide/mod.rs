@@ -27,7 +27,7 @@ use crate::events::EventQueue;
 use crate::irq::Irq;
 
 pub use channel::IdeChannel;
-pub use drive::{DriveConfig, DriveIdentity, DriveKind};
+pub use drive::{DriveConfig, DriveIdentity, DriveKind, Gate};
 pub use io::{BlockIo, DriveEvent, DriveEventKind, DriveSlot, ErrorAction};
 
 /// Legacy ports and IRQ of each channel: command block, control register.
@@ -89,6 +89,36 @@ impl IdeController {
         if let Some(c) = self.channels.get_mut((offset / 8) as usize) {
             c.bmdma_write(offset % 8, data);
         }
+    }
+
+    /// Whether a request is pending that may run now (not held back by the
+    /// backend's I/O limits).
+    pub fn has_runnable_io(&self) -> bool {
+        self.channels.iter().any(IdeChannel::has_runnable_io)
+    }
+
+    /// The I/O limits released the request `slot` queued under `ticket`
+    /// (see `BlockIo::admit`); it runs on the next `run_io`.
+    pub fn release(&mut self, slot: DriveSlot, ticket: u64) {
+        if let Some(c) = self.channel(slot) {
+            c.release(slot.unit as usize, ticket);
+        }
+    }
+
+    /// Slots whose request the I/O limits hold back.
+    pub fn held_slots(&self) -> Vec<DriveSlot> {
+        let mut v = Vec::new();
+        for (bus, c) in self.channels.iter().enumerate() {
+            for (unit, d) in c.drives.iter().enumerate() {
+                if d.pending.is_some() && matches!(d.gate, Gate::Waiting(_)) {
+                    v.push(DriveSlot {
+                        bus: bus as u8,
+                        unit: unit as u8,
+                    });
+                }
+            }
+        }
+        v
     }
 
     pub fn run_io(&mut self, io: &mut dyn BlockIo) {
@@ -211,3 +241,6 @@ impl BusDevice for IdePorts {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_tests;

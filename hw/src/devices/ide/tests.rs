@@ -15,6 +15,10 @@ struct MemDisk {
     fail: Option<i32>,
     action: ErrorAction,
     errors: Vec<(bool, i32)>,
+    /// Stands for I/O limits that queue every request: (slot, write, bytes,
+    /// ticket) of each one held.
+    throttled: bool,
+    held: Vec<(DriveSlot, bool, u64, u64)>,
 }
 
 impl BlockIo for MemDisk {
@@ -45,6 +49,12 @@ impl BlockIo for MemDisk {
     fn error_action(&mut self, _: DriveSlot, is_read: bool, errno: i32) -> ErrorAction {
         self.errors.push((is_read, errno));
         self.action
+    }
+    fn admit(&mut self, slot: DriveSlot, is_write: bool, bytes: u64, ticket: u64) -> bool {
+        if self.throttled {
+            self.held.push((slot, is_write, bytes, ticket));
+        }
+        !self.throttled
     }
 }
 
@@ -113,6 +123,8 @@ fn rig(kind: DriveKind, sectors: u64) -> Rig {
             fail: None,
             action: ErrorAction::Report,
             errors: vec![],
+            throttled: false,
+            held: vec![],
         },
     }
 }
@@ -497,4 +509,163 @@ fn atapi_dma_read_goes_through_the_prds() {
     assert_eq!(got, r.disk.data[4096..8192].to_vec());
     assert_eq!(r.inb(7), 0x50);
     assert_eq!(r.bm_status() & 0x05, 0x04);
+}
+
+impl Rig {
+    /// Lets every held request go, as the owner's throttle timer does.
+    fn release_all(&mut self) {
+        let held = std::mem::take(&mut self.disk.held);
+        for (slot, _, _, ticket) in held {
+            self.ctrl.lock().expect("lock").release(slot, ticket);
+        }
+        self.service();
+    }
+}
+
+#[test]
+fn throttled_pio_read_stays_busy_until_released() {
+    let mut r = rig(DriveKind::Hd, 64);
+    r.disk.throttled = true;
+    r.outb(2, 2);
+    r.outb(3, 5);
+    r.outb(6, 0xe0);
+    r.irqs.take_changes();
+    r.outb(7, 0x20);
+    assert_eq!(r.inb(7), 0xd0, "busy, no DRQ while held");
+    assert!(!r.irqs.level(14));
+    let slot = DriveSlot { bus: 0, unit: 0 };
+    assert_eq!(r.disk.held, vec![(slot, false, 512, 0)]);
+    assert!(!r.ctrl.lock().expect("lock").has_runnable_io());
+    r.service();
+    assert_eq!(r.disk.held.len(), 1, "a held request is not asked again");
+    r.release_all();
+    assert_eq!(r.inb(7), 0x58);
+    let got = r.read_block(512);
+    assert_eq!(got, r.disk.data[5 * 512..6 * 512].to_vec());
+    // The second sector of the command is a new request, held again.
+    assert_eq!(r.disk.held.len(), 1);
+    assert_eq!(r.inb(7) & 0x88, 0x80);
+    r.release_all();
+    assert_eq!(r.read_block(512), r.disk.data[6 * 512..7 * 512].to_vec());
+    assert_eq!(r.inb(7), 0x50);
+}
+
+#[test]
+fn throttled_dma_write_keeps_the_bus_master_active_until_released() {
+    let (mut r, mem) = dma_rig();
+    r.disk.throttled = true;
+    mem.write(0x2000, &[0x5a; 1024]).expect("write");
+    r.outb(2, 2);
+    r.outb(3, 10);
+    r.outb(6, 0xe0);
+    r.outb(7, 0xca);
+    r.irqs.take_changes();
+    r.bm_cmd(0x01);
+    assert_eq!(r.bm_status() & 0x05, 0x01, "active, no interrupt");
+    assert_eq!(r.inb(7) & 0x80, 0x80);
+    assert_ne!(r.disk.data[10 * 512], 0x5a);
+    let slot = DriveSlot { bus: 0, unit: 0 };
+    assert_eq!(r.disk.held, vec![(slot, true, 1024, 0)]);
+    r.release_all();
+    assert_eq!(r.disk.data[10 * 512..12 * 512].to_vec(), vec![0x5a; 1024]);
+    assert_eq!(r.bm_status() & 0x05, 0x04);
+    assert!(r.irqs.level(14));
+    assert_eq!(r.inb(7), 0x50);
+}
+
+#[test]
+fn a_release_for_a_request_dropped_by_reset_is_ignored() {
+    let mut r = rig(DriveKind::Hd, 64);
+    r.disk.throttled = true;
+    r.outb(2, 1);
+    r.outb(6, 0xe0);
+    r.outb(7, 0x20);
+    let stale = r.disk.held.remove(0);
+    r.ctl.write(0, &[0x04]);
+    r.ctl.write(0, &[0x00]);
+    r.outb(2, 1);
+    r.outb(7, 0x20);
+    assert_eq!(r.disk.held.len(), 1);
+    r.ctrl.lock().expect("lock").release(stale.0, stale.3);
+    r.service();
+    assert_eq!(r.inb(7) & 0x88, 0x80, "still waiting for its own ticket");
+    r.release_all();
+    assert_eq!(r.inb(7), 0x58);
+}
+
+#[test]
+fn stopping_the_bus_master_lets_a_held_dma_request_finish() {
+    let (mut r, mem) = dma_rig();
+    r.disk.throttled = true;
+    r.outb(2, 2);
+    r.outb(3, 4);
+    r.outb(6, 0xe0);
+    r.outb(7, 0xc8);
+    r.bm_cmd(0x09);
+    assert_eq!(r.bm_status() & 0x01, 0x01);
+    r.bm_cmd(0x08);
+    let mut got = vec![0u8; 1024];
+    mem.read(0x2000, &mut got).expect("read");
+    assert_eq!(got, r.disk.data[4 * 512..6 * 512].to_vec());
+    assert_eq!(r.inb(7), 0x50);
+}
+
+#[test]
+fn a_stopped_throttled_write_is_admitted_again_on_retry() {
+    let mut r = rig(DriveKind::Hd, 8);
+    r.disk.throttled = true;
+    r.disk.fail = Some(libc::ENOSPC);
+    r.disk.action = ErrorAction::Stop;
+    r.outb(2, 1);
+    r.outb(3, 1);
+    r.outb(6, 0xe0);
+    r.outb(7, 0x30);
+    for _ in 0..256 {
+        r.outw(0x1234);
+    }
+    assert!(r.disk.errors.is_empty(), "held before any I/O");
+    r.release_all();
+    assert_eq!(r.disk.errors, vec![(false, libc::ENOSPC)]);
+    r.disk.fail = None;
+    r.ctrl.lock().expect("lock").restart(&mut r.disk);
+    assert_eq!(r.disk.held.len(), 1, "the retry asks the limits again");
+    assert_eq!(r.inb(7) & 0x80, 0x80);
+    r.release_all();
+    assert_eq!(r.disk.data[512..514].to_vec(), vec![0x34, 0x12]);
+    assert_eq!(r.inb(7), 0x50);
+}
+
+#[test]
+fn the_bus_master_serves_the_drive_that_armed_it_not_the_selected_one() {
+    let (mut r, mem) = dma_rig();
+    r.ctrl.lock().expect("lock").attach(
+        DriveSlot { bus: 0, unit: 1 },
+        DriveConfig {
+            kind: DriveKind::Cd,
+            identity: identity("QEMU DVD-ROM"),
+            sectors: 0,
+            cylinders: 0,
+            heads: 0,
+            secs_per_track: 0,
+            write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
+        },
+    );
+    r.outb(2, 2);
+    r.outb(3, 4);
+    r.outb(6, 0xe0);
+    r.outb(7, 0xc8);
+    // SRST (the task file now holds the signature: LBA 1, one sector),
+    // then the guest selects the CD before starting the bus master.
+    r.ctl.write(0, &[0x04]);
+    r.ctl.write(0, &[0x00]);
+    r.outb(6, 0xf0);
+    r.bm_cmd(0x09);
+    assert!(r.disk.errors.is_empty(), "the empty CD was not asked");
+    let mut got = vec![0u8; 512];
+    mem.read(0x2000, &mut got).expect("read");
+    assert_eq!(got, r.disk.data[512..1024].to_vec());
+    assert_eq!(r.inb(7), 0x00, "the CD stays selected, untouched");
 }
