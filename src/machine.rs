@@ -102,8 +102,8 @@ impl From<hw::HwError> for MachineError {
     }
 }
 
-/// COM2, COM3, COM4: I/O base and IRQ.
-const EXTRA_UARTS: [(u16, u32); 3] = [(0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
+/// COM1..COM4: I/O base and IRQ.
+const UARTS: [(u16, u32); 4] = [(0x3f8, 4), (0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
 
 /// Bytes of serial input held while the UART's FIFO is full; more is
 /// dropped, as a real line without flow control would.
@@ -126,7 +126,6 @@ impl Machine {
         accel: Accel,
         opts: &MachineOpts,
     ) -> Result<Self, MachineError> {
-        let serial_out = vec![Arc::new(Mutex::new(Vec::new()))];
         if mtype.name == "none" {
             return Ok(Machine {
                 mtype,
@@ -174,7 +173,6 @@ impl Machine {
             })?,
             None => hw::devices::rtc::RtcBase::Utc,
         };
-        let out = serial_out[0].clone();
         let cfg = MachineConfig {
             accel: if accel == Accel::Kvm {
                 hw::machine::Accel::Kvm
@@ -188,11 +186,8 @@ impl Machine {
             bios,
             kernel,
             rtc_base,
-            serial_sink: Box::new(move |b: &[u8]| {
-                out.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(b)
-            }),
+            // The UARTs are added below, one per `-serial`.
+            serial_sink: None,
         };
         let mut pcm = PcMachine::build(cfg)?;
         let mut loaders = Vec::new();
@@ -218,10 +213,11 @@ impl Machine {
                 }
             }
         }
-        let mut serial_out = serial_out;
-        let mut uarts = vec![pcm.devices.serial.clone()];
-        // COM2..COM4 at their ISA ports and IRQs, as many as -serial asked.
-        for &(base, irq) in EXTRA_UARTS.iter().take(opts.serial_ports.saturating_sub(1)) {
+        let mut serial_out = Vec::new();
+        let mut uarts = Vec::new();
+        // COM1..COM4 at their ISA ports and IRQs, as many as -serial asked
+        // (none with -nodefaults and no -serial, as QEMU's pc).
+        for &(base, irq) in UARTS.iter().take(opts.serial_ports) {
             let buf = Arc::new(Mutex::new(Vec::new()));
             let out = buf.clone();
             let sink: hw::devices::serial::SerialSink = Box::new(move |b: &[u8]| {
@@ -252,6 +248,11 @@ impl Machine {
             loaders,
             opts: opts.clone(),
         })
+    }
+
+    /// How many UARTs the machine has (COM1 onwards).
+    pub fn uart_count(&self) -> usize {
+        self.uarts.len()
     }
 
     /// The PC's devices (None for `-M none`).

@@ -303,7 +303,7 @@ fn run(cfg: Config) -> ExitCode {
         kernel,
         initrd,
         append,
-        serial_ports: cfg.serials.len().clamp(1, 4),
+        serial_ports: cfg.serials.len().min(4),
         devices: device_specs,
         ram: Vec::new(),
     };

@@ -27,10 +27,6 @@ pub fn build(emu: &mut Emulator, cfg: &Config) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", m.loc))?;
     }
     for (i, s) in cfg.serials.iter().enumerate() {
-        if s == "none" {
-            emu.serial_chardevs.push(None);
-            continue;
-        }
         if emu.chardev(s).is_none() {
             return Err(format!(
                 "-serial chardev:{s}: could not connect serial device to character backend 'chardev:{s}'"

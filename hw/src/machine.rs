@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::acpi::{build_tables, AcpiConfig, ACPI_TABLES_BASE};
 use crate::devices::rtc::RtcBase;
-use crate::devices::serial::SerialSink;
+use crate::devices::serial::{SerialSink, COM1_BASE, COM1_IRQ};
 use crate::error::{HwError, Result};
 use crate::events::EventQueue;
 use crate::irq::{IrqChip, IrqLevels};
@@ -43,7 +43,8 @@ pub struct MachineConfig {
     pub bios: Option<Vec<u8>>,
     pub kernel: Option<KernelImages>,
     pub rtc_base: RtcBase,
-    pub serial_sink: SerialSink,
+    /// COM1's output; None for no UART (QEMU's pc without `-serial`).
+    pub serial_sink: Option<SerialSink>,
 }
 
 pub struct PcMachine {
@@ -100,12 +101,14 @@ impl PcMachine {
         }
         let pc_cfg = PcConfig {
             rtc_base: cfg.rtc_base,
-            serial_sink: cfg.serial_sink,
             acpi_enabled_at_reset: cfg.kernel.is_some(),
             layout,
             cpus: cfg.cpus as u32,
         };
-        let devices = PcDevices::new(chip, EventQueue::new(), pc_cfg)?;
+        let mut devices = PcDevices::new(chip, EventQueue::new(), pc_cfg)?;
+        if let Some(sink) = cfg.serial_sink {
+            devices.add_serial(COM1_BASE, COM1_IRQ, sink)?;
+        }
         devices
             .ide
             .lock()
@@ -209,7 +212,7 @@ mod tests {
             bios: None,
             kernel,
             rtc_base: RtcBase::Utc,
-            serial_sink: Box::new(|_| {}),
+            serial_sink: Some(Box::new(|_| {})),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::devices::i8042::{self, I8042};
 use crate::devices::ide::{self, IdeController, IdePorts};
 use crate::devices::pci::{self, PciHost};
 use crate::devices::rtc::{self, Rtc, RtcBase};
-use crate::devices::serial::{self, Serial, SerialSink};
+use crate::devices::serial::{Serial, SerialSink};
 use crate::error::Result;
 use crate::events::EventQueue;
 use crate::irq::{Irq, IrqChip};
@@ -27,8 +27,6 @@ const IDE_DEVFN: u8 = 0x09;
 /// Options for the standard devices.
 pub struct PcConfig {
     pub rtc_base: RtcBase,
-    /// Where COM1's output goes.
-    pub serial_sink: SerialSink,
     /// Start with ACPI's SCI_EN set (no firmware will switch ACPI mode on: `-kernel`).
     pub acpi_enabled_at_reset: bool,
     pub layout: PcLayout,
@@ -39,7 +37,6 @@ pub struct PcDevices {
     pub pio: Bus,
     pub mmio: Bus,
     pub events: EventQueue,
-    pub serial: Arc<Mutex<Serial>>,
     pub rtc: Arc<Mutex<Rtc>>,
     pub i8042: Arc<Mutex<I8042>>,
     pub pci: Arc<Mutex<PciHost>>,
@@ -47,18 +44,15 @@ pub struct PcDevices {
     /// The PIIX3 IDE function's two channels (drives attached by the owner).
     pub ide: Arc<Mutex<IdeController>>,
     pub debug_exits: Vec<Arc<Mutex<DebugExit>>>,
-    /// UARTs added with `add_serial`, in order.
-    pub extra_serials: Vec<Arc<Mutex<Serial>>>,
+    /// UARTs added with `add_serial`, in order (COM1 first when there is
+    /// one: QEMU's pc has none without a `-serial`).
+    pub serials: Vec<Arc<Mutex<Serial>>>,
     chip: Arc<dyn IrqChip>,
 }
 
 impl PcDevices {
     pub fn new(chip: Arc<dyn IrqChip>, events: EventQueue, cfg: PcConfig) -> Result<PcDevices> {
         let irq = |n| Irq::new(chip.clone(), n);
-        let serial = Arc::new(Mutex::new(Serial::new(
-            irq(serial::COM1_IRQ),
-            cfg.serial_sink,
-        )));
         let mut r = Rtc::new(cfg.rtc_base, irq(rtc::RTC_IRQ), events.clone());
         r.set_pc_memory(cfg.layout.below_4g, cfg.layout.above_4g, cfg.cpus);
         let rtc = Arc::new(Mutex::new(r));
@@ -77,7 +71,6 @@ impl PcDevices {
             cfg.acpi_enabled_at_reset,
         )));
         let mut pio = Bus::new();
-        pio.insert(serial.clone(), serial::COM1_BASE as u64, 8, "serial")?;
         pio.insert(rtc.clone(), rtc::RTC_BASE as u64, 2, "rtc")?;
         pio.insert(kbc.clone(), i8042::DATA_PORT as u64, 1, "i8042-data")?;
         // The i8042 sees its two ports at offsets 0 and 4 of 0x60.
@@ -120,19 +113,19 @@ impl PcDevices {
             pio,
             mmio: Bus::new(),
             events,
-            serial,
             rtc,
             i8042: kbc,
             pci,
             acpi_pm: pm,
             ide: ide_ctrl,
             debug_exits: Vec::new(),
-            extra_serials: Vec::new(),
+            serials: Vec::new(),
             chip,
         })
     }
 
-    /// Another 16550A (COM2 is 0x2f8 / IRQ 3, COM3 0x3e8 / 4, COM4 0x2e8 / 3).
+    /// A 16550A (COM1 is 0x3f8 / IRQ 4, COM2 0x2f8 / 3, COM3 0x3e8 / 4,
+    /// COM4 0x2e8 / 3).
     pub fn add_serial(
         &mut self,
         base: u16,
@@ -141,7 +134,7 @@ impl PcDevices {
     ) -> Result<Arc<Mutex<Serial>>> {
         let s = Arc::new(Mutex::new(Serial::new(self.irq(irq), sink)));
         self.pio.insert(s.clone(), base as u64, 8, "serial")?;
-        self.extra_serials.push(s.clone());
+        self.serials.push(s.clone());
         Ok(s)
     }
 
@@ -205,8 +198,7 @@ impl PcDevices {
         fn l<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
             m.lock().unwrap_or_else(|e| e.into_inner())
         }
-        l(&self.serial).reset();
-        for s in &self.extra_serials {
+        for s in &self.serials {
             l(s).reset();
         }
         l(&self.rtc).reset();
@@ -249,15 +241,19 @@ mod tests {
         let o2 = out.clone();
         let cfg = PcConfig {
             rtc_base: RtcBase::Utc,
-            serial_sink: Box::new(move |b| o2.lock().expect("lock").extend_from_slice(b)),
             acpi_enabled_at_reset: true,
             layout: PcLayout::pc(128 << 20, None),
             cpus: 1,
         };
-        (
-            PcDevices::new(IrqLevels::new(), EventQueue::new(), cfg).expect("pc"),
-            out,
+        let mut pc = PcDevices::new(IrqLevels::new(), EventQueue::new(), cfg).expect("pc");
+        let sink = Box::new(move |b: &[u8]| o2.lock().expect("lock").extend_from_slice(b));
+        pc.add_serial(
+            crate::devices::serial::COM1_BASE,
+            crate::devices::serial::COM1_IRQ,
+            sink,
         )
+        .expect("COM1");
+        (pc, out)
     }
 
     #[test]

@@ -57,7 +57,9 @@ fn firmware_output_reaches_the_serial_sink_through_pc_machine() {
         bios: Some(assemble("hello")),
         kernel: None,
         rtc_base: RtcBase::Utc,
-        serial_sink: Box::new(move |b| o2.lock().expect("sink").extend_from_slice(b)),
+        serial_sink: Some(Box::new(move |b| {
+            o2.lock().expect("sink").extend_from_slice(b)
+        })),
     };
     let mut m = PcMachine::build(cfg).expect("machine");
     m.devices.add_debug_exit(0x501, 2).expect("debug exit");
@@ -96,7 +98,7 @@ fn direct_kernel_boot_runs_again_after_system_reset() {
             cmdline: "console=ttyS0".into(),
         }),
         rtc_base: RtcBase::Utc,
-        serial_sink: Box::new(|_| {}),
+        serial_sink: Some(Box::new(|_| {})),
     };
     let mut m = PcMachine::build(cfg).expect("machine");
     m.devices.add_debug_exit(0x501, 2).expect("debug exit");

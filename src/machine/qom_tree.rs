@@ -158,15 +158,10 @@ pub fn populate_qom(emu: &mut crate::emulator::Emulator) {
         "ioapic"
     };
     add(emu, machine, "ioapic".into(), ioapic, Stored::default());
-    for ty in [
-        "i440FX",
-        "PIIX3",
-        "piix3-ide",
-        "PIIX4_PM",
-        "mc146818rtc",
-        "isa-serial",
-        "i8042",
-    ] {
+    let uarts = emu.machine.uart_count();
+    let board = ["i440FX", "PIIX3", "piix3-ide", "PIIX4_PM", "mc146818rtc"];
+    let serials = std::iter::repeat_n("isa-serial", uarts);
+    for ty in board.into_iter().chain(serials).chain(["i8042"]) {
         add(
             emu,
             unattached,

@@ -546,12 +546,12 @@ fn add_monitor(
 }
 
 fn add_serial(cfg: &mut Config, spec: &str, loc: &str) -> Result<(), CliError> {
+    // `-serial none` only stops the default port, as in QEMU.
+    if spec == "none" {
+        return Ok(());
+    }
     if cfg.serials.len() >= 4 {
         return Err(CliError::at(loc, "too many serial ports"));
-    }
-    if spec == "none" {
-        cfg.serials.push("none".to_string());
-        return Ok(());
     }
     if let Some(id) = spec.strip_prefix("chardev:") {
         cfg.serials.push(id.to_string());

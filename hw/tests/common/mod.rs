@@ -151,7 +151,6 @@ pub fn start(
     let pc = with_pc.then(|| {
         let cfg = PcConfig {
             rtc_base: hw::devices::rtc::RtcBase::Utc,
-            serial_sink: Box::new(|_| {}),
             acpi_enabled_at_reset: false,
             layout: mem.layout(),
             cpus: cpus as u32,
@@ -159,6 +158,9 @@ pub fn start(
         let mut pc =
             PcDevices::new(vm.clone(), hw::events::EventQueue::new(), cfg).expect("pc devices");
         pc.add_debug_exit(0x501, 2).expect("debug exit");
+        let com1 = hw::devices::serial::COM1_BASE;
+        pc.add_serial(com1, hw::devices::serial::COM1_IRQ, Box::new(|_| {}))
+            .expect("COM1");
         pc
     });
     let handler = Arc::new(Mutex::new(Recorder {
