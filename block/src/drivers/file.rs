@@ -4,15 +4,31 @@
 //! through an aligned bounce buffer. Names `/dev/fdset/N` are opened by the
 //! caller-supplied `FdsetOpener` (the monitor owns fd sets).
 
+use std::any::Any;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use crate::aligned::{AlignedBuf, DIRECT_ALIGN};
 use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent, FormatInfo};
 use crate::error::{BlockError, BlockResult};
 
 /// Opens a `/dev/fdset/N` name with the given open(2) flags.
-pub type FdsetOpener = dyn Fn(&str, i32) -> Result<OwnedFd, BlockError> + Send + Sync;
+pub type FdsetOpener = dyn Fn(&str, i32) -> Result<FdsetFd, BlockError> + Send + Sync;
+
+/// A descriptor an fd set handed out. `hold` lives as long as the node that
+/// uses the descriptor: the monitor keeps the set (though emptied by
+/// remove-fd) while any such hold is alive, as QEMU counts its duplicates.
+pub struct FdsetFd {
+    pub fd: OwnedFd,
+    pub hold: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl From<OwnedFd> for FdsetFd {
+    fn from(fd: OwnedFd) -> FdsetFd {
+        FdsetFd { fd, hold: None }
+    }
+}
 
 /// An open host file.
 pub struct FileDriver {
@@ -24,6 +40,8 @@ pub struct FileDriver {
     direct: bool,
     block_device: bool,
     bounce: AlignedBuf,
+    /// Keeps the fd set this descriptor came from listed while open.
+    _fdset_hold: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 /// Copies `len` bytes from `src` at `src_off` to `dst` at `offset` with
@@ -88,9 +106,14 @@ impl FileDriver {
             flags |= libc::O_DIRECT;
         }
         let path = path.strip_prefix("file:").unwrap_or(path);
+        let mut hold = None;
         let fd = if path.starts_with("/dev/fdset/") {
             match fdsets {
-                Some(open) => open(path, flags)?,
+                Some(open) => {
+                    let got = open(path, flags)?;
+                    hold = got.hold;
+                    got.fd
+                }
                 None => {
                     return Err(BlockError::errno(
                         format!("Could not open '{}'", path),
@@ -113,6 +136,7 @@ impl FileDriver {
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
         let mut f = Self::from_fd(fd, direct)?;
+        f._fdset_hold = hold;
         if !path.starts_with("/dev/fdset/") {
             f.path = Some(path.to_string());
         }
@@ -147,6 +171,7 @@ impl FileDriver {
             direct,
             block_device,
             bounce: AlignedBuf::new(0),
+            _fdset_hold: None,
         })
     }
 
@@ -628,7 +653,7 @@ mod tests {
         let opener: Box<FdsetOpener> = Box::new(move |name: &str, _flags: i32| {
             assert_eq!(name, "/dev/fdset/1");
             let f = std::fs::OpenOptions::new().read(true).open(&p).unwrap();
-            Ok(OwnedFd::from(f))
+            Ok(OwnedFd::from(f).into())
         });
         let mut f = FileDriver::open("/dev/fdset/1", true, false, Some(&*opener)).unwrap();
         assert_eq!(f.length(&Children::default()).unwrap(), 65536);
