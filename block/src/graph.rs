@@ -430,12 +430,15 @@ impl BlockGraph {
             Some(d @ ("null-co" | "null-aio")) => {
                 let size = get_size(opts, "size")?.unwrap_or(NULL_DEFAULT_SIZE);
                 let zeroes = get_bool(opts, "read-zeroes")?.unwrap_or(false);
+                let latency = crate::drivers::null::parse_latency_ns(opts)?;
                 Node::new(
                     node_name,
-                    Box::new(NullDriver::new(d == "null-aio", size, zeroes)),
+                    Box::new(
+                        NullDriver::new(d == "null-aio", size, zeroes).with_latency_ns(latency),
+                    ),
                     Children::default(),
                     nopts,
-                    format!("{}://", d),
+                    null_filename(d, opts),
                     self.events.clone(),
                 )
             }
@@ -693,6 +696,28 @@ pub fn resolve_backing_name(image: &str, backing: &str) -> String {
         }
         _ => backing.to_string(),
     }
+}
+
+/// A null node's name as QEMU 2.8 refreshes it: `null-co://` when no driver
+/// option was given, else `json:` and those options with the driver.
+fn null_filename(driver: &str, opts: &Options) -> String {
+    let mut m = Options::new();
+    for key in ["size", "latency-ns", "read-zeroes"] {
+        match opts.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                m.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    if m.is_empty() {
+        return format!("{driver}://");
+    }
+    m.insert("driver".into(), Value::String(driver.into()));
+    format!(
+        "json:{}",
+        qmp::json::to_json_string(&Value::Object(m), false)
+    )
 }
 
 #[cfg(test)]
