@@ -408,11 +408,17 @@ impl BlockGraph {
         }
         let driver = get_str(opts, "driver")?;
         let node = match driver {
-            Some("file") | Some("host_device") | Some("host_cdrom") => {
+            Some(d @ ("file" | "host_device" | "host_cdrom")) => {
                 let filename = get_str(opts, "filename")?.ok_or_else(|| {
                     BlockError::InvalidArgument("Parameter 'filename' is missing".into())
                 })?;
-                let drv = FileDriver::open(
+                let d = match d {
+                    "host_device" => "host_device",
+                    "host_cdrom" => "host_cdrom",
+                    _ => "file",
+                };
+                let drv = FileDriver::open_as(
+                    d,
                     filename,
                     nopts.read_only,
                     nopts.cache_direct,
@@ -485,6 +491,10 @@ impl BlockGraph {
                     let mut o = Options::new();
                     let proto = if f.starts_with("blkdebug:") {
                         "blkdebug"
+                    } else if crate::drivers::file::is_host_device(f) {
+                        // QEMU's protocol probing picks host_device for
+                        // block and character device nodes.
+                        "host_device"
                     } else {
                         "file"
                     };

@@ -809,10 +809,16 @@ fn merge_legacy_filename(opts: &mut Options) {
         return;
     }
     if let Some(f) = opts.remove("filename") {
-        opts.insert("file.filename".into(), f);
         if !opts.contains_key("file.driver") {
-            opts.insert("file.driver".into(), Value::from("file"));
+            // Protocol probing: device nodes get host_device.
+            let proto = if f.as_str().is_some_and(block::is_host_device) {
+                "host_device"
+            } else {
+                "file"
+            };
+            opts.insert("file.driver".into(), Value::from(proto));
         }
+        opts.insert("file.filename".into(), f);
     }
 }
 

@@ -30,6 +30,16 @@ impl From<OwnedFd> for FdsetFd {
     }
 }
 
+/// `path` names a block or character device (stat follows links): QEMU's
+/// protocol probing then picks host_device rather than file.
+pub fn is_host_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let t = m.file_type();
+        t.is_block_device() || t.is_char_device()
+    })
+}
+
 /// An open host file.
 pub struct FileDriver {
     fd: OwnedFd,
@@ -40,6 +50,8 @@ pub struct FileDriver {
     direct: bool,
     block_device: bool,
     bounce: AlignedBuf,
+    /// The driver name the node was opened with (QEMU's drv of the node).
+    name: &'static str,
     /// Keeps the fd set this descriptor came from listed while open.
     _fdset_hold: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -96,7 +108,60 @@ impl FileDriver {
         direct: bool,
         fdsets: Option<&FdsetOpener>,
     ) -> BlockResult<FileDriver> {
-        let mut flags = libc::O_CLOEXEC
+        Self::open_flags(path, read_only, direct, fdsets, 0)
+    }
+
+    /// Opens `path` as QEMU 2.8's `driver` ("file", "host_device" or
+    /// "host_cdrom") does: none of them insists on the kind of file;
+    /// host_cdrom opens non-blocking (no disc must not fail the open) and
+    /// host_device refuses a read-write open of a block device set
+    /// read-only (BLKROGET), since writes to it would fail later.
+    pub fn open_as(
+        driver: &'static str,
+        path: &str,
+        read_only: bool,
+        direct: bool,
+        fdsets: Option<&FdsetOpener>,
+    ) -> BlockResult<FileDriver> {
+        let extra = if driver == "host_cdrom" {
+            libc::O_NONBLOCK
+        } else {
+            0
+        };
+        let mut f = Self::open_flags(path, read_only, direct, fdsets, extra)?;
+        f.name = driver;
+        if driver == "host_device" && !read_only && f.block_device && f.blk_read_only()? {
+            return Err(BlockError::errno(
+                "The device is not writable",
+                libc::EACCES,
+            ));
+        }
+        Ok(f)
+    }
+
+    /// BLKROGET: the block device is set read-only.
+    fn blk_read_only(&self) -> BlockResult<bool> {
+        const BLKROGET: libc::c_ulong = 0x125e;
+        let mut ro: libc::c_int = 0;
+        // SAFETY: BLKROGET writes one int through the pointer, which is valid.
+        if unsafe { libc::ioctl(self.raw(), BLKROGET as _, &mut ro) } < 0 {
+            return Err(BlockError::errno(
+                "The device is not writable",
+                last_errno(),
+            ));
+        }
+        Ok(ro != 0)
+    }
+
+    fn open_flags(
+        path: &str,
+        read_only: bool,
+        direct: bool,
+        fdsets: Option<&FdsetOpener>,
+        extra: i32,
+    ) -> BlockResult<FileDriver> {
+        let mut flags = extra
+            | libc::O_CLOEXEC
             | if read_only {
                 libc::O_RDONLY
             } else {
@@ -171,6 +236,7 @@ impl FileDriver {
             direct,
             block_device,
             bounce: AlignedBuf::new(0),
+            name: if block_device { "host_device" } else { "file" },
             _fdset_hold: None,
         })
     }
@@ -379,18 +445,15 @@ impl Driver for FileDriver {
     // QEMU's file protocol answers bdrv_get_info, so its ImageInfo carries a
     // (never set) dirty flag.
     fn format_info(&mut self, _c: &Children) -> FormatInfo {
+        // host_cdrom has no bdrv_get_info in QEMU 2.8.
         FormatInfo {
-            dirty_flag: Some(false),
+            dirty_flag: (self.name != "host_cdrom").then_some(false),
             ..FormatInfo::default()
         }
     }
 
     fn format_name(&self) -> &'static str {
-        if self.block_device {
-            "host_device"
-        } else {
-            "file"
-        }
+        self.name
     }
 
     fn is_format(&self) -> bool {

@@ -62,10 +62,14 @@ impl RawDriver {
 }
 
 impl Driver for RawDriver {
-    // raw passes bdrv_get_info through to its file, which answers it.
-    fn format_info(&mut self, _c: &Children) -> FormatInfo {
+    // raw passes bdrv_get_info through to its file: a dirty flag when the
+    // file answers it (file, host_device), none over host_cdrom.
+    fn format_info(&mut self, c: &Children) -> FormatInfo {
+        let dirty_flag = file_of(c)
+            .ok()
+            .and_then(|f| lock(f).format_info().dirty_flag);
         FormatInfo {
-            dirty_flag: Some(false),
+            dirty_flag,
             ..FormatInfo::default()
         }
     }
