@@ -2,6 +2,7 @@
 //! `/dev/fdset/N` names that open a duplicate of a matching descriptor.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Weak};
 
 pub struct FdSetEntry {
     pub fd: OwnedFd,
@@ -13,6 +14,16 @@ pub struct FdSetEntry {
 pub struct FdSet {
     pub id: i64,
     pub fds: Vec<FdSetEntry>,
+    /// One per descriptor handed out by `dup_for_open` and still open (QEMU's
+    /// dup_fds): while any lives, the set stays even with no fds left.
+    dups: Vec<Weak<()>>,
+}
+
+impl FdSet {
+    fn in_use(&mut self) -> bool {
+        self.dups.retain(|w| w.strong_count() > 0);
+        !self.dups.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -71,18 +82,20 @@ impl FdSets {
         Ok(())
     }
 
-    /// Closes removed descriptors and drops empty sets. Duplicates handed
-    /// out by `dup_for_open` are independent descriptors and stay valid.
+    /// Closes removed descriptors and drops sets with no descriptor left and
+    /// none of theirs open in an image. Duplicates handed out by
+    /// `dup_for_open` are independent descriptors and stay valid.
     fn cleanup(&mut self) {
         for set in self.sets.iter_mut() {
             set.fds.retain(|e| !e.removed);
         }
-        self.sets.retain(|s| !s.fds.is_empty());
+        self.sets.retain_mut(|s| !s.fds.is_empty() || s.in_use());
     }
 
     /// Opens `/dev/fdset/N` with `flags`: duplicates the first fd whose
-    /// access mode matches.
-    pub fn dup_for_open(&mut self, id: i64, flags: i32) -> Result<OwnedFd, std::io::Error> {
+    /// access mode matches (EACCES when none does, ENOENT for no such set).
+    pub fn dup_for_open(&mut self, id: i64, flags: i32) -> Result<block::FdsetFd, std::io::Error> {
+        self.cleanup();
         let set = self
             .sets
             .iter_mut()
@@ -95,12 +108,19 @@ impl FdSets {
             if fl < 0 || fl & libc::O_ACCMODE != want {
                 continue;
             }
-            return e.fd.try_clone();
+            let fd = e.fd.try_clone()?;
+            let hold = Arc::new(());
+            set.dups.push(Arc::downgrade(&hold));
+            return Ok(block::FdsetFd {
+                fd,
+                hold: Some(hold),
+            });
         }
         Err(std::io::Error::from_raw_os_error(libc::EACCES))
     }
 
-    pub fn query(&self) -> serde_json::Value {
+    pub fn query(&mut self) -> serde_json::Value {
+        self.cleanup();
         // QEMU builds the reply by prepending, so sets come out in
         // descending id order.
         let sets: Vec<serde_json::Value> = self
@@ -135,7 +155,61 @@ fn not_found(id: i64, fd: Option<RawFd>) -> String {
     }
 }
 
-/// Parses `/dev/fdset/N`.
+/// Parses `/dev/fdset/N`: None unless N is a non-negative decimal number
+/// (QEMU then fails the open with EINVAL).
 pub fn fdset_id_of_path(path: &str) -> Option<i64> {
-    path.strip_prefix("/dev/fdset/")?.parse().ok()
+    path.strip_prefix("/dev/fdset/")?
+        .parse()
+        .ok()
+        .filter(|n: &i64| *n >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_fd(write: bool) -> OwnedFd {
+        let p = std::env::temp_dir().join(format!("rqemu-fdsets-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(write)
+            .truncate(false)
+            .open(&p)
+            .unwrap();
+        OwnedFd::from(f)
+    }
+
+    #[test]
+    fn a_removed_set_stays_listed_while_an_image_holds_its_duplicate() {
+        let mut s = FdSets::default();
+        let (id, raw) = s.add(Some(1), file_fd(true), None);
+        let dup = s.dup_for_open(id, libc::O_RDWR).unwrap();
+        s.remove(id, Some(raw)).unwrap();
+        assert_eq!(s.query(), serde_json::json!([{"fdset-id": 1, "fds": []}]));
+        let e = s
+            .dup_for_open(id, libc::O_RDWR)
+            .err()
+            .map(|e| e.raw_os_error());
+        assert_eq!(e, Some(Some(libc::EACCES)));
+        drop(dup);
+        assert_eq!(s.query(), serde_json::json!([]));
+    }
+
+    #[test]
+    fn the_access_mode_must_match_and_bad_names_do_not_parse() {
+        let mut s = FdSets::default();
+        let (id, _) = s.add(None, file_fd(true), None);
+        let (id2, _) = s.add(None, file_fd(false), None);
+        assert!(s.dup_for_open(id, libc::O_RDONLY).is_err());
+        assert!(s.dup_for_open(id2, libc::O_RDONLY).is_ok());
+        let e = s
+            .dup_for_open(9, libc::O_RDWR)
+            .err()
+            .map(|e| e.raw_os_error());
+        assert_eq!(e, Some(Some(libc::ENOENT)));
+        assert_eq!(fdset_id_of_path("/dev/fdset/3"), Some(3));
+        assert_eq!(fdset_id_of_path("/dev/fdset/-1"), None);
+        assert_eq!(fdset_id_of_path("/dev/fdset/x"), None);
+    }
 }

@@ -408,11 +408,17 @@ impl BlockGraph {
         }
         let driver = get_str(opts, "driver")?;
         let node = match driver {
-            Some("file") | Some("host_device") | Some("host_cdrom") => {
+            Some(d @ ("file" | "host_device" | "host_cdrom")) => {
                 let filename = get_str(opts, "filename")?.ok_or_else(|| {
                     BlockError::InvalidArgument("Parameter 'filename' is missing".into())
                 })?;
-                let drv = FileDriver::open(
+                let d = match d {
+                    "host_device" => "host_device",
+                    "host_cdrom" => "host_cdrom",
+                    _ => "file",
+                };
+                let drv = FileDriver::open_as(
+                    d,
                     filename,
                     nopts.read_only,
                     nopts.cache_direct,
@@ -430,12 +436,15 @@ impl BlockGraph {
             Some(d @ ("null-co" | "null-aio")) => {
                 let size = get_size(opts, "size")?.unwrap_or(NULL_DEFAULT_SIZE);
                 let zeroes = get_bool(opts, "read-zeroes")?.unwrap_or(false);
+                let latency = crate::drivers::null::parse_latency_ns(opts)?;
                 Node::new(
                     node_name,
-                    Box::new(NullDriver::new(d == "null-aio", size, zeroes)),
+                    Box::new(
+                        NullDriver::new(d == "null-aio", size, zeroes).with_latency_ns(latency),
+                    ),
                     Children::default(),
                     nopts,
-                    format!("{}://", d),
+                    null_filename(d, opts),
                     self.events.clone(),
                 )
             }
@@ -482,6 +491,10 @@ impl BlockGraph {
                     let mut o = Options::new();
                     let proto = if f.starts_with("blkdebug:") {
                         "blkdebug"
+                    } else if crate::drivers::file::is_host_device(f) {
+                        // QEMU's protocol probing picks host_device for
+                        // block and character device nodes.
+                        "host_device"
                     } else {
                         "file"
                     };
@@ -693,6 +706,28 @@ pub fn resolve_backing_name(image: &str, backing: &str) -> String {
         }
         _ => backing.to_string(),
     }
+}
+
+/// A null node's name as QEMU 2.8 refreshes it: `null-co://` when no driver
+/// option was given, else `json:` and those options with the driver.
+fn null_filename(driver: &str, opts: &Options) -> String {
+    let mut m = Options::new();
+    for key in ["size", "latency-ns", "read-zeroes"] {
+        match opts.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                m.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    if m.is_empty() {
+        return format!("{driver}://");
+    }
+    m.insert("driver".into(), Value::String(driver.into()));
+    format!(
+        "json:{}",
+        qmp::json::to_json_string(&Value::Object(m), false)
+    )
 }
 
 #[cfg(test)]

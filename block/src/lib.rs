@@ -47,7 +47,7 @@ pub use create::{create_image, CreateOptions, Preallocation};
 pub use driver::{
     Children, CopyFrom, CopySource, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo,
 };
-pub use drivers::file::FdsetOpener;
+pub use drivers::file::{is_host_device, FdsetFd, FdsetOpener};
 pub use error::{BlockError, BlockResult};
 pub use events::{BlockEvent, ImageCorrupted};
 pub use graph::BlockGraph;

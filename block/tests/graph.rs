@@ -288,7 +288,7 @@ fn fdset_names_use_the_installed_opener() {
             .write(true)
             .open(&f)
             .unwrap();
-        Ok(std::os::fd::OwnedFd::from(file))
+        Ok(std::os::fd::OwnedFd::from(file).into())
     }));
     let n = g
         .open(&opts(json!({"driver": "file", "filename": "/dev/fdset/3"})))

@@ -387,6 +387,9 @@ fn common_node_options(opts: &mut Options, common: &mut CommonOpts) -> Result<()
         if aio != "native" && aio != "threads" {
             return Err("invalid aio option".into());
         }
+        if aio == "native" {
+            check_native_aio(opts)?;
+        }
         opts.remove("aio");
     }
     if let Some(d) = s(opts, "discard") {
@@ -414,6 +417,42 @@ fn common_node_options(opts: &mut Options, common: &mut CommonOpts) -> Result<()
         opts.insert("driver".into(), Value::String(f));
     }
     Ok(())
+}
+
+/// QEMU 2.8 passes aio=native down to the host-file nodes, which refuse it
+/// unless their cache.direct (their own, else inherited from the parent) is
+/// on. `opts` are a node's options, dotted or nested.
+pub fn check_native_aio(opts: &Options) -> Result<(), String> {
+    let nested = block::options::nest(opts).map_err(|e| e.to_string())?;
+    if native_aio_refused(&nested, false, 0) {
+        return Err(
+            "aio=native was specified, but it requires cache.direct=on, \
+             which was not specified."
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn native_aio_refused(opts: &Options, inherited_direct: bool, depth: usize) -> bool {
+    let direct = match opts.get("cache").and_then(|c| c.get("direct")) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(v)) => parse_bool("cache.direct", v).unwrap_or(inherited_direct),
+        _ => inherited_direct,
+    };
+    match opts.get("driver").and_then(Value::as_str) {
+        Some("file" | "host_device" | "host_cdrom") => !direct,
+        // Formats open their file child with the inherited flags; a child
+        // given as a node name is already open.
+        Some("raw" | "qcow2") | None => match opts.get("file") {
+            Some(Value::Object(child)) if depth < 16 => {
+                native_aio_refused(child, direct, depth + 1)
+            }
+            Some(_) => false,
+            None => !direct,
+        },
+        Some(_) => false,
+    }
 }
 
 /// Where temporary overlays for `snapshot=on` go (QEMU: $TMPDIR or /var/tmp).
@@ -770,10 +809,16 @@ fn merge_legacy_filename(opts: &mut Options) {
         return;
     }
     if let Some(f) = opts.remove("filename") {
-        opts.insert("file.filename".into(), f);
         if !opts.contains_key("file.driver") {
-            opts.insert("file.driver".into(), Value::from("file"));
+            // Protocol probing: device nodes get host_device.
+            let proto = if f.as_str().is_some_and(block::is_host_device) {
+                "host_device"
+            } else {
+                "file"
+            };
+            opts.insert("file.driver".into(), Value::from(proto));
         }
+        opts.insert("file.filename".into(), f);
     }
 }
 
@@ -922,5 +967,28 @@ mod tests {
         assert_eq!(s.id, "ide1-cd0");
         let s = spec(&shortcut_options("fda", "f.img")).unwrap();
         assert_eq!(s.id, "floppy0");
+    }
+
+    #[test]
+    fn native_aio_needs_direct_on_the_host_file_node_set_or_inherited() {
+        let o = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let msg = "aio=native was specified, but it requires cache.direct=on, \
+                   which was not specified.";
+        let plain = o(serde_json::json!({"driver": "raw", "file": {"driver": "file"}}));
+        assert_eq!(check_native_aio(&plain).unwrap_err(), msg);
+        let top = o(
+            serde_json::json!({"driver": "raw", "cache": {"direct": true},
+                                       "file": {"driver": "file"}}),
+        );
+        assert!(check_native_aio(&top).is_ok());
+        let child_off = o(
+            serde_json::json!({"driver": "raw", "cache": {"direct": true},
+                                   "file": {"driver": "file", "cache": {"direct": false}}}),
+        );
+        assert!(check_native_aio(&child_off).is_err());
+        let dotted = o(serde_json::json!({"driver": "raw", "cache.direct": "on"}));
+        assert!(check_native_aio(&dotted).is_ok());
+        let null = o(serde_json::json!({"driver": "null-co"}));
+        assert!(check_native_aio(&null).is_ok());
     }
 }

@@ -596,7 +596,7 @@ pub fn with_fdsets<T>(
     emu.block
         .set_fdset_opener(Box::new(move |name: &str, flags: i32| {
             let id = crate::fdsets::fdset_id_of_path(name).ok_or_else(|| {
-                block::BlockError::errno(format!("Could not open '{name}'"), libc::ENOENT)
+                block::BlockError::errno(format!("Could not open '{name}'"), libc::EINVAL)
             })?;
             let mut g = match s2.lock() {
                 Ok(g) => g,

@@ -178,14 +178,7 @@ pub fn blockdev_add(emu: &mut Emulator, _: &mut CmdCtx, args: &Args) -> Result<V
     };
     let mut opts = opts.clone();
     if opts.get("aio").and_then(Value::as_str) == Some("native") {
-        let direct = opts
-            .get("cache")
-            .and_then(|c| c.get("direct"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if !direct {
-            return Err(QmpError::generic("aio=native requires cache.direct=true"));
-        }
+        blockdev::drive::check_native_aio(&opts).map_err(QmpError::generic)?;
     }
     opts.remove("aio");
     let id = opts.remove("id").and_then(|v| v.as_str().map(String::from));

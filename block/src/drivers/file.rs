@@ -4,15 +4,41 @@
 //! through an aligned bounce buffer. Names `/dev/fdset/N` are opened by the
 //! caller-supplied `FdsetOpener` (the monitor owns fd sets).
 
+use std::any::Any;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use crate::aligned::{AlignedBuf, DIRECT_ALIGN};
 use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent, FormatInfo};
 use crate::error::{BlockError, BlockResult};
 
 /// Opens a `/dev/fdset/N` name with the given open(2) flags.
-pub type FdsetOpener = dyn Fn(&str, i32) -> Result<OwnedFd, BlockError> + Send + Sync;
+pub type FdsetOpener = dyn Fn(&str, i32) -> Result<FdsetFd, BlockError> + Send + Sync;
+
+/// A descriptor an fd set handed out. `hold` lives as long as the node that
+/// uses the descriptor: the monitor keeps the set (though emptied by
+/// remove-fd) while any such hold is alive, as QEMU counts its duplicates.
+pub struct FdsetFd {
+    pub fd: OwnedFd,
+    pub hold: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl From<OwnedFd> for FdsetFd {
+    fn from(fd: OwnedFd) -> FdsetFd {
+        FdsetFd { fd, hold: None }
+    }
+}
+
+/// `path` names a block or character device (stat follows links): QEMU's
+/// protocol probing then picks host_device rather than file.
+pub fn is_host_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let t = m.file_type();
+        t.is_block_device() || t.is_char_device()
+    })
+}
 
 /// An open host file.
 pub struct FileDriver {
@@ -24,6 +50,10 @@ pub struct FileDriver {
     direct: bool,
     block_device: bool,
     bounce: AlignedBuf,
+    /// The driver name the node was opened with (QEMU's drv of the node).
+    name: &'static str,
+    /// Keeps the fd set this descriptor came from listed while open.
+    _fdset_hold: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 /// Copies `len` bytes from `src` at `src_off` to `dst` at `offset` with
@@ -78,7 +108,60 @@ impl FileDriver {
         direct: bool,
         fdsets: Option<&FdsetOpener>,
     ) -> BlockResult<FileDriver> {
-        let mut flags = libc::O_CLOEXEC
+        Self::open_flags(path, read_only, direct, fdsets, 0)
+    }
+
+    /// Opens `path` as QEMU 2.8's `driver` ("file", "host_device" or
+    /// "host_cdrom") does: none of them insists on the kind of file;
+    /// host_cdrom opens non-blocking (no disc must not fail the open) and
+    /// host_device refuses a read-write open of a block device set
+    /// read-only (BLKROGET), since writes to it would fail later.
+    pub fn open_as(
+        driver: &'static str,
+        path: &str,
+        read_only: bool,
+        direct: bool,
+        fdsets: Option<&FdsetOpener>,
+    ) -> BlockResult<FileDriver> {
+        let extra = if driver == "host_cdrom" {
+            libc::O_NONBLOCK
+        } else {
+            0
+        };
+        let mut f = Self::open_flags(path, read_only, direct, fdsets, extra)?;
+        f.name = driver;
+        if driver == "host_device" && !read_only && f.block_device && f.blk_read_only()? {
+            return Err(BlockError::errno(
+                "The device is not writable",
+                libc::EACCES,
+            ));
+        }
+        Ok(f)
+    }
+
+    /// BLKROGET: the block device is set read-only.
+    fn blk_read_only(&self) -> BlockResult<bool> {
+        const BLKROGET: libc::c_ulong = 0x125e;
+        let mut ro: libc::c_int = 0;
+        // SAFETY: BLKROGET writes one int through the pointer, which is valid.
+        if unsafe { libc::ioctl(self.raw(), BLKROGET as _, &mut ro) } < 0 {
+            return Err(BlockError::errno(
+                "The device is not writable",
+                last_errno(),
+            ));
+        }
+        Ok(ro != 0)
+    }
+
+    fn open_flags(
+        path: &str,
+        read_only: bool,
+        direct: bool,
+        fdsets: Option<&FdsetOpener>,
+        extra: i32,
+    ) -> BlockResult<FileDriver> {
+        let mut flags = extra
+            | libc::O_CLOEXEC
             | if read_only {
                 libc::O_RDONLY
             } else {
@@ -88,9 +171,14 @@ impl FileDriver {
             flags |= libc::O_DIRECT;
         }
         let path = path.strip_prefix("file:").unwrap_or(path);
+        let mut hold = None;
         let fd = if path.starts_with("/dev/fdset/") {
             match fdsets {
-                Some(open) => open(path, flags)?,
+                Some(open) => {
+                    let got = open(path, flags)?;
+                    hold = got.hold;
+                    got.fd
+                }
                 None => {
                     return Err(BlockError::errno(
                         format!("Could not open '{}'", path),
@@ -113,6 +201,7 @@ impl FileDriver {
             unsafe { OwnedFd::from_raw_fd(raw) }
         };
         let mut f = Self::from_fd(fd, direct)?;
+        f._fdset_hold = hold;
         if !path.starts_with("/dev/fdset/") {
             f.path = Some(path.to_string());
         }
@@ -147,6 +236,8 @@ impl FileDriver {
             direct,
             block_device,
             bounce: AlignedBuf::new(0),
+            name: if block_device { "host_device" } else { "file" },
+            _fdset_hold: None,
         })
     }
 
@@ -354,18 +445,15 @@ impl Driver for FileDriver {
     // QEMU's file protocol answers bdrv_get_info, so its ImageInfo carries a
     // (never set) dirty flag.
     fn format_info(&mut self, _c: &Children) -> FormatInfo {
+        // host_cdrom has no bdrv_get_info in QEMU 2.8.
         FormatInfo {
-            dirty_flag: Some(false),
+            dirty_flag: (self.name != "host_cdrom").then_some(false),
             ..FormatInfo::default()
         }
     }
 
     fn format_name(&self) -> &'static str {
-        if self.block_device {
-            "host_device"
-        } else {
-            "file"
-        }
+        self.name
     }
 
     fn is_format(&self) -> bool {
@@ -628,7 +716,7 @@ mod tests {
         let opener: Box<FdsetOpener> = Box::new(move |name: &str, _flags: i32| {
             assert_eq!(name, "/dev/fdset/1");
             let f = std::fs::OpenOptions::new().read(true).open(&p).unwrap();
-            Ok(OwnedFd::from(f))
+            Ok(OwnedFd::from(f).into())
         });
         let mut f = FileDriver::open("/dev/fdset/1", true, false, Some(&*opener)).unwrap();
         assert_eq!(f.length(&Children::default()).unwrap(), 65536);

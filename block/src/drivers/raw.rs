@@ -19,18 +19,27 @@ fn file_of(c: &Children) -> BlockResult<&NodeRef> {
 }
 
 impl RawDriver {
-    /// Checks the window against the file's size.
+    /// Checks the window against the file's size, with QEMU 2.9's messages
+    /// (2.8 had no window; 2.9 added it).
     pub fn open(c: &Children, offset: u64, size: Option<u64>) -> BlockResult<RawDriver> {
         let flen = lock(file_of(c)?).length()?;
         if offset > flen {
-            return Err(BlockError::InvalidArgument(
-                "The sum of offset and size is larger than the file size".into(),
-            ));
+            return Err(BlockError::InvalidArgument(format!(
+                "Offset ({offset}) cannot be greater than size of the containing file ({flen})"
+            )));
         }
         if let Some(sz) = size {
-            if offset.checked_add(sz).is_none_or(|e| e > flen) {
+            if flen - offset < sz {
+                return Err(BlockError::InvalidArgument(format!(
+                    "The sum of offset ({offset}) and size ({sz}) has to be smaller or equal \
+                     to the  actual size of the containing file ({flen})"
+                )));
+            }
+            // A size that is not whole sectors would let sector-rounded
+            // requests leak past the window.
+            if sz % 512 != 0 {
                 return Err(BlockError::InvalidArgument(
-                    "The sum of offset and size is larger than the file size".into(),
+                    "Specified size is not multiple of 512".into(),
                 ));
             }
         }
@@ -53,10 +62,14 @@ impl RawDriver {
 }
 
 impl Driver for RawDriver {
-    // raw passes bdrv_get_info through to its file, which answers it.
-    fn format_info(&mut self, _c: &Children) -> FormatInfo {
+    // raw passes bdrv_get_info through to its file: a dirty flag when the
+    // file answers it (file, host_device), none over host_cdrom.
+    fn format_info(&mut self, c: &Children) -> FormatInfo {
+        let dirty_flag = file_of(c)
+            .ok()
+            .and_then(|f| lock(f).format_info().dirty_flag);
         FormatInfo {
-            dirty_flag: Some(false),
+            dirty_flag,
             ..FormatInfo::default()
         }
     }
@@ -138,12 +151,17 @@ impl Driver for RawDriver {
     }
 
     fn truncate(&mut self, c: &Children, size: u64) -> BlockResult<()> {
-        if self.size.is_some() || self.offset != 0 {
+        // A fixed window cannot grow; without `size` the window follows the
+        // file, which grows by the offset too.
+        if self.size.is_some() {
             return Err(BlockError::Unsupported(
-                "Cannot resize a raw node with offset or size options".into(),
+                "Cannot resize a raw node with a size option".into(),
             ));
         }
-        lock(file_of(c)?).truncate(size)
+        let end = size
+            .checked_add(self.offset)
+            .ok_or_else(|| BlockError::InvalidArgument("Invalid argument".into()))?;
+        lock(file_of(c)?).truncate(end)
     }
 
     fn has_zero_init(&self) -> bool {
