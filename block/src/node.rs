@@ -19,6 +19,10 @@ use crate::tracking::WriteTracking;
 /// Hooks for stats, dirty bitmaps, write threshold and blkdebug events.
 mod hooks;
 pub use hooks::find_driver_below;
+/// Reads handed out as host file ranges (NBD's sendfile path).
+mod mapped_read;
+use mapped_read::mappings_may_change;
+pub use mapped_read::{mapping_generation, MappedRead};
 
 /// Shared handle to a node; parents, backends and the graph all hold one.
 pub type NodeRef = Arc<Mutex<Node>>;
@@ -319,6 +323,7 @@ impl Node {
         }
         self.run_before_write(offset, buf.len() as u64)?;
         if self.opts.detect_zeroes != DetectZeroes::Off && is_zero(buf) {
+            mappings_may_change();
             let unmap = self.opts.detect_zeroes == DetectZeroes::Unmap && self.opts.discard_unmap;
             self.write_begin(offset, buf.len() as u64, BlkdebugEvent::PwritevZero);
             let r = self
@@ -363,6 +368,7 @@ impl Node {
             self.check_probed_first_sector(offset, &zeros[..n])?;
         }
         self.run_before_write(offset, len)?;
+        mappings_may_change();
         let unmap = may_unmap && self.opts.discard_unmap;
         self.write_begin(offset, len, BlkdebugEvent::PwritevZero);
         let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
@@ -414,6 +420,7 @@ impl Node {
         self.check_usable()?;
         self.check_writable()?;
         self.run_before_write(offset, buf.len() as u64)?;
+        mappings_may_change();
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write_compressed(&self.children, offset, buf);
         self.write_end(offset, buf.len() as u64, false);
@@ -429,6 +436,7 @@ impl Node {
             return Ok(());
         }
         self.run_before_write(offset, len)?;
+        mappings_may_change();
         let r = self.driver.discard(&self.children, offset, len);
         self.write_end(offset, len, true);
         self.note_corruption();
@@ -514,6 +522,7 @@ impl Node {
     pub fn truncate(&mut self, size: u64) -> BlockResult<()> {
         self.check_usable()?;
         self.check_writable()?;
+        mappings_may_change();
         let r = self.driver.truncate(&self.children, size);
         if r.is_ok() {
             self.tracking.bitmaps.resize(size);
@@ -596,6 +605,7 @@ impl Node {
         name: Option<&str>,
     ) -> BlockResult<SnapshotInfo> {
         self.check_writable()?;
+        mappings_may_change();
         let r = self.driver.snapshot_delete(&self.children, id, name);
         self.note_corruption();
         r
@@ -603,6 +613,7 @@ impl Node {
 
     pub fn snapshot_goto(&mut self, id_or_name: &str) -> BlockResult<()> {
         self.check_writable()?;
+        mappings_may_change();
         let r = self.driver.snapshot_goto(&self.children, id_or_name);
         self.note_corruption();
         r

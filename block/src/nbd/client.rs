@@ -3,10 +3,11 @@
 //! blocks; `interest()` says which socket events should wake it next.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::commands::{self, Request};
-use super::export::{ExportResolver, NbdExport, NbdTicket};
+use super::export::{with_backend, ExportResolver, NbdExport, NbdTicket};
 use super::handshake;
 use super::iobuf::{InputBuffer, OutputBuffer, Transfer};
 use super::options::{self, Negotiation, OptionOutcome};
@@ -183,7 +184,7 @@ impl Client {
                         // may be waiting on them (its window of requests in
                         // flight is full).
                         if self.out.pending() > 0 {
-                            match self.out.write_to(&mut self.stream) {
+                            match self.send(resolver) {
                                 Ok(Transfer::Moved(_)) => progressed = true,
                                 Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
                                 Ok(Transfer::Eof) | Err(_) => return false,
@@ -203,7 +204,7 @@ impl Client {
             // served, so that a pipelined batch is answered with one send
             // (and wakes the client once); large ones go at once.
             if must_send || !progressed {
-                match self.out.write_to(&mut self.stream) {
+                match self.send(resolver) {
                     Ok(Transfer::Moved(_)) => progressed = true,
                     Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
                     Ok(Transfer::Eof) | Err(_) => return false,
@@ -225,9 +226,33 @@ impl Client {
     /// End the connection from our side: answer nothing more, send what is
     /// queued if the socket takes it now, then shut the socket down.
     pub(crate) fn shut(mut self) -> OwnedFd {
+        // File ranges can no longer be checked for staleness here.
+        self.out.cut_at_first_span();
         while let Ok(Transfer::Moved(_)) = self.out.write_to(&mut self.stream) {}
         self.stream.shutdown();
         self.stream.into_fd()
+    }
+
+    /// One send of queued output. File ranges handed out by the backend
+    /// under an older mapping generation (storage may have been freed and
+    /// reused since) are read again through the backend first.
+    fn send(&mut self, resolver: &mut dyn ExportResolver) -> io::Result<Transfer> {
+        let generation = resolver.mapping_generation();
+        if self.out.has_stale(generation) {
+            let out = &mut self.out;
+            let Some(s) = &self.session else {
+                return Err(io::Error::other("stale output without a session"));
+            };
+            let r = with_backend(resolver, &s.sel.backend, |b| {
+                out.refresh(generation, |off, buf| b.read_again(off, buf))
+            });
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(io::Error::from_raw_os_error(e.errno)),
+                None => return Err(io::Error::other("export backend is gone")),
+            }
+        }
+        self.out.write_to(&mut self.stream)
     }
 
     /// Bytes `n` of unread input if available, else the input limit to wait

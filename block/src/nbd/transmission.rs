@@ -3,14 +3,14 @@
 //! Reads are streamed by `ReadJob` one bounded piece at a time.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 use super::commands::{self, Request};
 use super::error::NbdIoError;
-use super::export::{with_backend, ExportResolver, NbdExportBackend};
-use super::iobuf::OutputBuffer;
+use super::export::{with_backend, ExportResolver};
+use super::iobuf::{Mark, OutputBuffer, SpanOrigin};
 use super::options::Selected;
 use super::proto;
+use crate::node::MappedRead;
 
 /// Bytes of a read produced per step: large enough to keep syscalls few,
 /// small enough that one step stays short and memory stays bounded.
@@ -353,12 +353,21 @@ impl ReadJob {
         let last = piece == self.remaining;
         let (off, mode) = (self.offset, self.mode);
         let piece_mark = out.mark();
-        let result = with_backend(resolver, &session.sel.backend, |b| match mode {
-            ReadMode::Sparse => sparse_piece(b, out, cookie, off, piece, last),
-            _ => {
-                let source = file_source(b, off, piece);
-                read_into(b, out, source.as_ref(), off, off, piece)
-            }
+        let generation = resolver.mapping_generation();
+        let result = with_backend(resolver, &session.sel.backend, |b| {
+            let mut sink = PieceSink {
+                out: &mut *out,
+                sparse: mode == ReadMode::Sparse,
+                cookie,
+                pos: off,
+                generation,
+                data_chunk: None,
+                hole: None,
+                last_chunk: None,
+            };
+            b.read_to(off, piece, &mut sink)?;
+            sink.finish(last);
+            Ok(())
         });
         let failure = match result {
             Some(Ok(())) => {
@@ -401,6 +410,8 @@ impl ReadJob {
                 end
             }
             ReadMode::Sparse => {
+                // Chunks of earlier pieces stand; this piece's go.
+                out.truncate(piece_mark);
                 commands::error_chunk(out, cookie, failure.error, &failure.msg);
                 end
             }
@@ -415,105 +426,120 @@ impl ReadJob {
     }
 }
 
-/// The host file holding the `len` bytes at `off` unchanged, duplicated so
-/// it outlives the backend's borrow, with the file offset of `off`.
-fn file_source(b: &mut dyn NbdExportBackend, off: u64, len: u64) -> Option<(Arc<OwnedFd>, u64)> {
-    let (fd, at) = b.read_source(off, len)?;
-    // Out of descriptors for the duplicate: copying works without one.
-    let fd = fd.try_clone_to_owned().ok()?;
-    Some((Arc::new(fd), at))
-}
-
-/// Queue the `len` bytes at `off`: as a span of `source` (the file holding
-/// them and its offset for `source_base`) when there is one, else read into
-/// the buffer.
-fn read_into(
-    b: &mut dyn NbdExportBackend,
-    out: &mut OutputBuffer,
-    source: Option<&(Arc<OwnedFd>, u64)>,
-    source_base: u64,
-    off: u64,
-    len: u64,
-) -> Result<(), NbdIoError> {
-    match source {
-        Some((fd, at)) => {
-            out.push_file(fd.clone(), at + (off - source_base), len as usize);
-            Ok(())
-        }
-        None => b.read(off, out.extend_for_fill(len as usize)),
-    }
-}
-
-/// Queue `len` bytes at `off` as data and hole chunks, using the backend's
-/// block status to skip reading zeroes. A failed read leaves the chunks
-/// before it queued and nothing of the failed one.
-fn sparse_piece(
-    b: &mut dyn NbdExportBackend,
-    out: &mut OutputBuffer,
+/// Queues the pieces of one read step as they come from the backend: in a
+/// simple reply or a single data chunk, one after the other (file ranges to
+/// be sent with sendfile, zeroes as bytes); in a sparse structured reply as
+/// data chunks (neighbouring data pieces share one) and hole chunks.
+struct PieceSink<'a> {
+    out: &'a mut OutputBuffer,
+    sparse: bool,
     cookie: u64,
-    off: u64,
-    len: u64,
-    last: bool,
-) -> Result<(), NbdIoError> {
-    // An error here only costs the hole optimisation.
-    let extents = b.block_status(off, len).unwrap_or_default();
-    let mut segments: Vec<(u64, bool)> = Vec::new();
-    let mut covered = 0u64;
-    for (l, flags) in extents {
-        if covered >= len {
-            break;
+    /// Export offset of the next piece.
+    pos: u64,
+    /// Mapping generation the backend's file ranges are valid under.
+    generation: u64,
+    /// Sparse: the data chunk being filled (its header) and its data bytes.
+    data_chunk: Option<(Mark, u64)>,
+    /// Sparse: zeroes not yet sent as a hole chunk (offset, length).
+    hole: Option<(u64, u64)>,
+    /// Sparse: the last chunk queued, which gets the DONE flag at the end.
+    last_chunk: Option<Mark>,
+}
+
+impl PieceSink<'_> {
+    /// A data piece of `len` bytes begins at `self.pos`.
+    fn begin_data(&mut self, len: u64) {
+        if self.sparse {
+            self.close_hole();
+            let chunk = match self.data_chunk {
+                Some(c) => c,
+                None => {
+                    let mark = self.out.mark();
+                    // The length is patched in when the chunk closes.
+                    commands::chunk_header(
+                        self.out,
+                        0,
+                        proto::REPLY_TYPE_OFFSET_DATA,
+                        self.cookie,
+                        0,
+                    );
+                    self.out.push(&self.pos.to_be_bytes());
+                    (mark, 0)
+                }
+            };
+            self.data_chunk = Some((chunk.0, chunk.1 + len));
         }
-        let l = l.min(len - covered);
-        if l == 0 {
-            continue;
-        }
-        let zero = flags & proto::STATE_ZERO != 0;
-        covered += l;
-        match segments.last_mut() {
-            Some(seg) if seg.1 == zero => seg.0 += l,
-            _ => segments.push((l, zero)),
+        self.pos += len;
+    }
+
+    fn close_data(&mut self) {
+        if let Some((mark, len)) = self.data_chunk.take() {
+            // len <= READ_PIECE, so it fits the 32-bit field.
+            commands::set_chunk_len(self.out, mark, len as u32 + 8);
+            self.last_chunk = Some(mark);
         }
     }
-    if covered < len {
-        match segments.last_mut() {
-            Some(seg) if !seg.1 => seg.0 += len - covered,
-            _ => segments.push((len - covered, false)),
+
+    fn close_hole(&mut self) {
+        if let Some((at, len)) = self.hole.take() {
+            self.last_chunk = Some(self.out.mark());
+            commands::hole_chunk(self.out, self.cookie, at, len as u32);
         }
     }
-    // One file (and one descriptor) for the whole piece, however many
-    // data chunks it splits into.
-    let source = if segments.iter().any(|s| !s.1) {
-        file_source(b, off, len)
-    } else {
-        None
-    };
-    let mut pos = off;
-    let mut last_mark = None;
-    for (l, zero) in segments {
-        let mark = out.mark();
-        // l <= READ_PIECE, so it fits the 32-bit fields.
-        if zero {
-            commands::hole_chunk(out, cookie, pos, l as u32);
+
+    /// All pieces are in; `last`: this step ends the reply.
+    fn finish(&mut self, last: bool) {
+        if !self.sparse {
+            return;
+        }
+        self.close_data();
+        self.close_hole();
+        if let (true, Some(mark)) = (last, self.last_chunk) {
+            commands::set_done(self.out, mark);
+        }
+    }
+}
+
+impl MappedRead for PieceSink<'_> {
+    fn host(&mut self, fd: OwnedFd, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let origin = SpanOrigin {
+            offset: self.pos,
+            generation: self.generation,
+        };
+        self.begin_data(len);
+        self.out.push_file(fd, offset, len as usize, origin);
+    }
+
+    fn zeroes(&mut self, len: u64) {
+        if len == 0 {
+            return;
+        }
+        if self.sparse {
+            self.close_data();
+            self.hole = match self.hole {
+                Some((at, l)) => Some((at, l + len)),
+                None => Some((self.pos, len)),
+            };
+            self.pos += len;
         } else {
-            commands::chunk_header(out, 0, proto::REPLY_TYPE_OFFSET_DATA, cookie, l as u32 + 8);
-            out.push(&pos.to_be_bytes());
-            if let Err(e) = read_into(b, out, source.as_ref(), off, pos, l) {
-                out.truncate(mark);
-                return Err(e);
-            }
+            self.pos += len;
+            self.out.push_zeroes(len as usize);
         }
-        last_mark = Some(mark);
-        pos += l;
     }
-    if let (true, Some(mark)) = (last, last_mark) {
-        commands::set_done(out, mark);
+
+    fn buffer(&mut self, len: u64) -> &mut [u8] {
+        self.begin_data(len);
+        self.out.extend_for_fill(len as usize)
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nbd::export::NbdExportBackend;
     use crate::nbd::memory_backend::Memory;
 
     /// A memory export whose reads fail from `bad` on.
