@@ -433,3 +433,133 @@ mod tests {
         assert_eq!(out.pending(), 0);
     }
 }
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per call, as a full socket does.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink for Trickle {
+        fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize> {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::File::from(fd.try_clone_to_owned()?);
+            let mut buf = vec![0u8; len.min(self.max)];
+            let n = file.read_at(&mut buf, offset)?;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    fn digits_file() -> OwnedFd {
+        let path = std::env::temp_dir().join(format!("nbd-span-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").expect("write file");
+        let file = std::fs::File::open(&path).expect("open file");
+        let _ = std::fs::remove_file(&path);
+        OwnedFd::from(file)
+    }
+
+    #[test]
+    fn a_partly_sent_stale_span_is_read_again_from_where_it_stopped() {
+        let mut out = OutputBuffer::default();
+        let origin = SpanOrigin {
+            offset: 1000,
+            generation: 4,
+        };
+        out.push_file(digits_file(), 2, 6, origin);
+        let mut sink = Trickle {
+            got: Vec::new(),
+            max: 4,
+        };
+        assert_eq!(out.write_to(&mut sink).ok(), Some(Transfer::Moved(4)));
+        assert!(!out.has_stale(4));
+        assert!(out.has_stale(5));
+
+        let mut asked = Vec::new();
+        let r: Result<(), ()> = out.refresh(5, |off, buf| {
+            asked.push((off, buf.len()));
+            buf.fill(b'x');
+            Ok(())
+        });
+        while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {}
+
+        assert_eq!(r, Ok(()));
+        assert_eq!(asked, vec![(1004, 2)]);
+        assert_eq!(sink.got, b"2345xx");
+        assert!(!out.has_stale(6), "bytes in memory never go stale");
+    }
+
+    #[test]
+    fn a_failed_refresh_is_reported_and_sends_nothing_stale() {
+        let mut out = OutputBuffer::default();
+        let origin = SpanOrigin {
+            offset: 0,
+            generation: 0,
+        };
+        out.push(b"hdr");
+        out.push_file(digits_file(), 0, 10, origin);
+
+        let r = out.refresh(1, |_, _| Err(libc::EIO));
+
+        assert_eq!(r, Err(libc::EIO));
+        assert!(out.has_stale(1), "the span was not replaced");
+    }
+
+    #[test]
+    fn file_spans_resume_across_partial_sends_in_order() {
+        let mut out = OutputBuffer::default();
+        let origin = SpanOrigin {
+            offset: 0,
+            generation: 0,
+        };
+        out.push(b"<");
+        out.push_file(digits_file(), 0, 10, origin);
+        out.push(b"|");
+        out.push_file(digits_file(), 5, 5, origin);
+        out.push(b">");
+        let mut sink = Trickle {
+            got: Vec::new(),
+            max: 3,
+        };
+        let mut calls = 0;
+        while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {
+            calls += 1;
+        }
+        assert_eq!(sink.got, b"<0123456789|56789>");
+        assert!(calls > 5);
+        assert_eq!(out.pending(), 0);
+    }
+
+    #[test]
+    fn a_connection_going_away_keeps_only_the_bytes_before_its_first_span() {
+        let mut out = OutputBuffer::default();
+        out.push(b"ab");
+        out.push_file(
+            digits_file(),
+            0,
+            10,
+            SpanOrigin {
+                offset: 0,
+                generation: 0,
+            },
+        );
+        out.push(b"cd");
+        out.cut_at_first_span();
+        assert_eq!(out.pending(), 2);
+    }
+}

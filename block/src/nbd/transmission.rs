@@ -689,6 +689,145 @@ mod tests {
         assert_eq!(&wire[28..32], &65536u32.to_be_bytes());
     }
 
+    /// Hands out a fixed map for any read: 64 KiB of a host file, 64 KiB
+    /// read into memory (7s), 128 KiB of zeroes, 64 KiB of the file again.
+    struct Mapped {
+        file: std::fs::File,
+    }
+
+    const K64: u64 = 64 * 1024;
+
+    impl ExportResolver for Mapped {
+        fn with_backend(&mut self, _: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            f(self);
+            true
+        }
+    }
+
+    impl NbdExportBackend for Mapped {
+        fn size(&self) -> u64 {
+            8 << 20
+        }
+        fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), NbdIoError> {
+            Err(NbdIoError::new(libc::EIO))
+        }
+        fn read_to(&mut self, _: u64, _: u64, sink: &mut dyn MappedRead) -> Result<(), NbdIoError> {
+            use std::os::fd::AsFd;
+            let dup = || {
+                self.file
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| NbdIoError::from_io(&e))
+            };
+            sink.host(dup()?, 0, K64);
+            sink.buffer(K64).fill(7);
+            sink.zeroes(K64);
+            sink.zeroes(K64);
+            sink.host(dup()?, K64, K64);
+            Ok(())
+        }
+        fn write(&mut self, _: u64, _: &[u8], _: bool) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn write_zeroes(&mut self, _: u64, _: u64, _: bool, _: bool) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn trim(&mut self, _: u64, _: u64) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn block_status(&mut self, _: u64, l: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
+            Ok(vec![(l, 0)])
+        }
+    }
+
+    fn mapped() -> Mapped {
+        let path = std::env::temp_dir().join(format!("nbd-mapped-{}", std::process::id()));
+        let data: Vec<u8> = (0..2 * K64).map(|i| (i / 4096) as u8 + 1).collect();
+        std::fs::write(&path, &data).expect("write file");
+        let file = std::fs::File::open(&path).expect("open file");
+        let _ = std::fs::remove_file(&path);
+        Mapped { file }
+    }
+
+    fn drain(out: &mut OutputBuffer) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while let Ok(crate::nbd::iobuf::Transfer::Moved(_)) = out.write_to(&mut wire) {}
+        wire
+    }
+
+    fn expected_data() -> Vec<u8> {
+        let mut v: Vec<u8> = (0..K64).map(|i| (i / 4096) as u8 + 1).collect();
+        v.extend(std::iter::repeat_n(7, K64 as usize));
+        v.extend(std::iter::repeat_n(0, 2 * K64 as usize));
+        v.extend((K64..2 * K64).map(|i| (i / 4096) as u8 + 1));
+        v
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    #[test]
+    fn mapped_pieces_make_data_and_hole_chunks_of_a_sparse_reply() {
+        let s = session(true, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(0, 4096, 5 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        let want = expected_data();
+        let h = commands::CHUNK_HEADER_LEN;
+        // File and memory pieces share one data chunk.
+        assert_eq!(&wire[4..8], &[0, 0, 0, 1], "OFFSET_DATA, not final");
+        assert_eq!(u32_at(&wire, 16), 2 * K64 as u32 + 8);
+        assert_eq!(&wire[h..h + 8], &4096u64.to_be_bytes());
+        assert_eq!(
+            &wire[h + 8..h + 8 + 2 * K64 as usize],
+            &want[..2 * K64 as usize]
+        );
+        let hole = &wire[h + 8 + 2 * K64 as usize..];
+        assert_eq!(&hole[4..8], &[0, 0, 0, 2], "OFFSET_HOLE, not final");
+        assert_eq!(&hole[h..h + 8], &(4096 + 2 * K64).to_be_bytes());
+        assert_eq!(u32_at(hole, h + 8), 2 * K64 as u32);
+        let last = &hole[h + 12..];
+        assert_eq!(&last[4..8], &[0, 1, 0, 1], "OFFSET_DATA, final");
+        assert_eq!(&last[h..h + 8], &(4096 + 4 * K64).to_be_bytes());
+        assert_eq!(&last[h + 8..], &want[4 * K64 as usize..]);
+    }
+
+    #[test]
+    fn mapped_pieces_fill_a_simple_reply_in_order() {
+        let s = session(false, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(0, 0, 5 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        assert_eq!(&wire[4..8], &[0, 0, 0, 0], "no error");
+        assert_eq!(&wire[16..], &expected_data()[..]);
+    }
+
+    #[test]
+    fn mapped_pieces_fill_one_chunk_when_fragmenting_is_refused() {
+        let s = session(true, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(proto::CMD_FLAG_DF, 0, 5 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        assert_eq!(&wire[4..8], &[0, 1, 0, 1], "one final OFFSET_DATA");
+        assert_eq!(
+            &wire[commands::CHUNK_HEADER_LEN + 8..],
+            &expected_data()[..]
+        );
+    }
+
     #[test]
     fn extents_are_clipped_merged_and_limited() {
         let e = [(100, 1), (0, 2), (50, 1), (200, 3), (1000, 0)];

@@ -83,3 +83,119 @@ impl Node {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::graph::BlockGraph;
+    use crate::node::lock;
+
+    fn tool(args: &[&str]) {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("qemu tools are installed");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+
+    /// The pieces in order, with the bytes of each read back.
+    #[derive(Default)]
+    struct Collect {
+        kinds: Vec<(char, u64)>,
+        bytes: Vec<u8>,
+    }
+
+    impl MappedRead for Collect {
+        fn host(&mut self, fd: OwnedFd, offset: u64, len: u64) {
+            let mut b = vec![0u8; len as usize];
+            std::fs::File::from(fd)
+                .read_exact_at(&mut b, offset)
+                .expect("read host range");
+            self.bytes.extend_from_slice(&b);
+            self.kinds.push(('h', len));
+        }
+        fn zeroes(&mut self, len: u64) {
+            self.bytes.resize(self.bytes.len() + len as usize, 0);
+            self.kinds.push(('z', len));
+        }
+        fn buffer(&mut self, len: u64) -> &mut [u8] {
+            self.kinds.push(('b', len));
+            let at = self.bytes.len();
+            self.bytes.resize(at + len as usize, 0xee);
+            &mut self.bytes[at..]
+        }
+    }
+
+    #[test]
+    fn a_qcow2_with_backing_maps_to_file_ranges_zeroes_and_read_data() {
+        let dir = std::env::temp_dir().join(format!("rqemu-mapped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let base = dir.join("base.raw");
+        let top = dir.join("top.qcow2");
+        let (b, t) = (base.to_str().unwrap_or(""), top.to_str().unwrap_or(""));
+        tool(&["qemu-img", "create", "-q", "-f", "raw", b, "4M"]);
+        tool(&["qemu-io", "-f", "raw", "-c", "write -P 0x44 0 4M", b]);
+        tool(&[
+            "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", b, t, "4M",
+        ]);
+        for c in [
+            "write -P 0x11 0 1M",
+            "write -z 1M 128k",
+            "write -c -P 0x22 2M 64k",
+            "write -P 0x33 3000k 5000",
+        ] {
+            tool(&["qemu-io", "-f", "qcow2", "-c", c, t]);
+        }
+        let mut g = BlockGraph::default();
+        let o = json!({"driver": "qcow2", "node-name": "top",
+                       "file": {"driver": "file", "filename": t}});
+        let node = g.open(o.as_object().expect("object")).expect("open top");
+        let mut want = vec![0u8; 4 << 20];
+        lock(&node).read(0, &mut want).expect("plain read");
+
+        let mut got = Collect::default();
+        lock(&node)
+            .read_mapped(0, 4 << 20, &mut got)
+            .expect("mapped read");
+
+        assert_eq!(got.bytes.len(), want.len());
+        assert!(got.bytes == want, "mapped read differs from a plain read");
+        let has = |k: char| got.kinds.iter().any(|p| p.0 == k);
+        assert!(has('h') && has('z') && has('b'), "{:?}", got.kinds);
+        assert_eq!(
+            got.kinds[0],
+            ('h', 1 << 20),
+            "contiguous clusters are one range"
+        );
+        assert!(
+            got.kinds.contains(&('b', 64 * 1024)),
+            "the compressed cluster"
+        );
+        let _ = std::fs::remove_dir_all(Path::new(&dir));
+    }
+
+    #[test]
+    fn freeing_requests_change_the_mapping_generation() {
+        let path = std::env::temp_dir().join(format!("rqemu-mapgen-{}", std::process::id()));
+        std::fs::write(&path, vec![1u8; 1 << 20]).expect("image");
+        let mut g = BlockGraph::default();
+        let o = json!({"driver": "raw", "node-name": "r", "discard": "unmap",
+                       "file": {"driver": "file", "filename": path.to_str().unwrap_or("")}});
+        let node = g.open(o.as_object().expect("object")).expect("open raw");
+        let before = mapping_generation();
+        lock(&node).write(0, &[2u8; 512], false).expect("write");
+        // Other tests may bump it too; a plain write need not.
+        let after_write = mapping_generation();
+
+        lock(&node).discard(0, 65536).expect("discard");
+
+        assert!(mapping_generation() > after_write.max(before));
+        let _ = std::fs::remove_file(&path);
+    }
+}
