@@ -333,6 +333,7 @@ impl Node {
             self.note_corruption();
             return r;
         }
+        self.note_remapping_write();
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write(&self.children, offset, buf, fua);
         self.write_end(offset, buf.len() as u64, false);
@@ -408,11 +409,21 @@ impl Node {
             return Ok(());
         }
         self.run_before_write(offset, len)?;
+        self.note_remapping_write();
         self.write_begin(offset, len, BlkdebugEvent::Pwritev);
         let r = self.driver.copy_in(&self.children, offset, len, src);
         self.write_end(offset, len, false);
         self.note_corruption();
         r
+    }
+
+    /// A format other than raw may move data on a write (a qcow2 cluster
+    /// that is not marked as solely owned is copied and the old one freed),
+    /// so host ranges handed out by `read_mapped` may go stale.
+    fn note_remapping_write(&self) {
+        if self.driver.is_format() && self.driver.format_name() != "raw" {
+            mappings_may_change();
+        }
     }
 
     /// Writes one whole cluster compressed.

@@ -5,7 +5,10 @@
 //!
 //! A caller that reads the host file later (after other requests ran) must
 //! check `mapping_generation` first: a format may free a cluster (discard,
-//! zeroing, truncation, snapshot deletion) and reuse it for other data.
+//! zeroing, truncation, snapshots, or a write that copies a shared qcow2
+//! cluster) and reuse it for other data. The counter is process-wide and
+//! coarse: any such request on any node changes it, which costs a stale
+//! check a re-read, never a wrong answer.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
