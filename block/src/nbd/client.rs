@@ -806,7 +806,9 @@ mod tests {
     /// A client over a socket pair with `READ_LEN` bytes of 0x11 behind
     /// it, sent a READ of them (cookie 1) and a FLUSH (cookie 2).
     fn reading_client() -> (Client, FileExport, UnixStream) {
-        let path = std::env::temp_dir().join(format!("nbd-client-file-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nbd-client-file-{}-{n}", std::process::id()));
         std::fs::write(&path, vec![0x11u8; 8 << 20]).expect("write file");
         let file = std::fs::File::open(&path).expect("open file");
         let _ = std::fs::remove_file(&path);

@@ -467,7 +467,9 @@ mod span_tests {
     }
 
     fn digits_file() -> OwnedFd {
-        let path = std::env::temp_dir().join(format!("nbd-span-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nbd-span-{}-{n}", std::process::id()));
         std::fs::write(&path, b"0123456789").expect("write file");
         let file = std::fs::File::open(&path).expect("open file");
         let _ = std::fs::remove_file(&path);

@@ -366,6 +366,11 @@ impl ReadJob {
                 last_chunk: None,
             };
             b.read_to(off, piece, &mut sink)?;
+            // Pieces that do not add up to the request would put the
+            // stream out of step.
+            if sink.pos != off + piece {
+                return Err(NbdIoError::new(libc::EIO));
+            }
             sink.finish(last);
             Ok(())
         });
@@ -744,7 +749,9 @@ mod tests {
     }
 
     fn mapped() -> Mapped {
-        let path = std::env::temp_dir().join(format!("nbd-mapped-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nbd-mapped-{}-{n}", std::process::id()));
         let data: Vec<u8> = (0..2 * K64).map(|i| (i / 4096) as u8 + 1).collect();
         std::fs::write(&path, &data).expect("write file");
         let file = std::fs::File::open(&path).expect("open file");
@@ -826,6 +833,19 @@ mod tests {
             &wire[commands::CHUNK_HEADER_LEN + 8..],
             &expected_data()[..]
         );
+    }
+
+    #[test]
+    fn a_map_shorter_than_the_request_fails_the_read_without_its_pieces() {
+        let s = session(false, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(0, 0, 6 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        assert_eq!(wire.len(), 16, "an error reply alone");
+        assert_eq!(&wire[4..8], &proto::EIO.to_be_bytes());
     }
 
     #[test]
