@@ -8,6 +8,7 @@ use block::nbd::{
     ClientId, ClientStatus, ClosedClient, ExportResolver, Interest, NbdAddr, NbdExport,
     NbdExportBackend, NbdIoError, NbdServer, NbdTicket,
 };
+use block::node::MappedRead;
 use block::throttle_group::Admission;
 use block::{lock, BlockError, NodeRef};
 use qmp::error::QmpError;
@@ -52,6 +53,15 @@ impl NbdExportBackend for NodeBackend<'_> {
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
         lock(self.0).read(offset, buf).map_err(io_err)
+    }
+
+    fn read_to(
+        &mut self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn MappedRead,
+    ) -> Result<(), NbdIoError> {
+        lock(self.0).read_mapped(offset, len, sink).map_err(io_err)
     }
 
     fn write(&mut self, offset: u64, data: &[u8], fua: bool) -> Result<(), NbdIoError> {
@@ -116,6 +126,23 @@ impl NbdExportBackend for BackendExport<'_> {
         self.backend.read(offset, buf).map_err(io_err)
     }
 
+    /// File ranges, zeroes and data, accounted as one read of the backend.
+    fn read_to(
+        &mut self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn MappedRead,
+    ) -> Result<(), NbdIoError> {
+        self.backend.read_mapped(offset, len, sink).map_err(io_err)
+    }
+
+    /// Stale file ranges read again were counted when first read.
+    fn read_again(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
+        self.backend
+            .io_unaccounted(|| self.backend.read(offset, buf))
+            .map_err(io_err)
+    }
+
     fn write(&mut self, offset: u64, data: &[u8], fua: bool) -> Result<(), NbdIoError> {
         self.backend.write(offset, data, fua).map_err(io_err)
     }
@@ -177,6 +204,10 @@ impl ExportResolver for Resolver<'_> {
             None => f(&mut NodeBackend(node)),
         }
         true
+    }
+
+    fn mapping_generation(&self) -> u64 {
+        block::node::mapping_generation()
     }
 
     /// NBD clients share the backend's throttle group with its other users,

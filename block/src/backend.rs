@@ -3,7 +3,7 @@
 //! a backend are checked against the device size, as QEMU's blk_* calls are.
 
 use crate::error::{BlockError, BlockResult};
-use crate::node::{lock, NodeRef};
+use crate::node::{lock, MappedRead, NodeRef};
 use crate::stats::{AcctType, BlockStats};
 
 /// I/O accounting around every request (see `backend/hooks.rs`).
@@ -82,6 +82,17 @@ impl Backend {
         self.accounted(AcctType::Read, buf.len() as u64, || {
             let n = self.check(offset, buf.len() as u64)?;
             lock(n).read(offset, buf)
+        })
+    }
+
+    /// A read handed out as a map (`Node::read_mapped`): host file ranges,
+    /// zeroes, and data read into `to`'s buffers, accounted (statistics) as
+    /// one read of `len` bytes like `read`. For servers that send file
+    /// ranges without copying them (NBD's sendfile).
+    pub fn read_mapped(&self, offset: u64, len: u64, to: &mut dyn MappedRead) -> BlockResult<()> {
+        self.accounted(AcctType::Read, len, || {
+            let n = self.check(offset, len)?;
+            lock(n).read_mapped(offset, len, to)
         })
     }
 

@@ -19,6 +19,10 @@ use crate::tracking::WriteTracking;
 /// Hooks for stats, dirty bitmaps, write threshold and blkdebug events.
 mod hooks;
 pub use hooks::find_driver_below;
+/// Reads handed out as host file ranges (NBD's sendfile path).
+mod mapped_read;
+use mapped_read::mappings_may_change;
+pub use mapped_read::{mapping_generation, MappedRead};
 
 /// Shared handle to a node; parents, backends and the graph all hold one.
 pub type NodeRef = Arc<Mutex<Node>>;
@@ -319,6 +323,7 @@ impl Node {
         }
         self.run_before_write(offset, buf.len() as u64)?;
         if self.opts.detect_zeroes != DetectZeroes::Off && is_zero(buf) {
+            mappings_may_change();
             let unmap = self.opts.detect_zeroes == DetectZeroes::Unmap && self.opts.discard_unmap;
             self.write_begin(offset, buf.len() as u64, BlkdebugEvent::PwritevZero);
             let r = self
@@ -328,6 +333,7 @@ impl Node {
             self.note_corruption();
             return r;
         }
+        self.note_remapping_write();
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write(&self.children, offset, buf, fua);
         self.write_end(offset, buf.len() as u64, false);
@@ -360,6 +366,7 @@ impl Node {
         // QEMU 2.8's raw driver checks only data writes against probing, not
         // zero writes (which reach it after detect-zeroes, too).
         self.run_before_write(offset, len)?;
+        mappings_may_change();
         let unmap = may_unmap && self.opts.discard_unmap;
         self.write_begin(offset, len, BlkdebugEvent::PwritevZero);
         let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
@@ -399,6 +406,7 @@ impl Node {
             return Ok(());
         }
         self.run_before_write(offset, len)?;
+        self.note_remapping_write();
         self.write_begin(offset, len, BlkdebugEvent::Pwritev);
         let r = self.driver.copy_in(&self.children, offset, len, src);
         self.write_end(offset, len, false);
@@ -406,11 +414,21 @@ impl Node {
         r
     }
 
+    /// A format other than raw may move data on a write (a qcow2 cluster
+    /// that is not marked as solely owned is copied and the old one freed),
+    /// so host ranges handed out by `read_mapped` may go stale.
+    fn note_remapping_write(&self) {
+        if self.driver.is_format() && self.driver.format_name() != "raw" {
+            mappings_may_change();
+        }
+    }
+
     /// Writes one whole cluster compressed.
     pub fn write_compressed(&mut self, offset: u64, buf: &[u8]) -> BlockResult<()> {
         self.check_usable()?;
         self.check_writable()?;
         self.run_before_write(offset, buf.len() as u64)?;
+        mappings_may_change();
         self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
         let r = self.driver.write_compressed(&self.children, offset, buf);
         self.write_end(offset, buf.len() as u64, false);
@@ -426,6 +444,7 @@ impl Node {
             return Ok(());
         }
         self.run_before_write(offset, len)?;
+        mappings_may_change();
         let r = self.driver.discard(&self.children, offset, len);
         self.write_end(offset, len, true);
         self.note_corruption();
@@ -511,6 +530,7 @@ impl Node {
     pub fn truncate(&mut self, size: u64) -> BlockResult<()> {
         self.check_usable()?;
         self.check_writable()?;
+        mappings_may_change();
         let r = self.driver.truncate(&self.children, size);
         if r.is_ok() {
             self.tracking.bitmaps.resize(size);
@@ -593,6 +613,7 @@ impl Node {
         name: Option<&str>,
     ) -> BlockResult<SnapshotInfo> {
         self.check_writable()?;
+        mappings_may_change();
         let r = self.driver.snapshot_delete(&self.children, id, name);
         self.note_corruption();
         r
@@ -600,6 +621,7 @@ impl Node {
 
     pub fn snapshot_goto(&mut self, id_or_name: &str) -> BlockResult<()> {
         self.check_writable()?;
+        mappings_may_change();
         let r = self.driver.snapshot_goto(&self.children, id_or_name);
         self.note_corruption();
         r

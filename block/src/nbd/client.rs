@@ -3,10 +3,11 @@
 //! blocks; `interest()` says which socket events should wake it next.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::commands::{self, Request};
-use super::export::{ExportResolver, NbdExport, NbdTicket};
+use super::export::{with_backend, ExportResolver, NbdExport, NbdTicket};
 use super::handshake;
 use super::iobuf::{InputBuffer, OutputBuffer, Transfer};
 use super::options::{self, Negotiation, OptionOutcome};
@@ -183,7 +184,7 @@ impl Client {
                         // may be waiting on them (its window of requests in
                         // flight is full).
                         if self.out.pending() > 0 {
-                            match self.out.write_to(&mut self.stream) {
+                            match self.send(resolver) {
                                 Ok(Transfer::Moved(_)) => progressed = true,
                                 Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
                                 Ok(Transfer::Eof) | Err(_) => return false,
@@ -203,7 +204,7 @@ impl Client {
             // served, so that a pipelined batch is answered with one send
             // (and wakes the client once); large ones go at once.
             if must_send || !progressed {
-                match self.out.write_to(&mut self.stream) {
+                match self.send(resolver) {
                     Ok(Transfer::Moved(_)) => progressed = true,
                     Ok(Transfer::Idle) | Ok(Transfer::WouldBlock) => {}
                     Ok(Transfer::Eof) | Err(_) => return false,
@@ -225,9 +226,33 @@ impl Client {
     /// End the connection from our side: answer nothing more, send what is
     /// queued if the socket takes it now, then shut the socket down.
     pub(crate) fn shut(mut self) -> OwnedFd {
+        // File ranges can no longer be checked for staleness here.
+        self.out.cut_at_first_span();
         while let Ok(Transfer::Moved(_)) = self.out.write_to(&mut self.stream) {}
         self.stream.shutdown();
         self.stream.into_fd()
+    }
+
+    /// One send of queued output. File ranges handed out by the backend
+    /// under an older mapping generation (storage may have been freed and
+    /// reused since) are read again through the backend first.
+    fn send(&mut self, resolver: &mut dyn ExportResolver) -> io::Result<Transfer> {
+        let generation = resolver.mapping_generation();
+        if self.out.has_stale(generation) {
+            let out = &mut self.out;
+            let Some(s) = &self.session else {
+                return Err(io::Error::other("stale output without a session"));
+            };
+            let r = with_backend(resolver, &s.sel.backend, |b| {
+                out.refresh(generation, |off, buf| b.read_again(off, buf))
+            });
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(io::Error::from_raw_os_error(e.errno)),
+                None => return Err(io::Error::other("export backend is gone")),
+            }
+        }
+        self.out.write_to(&mut self.stream)
     }
 
     /// Bytes `n` of unread input if available, else the input limit to wait
@@ -700,6 +725,181 @@ mod tests {
         let third = run(&mut client, &mut gate, &mut peer);
         assert_eq!(cookies(&third), vec![2, 3]);
         assert_eq!(&third[16..16 + 512], &[0xab; 512][..]);
+    }
+
+    /// A file export whose reads are all handed out as file ranges; the
+    /// mapping generation and `read_again`'s bytes are the test's to set.
+    struct FileExport {
+        file: std::fs::File,
+        generation: u64,
+        reads: usize,
+        read_again: Vec<(u64, usize)>,
+    }
+
+    impl NbdExportBackend for FileExport {
+        fn size(&self) -> u64 {
+            8 << 20
+        }
+        fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), crate::nbd::NbdIoError> {
+            self.reads += 1;
+            Err(crate::nbd::NbdIoError::new(libc::EIO))
+        }
+        fn read_to(
+            &mut self,
+            offset: u64,
+            len: u64,
+            sink: &mut dyn crate::node::MappedRead,
+        ) -> Result<(), crate::nbd::NbdIoError> {
+            use std::os::fd::AsFd;
+            let fd = self.file.as_fd().try_clone_to_owned()?;
+            sink.host(fd, offset, len);
+            Ok(())
+        }
+        fn read_again(
+            &mut self,
+            offset: u64,
+            buf: &mut [u8],
+        ) -> Result<(), crate::nbd::NbdIoError> {
+            self.read_again.push((offset, buf.len()));
+            buf.fill(0x5a);
+            Ok(())
+        }
+        fn write(&mut self, _: u64, _: &[u8], _: bool) -> Result<(), crate::nbd::NbdIoError> {
+            Ok(())
+        }
+        fn write_zeroes(
+            &mut self,
+            _: u64,
+            _: u64,
+            _: bool,
+            _: bool,
+        ) -> Result<(), crate::nbd::NbdIoError> {
+            Ok(())
+        }
+        fn trim(&mut self, _: u64, _: u64) -> Result<(), crate::nbd::NbdIoError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), crate::nbd::NbdIoError> {
+            Ok(())
+        }
+        fn block_status(
+            &mut self,
+            _: u64,
+            l: u64,
+        ) -> Result<Vec<(u64, u32)>, crate::nbd::NbdIoError> {
+            Ok(vec![(l, 0)])
+        }
+    }
+
+    impl ExportResolver for FileExport {
+        fn with_backend(&mut self, _: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            f(self);
+            true
+        }
+        fn mapping_generation(&self) -> u64 {
+            self.generation
+        }
+    }
+
+    const READ_LEN: usize = 4 << 20;
+
+    /// A client over a socket pair with `READ_LEN` bytes of 0x11 behind
+    /// it, sent a READ of them (cookie 1) and a FLUSH (cookie 2).
+    fn reading_client() -> (Client, FileExport, UnixStream) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nbd-client-file-{}-{n}", std::process::id()));
+        std::fs::write(&path, vec![0x11u8; 8 << 20]).expect("write file");
+        let file = std::fs::File::open(&path).expect("open file");
+        let _ = std::fs::remove_file(&path);
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let client = Client::new(1, Stream::Unix(ours));
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&1u32.to_be_bytes());
+        msg.push(b'm');
+        msg.extend(request(proto::CMD_READ, 1, 0, READ_LEN as u32, &[]));
+        msg.extend(flush_request(2));
+        peer.write_all(&msg).expect("send");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let export = FileExport {
+            file,
+            generation: 0,
+            reads: 0,
+            read_again: Vec::new(),
+        };
+        (client, export, peer)
+    }
+
+    /// Serve until the socket is full: the peer has read nothing.
+    fn fill_socket(client: &mut Client, export: &mut FileExport) {
+        for _ in 0..20 {
+            if client.interest().writable {
+                assert!(client.ready(&exports(), export));
+            }
+        }
+    }
+
+    /// Read everything the client sends, calling it as a poller would.
+    fn drain_client(
+        client: &mut Client,
+        export: &mut FileExport,
+        peer: &mut UnixStream,
+    ) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        for _ in 0..100_000 {
+            let int = client.interest();
+            if int.writable {
+                assert!(client.ready(&exports(), export));
+            }
+            match peer.read(&mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ if !int.writable && client.out.pending() == 0 => break,
+                _ => {}
+            }
+        }
+        got
+    }
+
+    const REPLIES_START: usize = handshake::GREETING_LEN + 10;
+
+    #[test]
+    fn a_read_sent_with_sendfile_resumes_when_the_socket_drains_and_keeps_reply_order() {
+        let (mut client, mut export, mut peer) = reading_client();
+
+        fill_socket(&mut client, &mut export);
+        let queued = client.out.pending();
+        let got = drain_client(&mut client, &mut export, &mut peer);
+
+        assert!(queued > 0, "the socket took everything at once");
+        assert_eq!(export.reads, 0, "nothing went through memory");
+        assert_eq!(got.len(), REPLIES_START + 16 + READ_LEN + 16);
+        let r = &got[REPLIES_START..];
+        assert_eq!(&r[8..16], &1u64.to_be_bytes());
+        assert!(r[16..16 + READ_LEN].iter().all(|&b| b == 0x11));
+        assert_eq!(&r[16 + READ_LEN + 8..], &2u64.to_be_bytes());
+    }
+
+    #[test]
+    fn file_ranges_gone_stale_before_they_are_sent_are_read_again() {
+        let (mut client, mut export, mut peer) = reading_client();
+        fill_socket(&mut client, &mut export);
+
+        // Storage was freed somewhere: the unsent ranges may hold other data.
+        export.generation += 1;
+        let got = drain_client(&mut client, &mut export, &mut peer);
+
+        assert_eq!(got.len(), REPLIES_START + 16 + READ_LEN + 16);
+        let data = &got[REPLIES_START + 16..REPLIES_START + 16 + READ_LEN];
+        let sent_before = data.iter().take_while(|&&b| b == 0x11).count();
+        assert!(sent_before < READ_LEN);
+        assert!(data[sent_before..].iter().all(|&b| b == 0x5a));
+        let again: usize = export.read_again.iter().map(|r| r.1).sum();
+        assert_eq!(again, READ_LEN - sent_before, "only the unsent bytes");
+        assert!(export.read_again.iter().all(|r| r.0 >= sent_before as u64));
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub(crate) fn set_done(out: &mut OutputBuffer, mark: Mark) {
     out.patch(mark.bytes + 4, &proto::REPLY_FLAG_DONE.to_be_bytes());
 }
 
+/// Set the length of the chunk whose header starts at `mark`.
+pub(crate) fn set_chunk_len(out: &mut OutputBuffer, mark: Mark, len: u32) {
+    out.patch(mark.bytes + 16, &len.to_be_bytes());
+}
+
 /// NBD_REPLY_TYPE_NONE, final.
 pub(crate) fn done_chunk(out: &mut OutputBuffer, cookie: u64) {
     chunk_header(

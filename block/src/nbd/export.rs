@@ -7,10 +7,10 @@
 //! all I/O passes through it (throttling, dirty bitmaps, statistics, write
 //! thresholds apply to NBD clients like to any other writer).
 
-use std::os::fd::BorrowedFd;
-
 use super::error::NbdIoError;
+use super::proto;
 use super::server::ClientId;
+use crate::node::MappedRead;
 
 /// The I/O an export needs. Offsets and lengths are in bytes and already
 /// checked against `size()` by the server.
@@ -41,18 +41,46 @@ pub trait NbdExportBackend {
     /// the server clips them.
     fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError>;
 
-    /// Where the `len` bytes at `offset` lie as they are in a host file, if
-    /// they do: that file and the offset in it. The server then sends them
-    /// with sendfile(2), which spares a copy through memory; it duplicates
-    /// the fd at once and reads when the socket takes the data, possibly
-    /// after later requests ran. So answer only where the mapping can never
-    /// point at other data (a raw file: yes; a qcow2 cluster, which discard
-    /// and reallocation may hand to another guest offset: no), and account
-    /// the bytes as read (statistics, throttling) when answering.
-    /// The default, None, makes the server call `read`.
-    fn read_source(&mut self, offset: u64, len: u64) -> Option<(BorrowedFd<'_>, u64)> {
-        let _ = (offset, len);
-        None
+    /// Produce the `len` bytes at `offset` as a map: host file ranges the
+    /// server sends with sendfile(2) (sparing the copy through memory),
+    /// zero ranges it sends as holes or zeroes, and data read into the
+    /// sink's buffers. Accounted (statistics) as one read. The server may
+    /// send a file range after later requests ran: it checks
+    /// `ExportResolver::mapping_generation` first and calls `read_again`
+    /// when the map may have gone stale.
+    /// The default asks `block_status` for zero ranges and `read`s the rest.
+    fn read_to(
+        &mut self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn MappedRead,
+    ) -> Result<(), NbdIoError> {
+        // An error here only costs the zero shortcut.
+        let extents = self.block_status(offset, len).unwrap_or_default();
+        let mut pos = offset;
+        let end = offset + len;
+        for (l, flags) in extents {
+            if pos >= end {
+                break;
+            }
+            let l = l.min(end - pos);
+            if flags & proto::STATE_ZERO != 0 {
+                sink.zeroes(l);
+            } else {
+                self.read(pos, sink.buffer(l))?;
+            }
+            pos += l;
+        }
+        if pos < end {
+            self.read(pos, sink.buffer(end - pos))?;
+        }
+        Ok(())
+    }
+
+    /// Read again bytes whose file range went stale after `read_to` handed
+    /// it out; they were accounted then, so this is not counted again.
+    fn read_again(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), NbdIoError> {
+        self.read(offset, buf)
     }
 }
 
@@ -63,6 +91,13 @@ pub trait NbdExportBackend {
 pub trait ExportResolver {
     fn with_backend(&mut self, backend: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend))
         -> bool;
+
+    /// A value that changes whenever storage may have been freed, after
+    /// which file ranges handed out by `read_to` may hold other data
+    /// (`block::node::mapping_generation`). The default never changes.
+    fn mapping_generation(&self) -> u64 {
+        0
+    }
 
     /// Throttling: may a request moving `bytes` on `backend` (a write when
     /// `is_write`, else a read) run now? Asked once per READ, WRITE and

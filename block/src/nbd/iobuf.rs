@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 
 /// Buffers larger than this are given back once empty, so an idle client
 /// that once sent a 32 MiB write does not keep 32 MiB.
@@ -101,13 +100,29 @@ pub(crate) trait Sink: Write {
     }
 }
 
-/// File bytes queued to go out after `data[..at]`.
+/// Bytes queued to go out after `data[..at]` that are not in `data`.
 struct FileSpan {
     at: usize,
-    /// Shared by the spans of one read piece.
-    fd: Arc<OwnedFd>,
-    offset: u64,
+    src: SpanSource,
     len: usize,
+    /// The export offset of the span's next byte and the mapping generation
+    /// the file range was handed out under (see `refresh`).
+    origin: SpanOrigin,
+}
+
+enum SpanSource {
+    /// `len` bytes of this file from `offset`, read when sent.
+    File { fd: OwnedFd, offset: u64 },
+    /// A file range that went stale, read again into memory.
+    Bytes { data: Vec<u8>, pos: usize },
+}
+
+/// Where a file span's bytes belong in the export, so that they can be read
+/// again through the block layer if the file range may have been reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanOrigin {
+    pub offset: u64,
+    pub generation: u64,
 }
 
 /// A point in the queued output, for `truncate` and `patch`. Only valid
@@ -184,16 +199,57 @@ impl OutputBuffer {
         self.grow(n).fill(0);
     }
 
-    /// Append `len` bytes of the file `fd` from `offset`, read when sent.
-    pub(crate) fn push_file(&mut self, fd: Arc<OwnedFd>, offset: u64, len: usize) {
+    /// Append `len` bytes of the file `fd` from `offset`, read when sent;
+    /// `origin` says where they belong (see `refresh`).
+    pub(crate) fn push_file(&mut self, fd: OwnedFd, offset: u64, len: usize, origin: SpanOrigin) {
         if len > 0 {
             self.spans.push_back(FileSpan {
                 at: self.end,
-                fd,
-                offset,
+                src: SpanSource::File { fd, offset },
                 len,
+                origin,
             });
             self.span_bytes += len;
+        }
+    }
+
+    /// Whether `refresh` has work to do.
+    pub(crate) fn has_stale(&self, generation: u64) -> bool {
+        self.spans
+            .iter()
+            .any(|s| s.origin.generation != generation && matches!(s.src, SpanSource::File { .. }))
+    }
+
+    /// Before sending: file spans handed out under another mapping
+    /// generation than `generation` may point at storage that was freed
+    /// and reused since; replace their unsent bytes with what `read` gives
+    /// for their export offsets now. On error nothing more may be sent of
+    /// this reply (its header promised data).
+    pub(crate) fn refresh<E>(
+        &mut self,
+        generation: u64,
+        mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for s in self.spans.iter_mut() {
+            if s.origin.generation == generation || matches!(s.src, SpanSource::Bytes { .. }) {
+                continue;
+            }
+            let mut data = vec![0u8; s.len];
+            read(s.origin.offset, &mut data)?;
+            s.src = SpanSource::Bytes { data, pos: 0 };
+            s.origin.generation = generation;
+        }
+        Ok(())
+    }
+
+    /// Drop every file span and what follows it: for a connection going
+    /// away, which cannot check its spans any more.
+    pub(crate) fn cut_at_first_span(&mut self) {
+        if let Some(at) = self.spans.front().map(|s| s.at) {
+            self.truncate(Mark {
+                bytes: at,
+                spans: 0,
+            });
         }
     }
 
@@ -211,7 +267,12 @@ impl OutputBuffer {
         }
         loop {
             let (res, from_file) = match self.spans.front() {
-                Some(s) if s.at == self.pos => (w.send_file(s.fd.as_fd(), s.offset, s.len), true),
+                Some(s) if s.at == self.pos => match &s.src {
+                    SpanSource::File { fd, offset } => {
+                        (w.send_file(fd.as_fd(), *offset, s.len), true)
+                    }
+                    SpanSource::Bytes { data, pos } => (w.write(&data[*pos..*pos + s.len]), true),
+                },
                 Some(s) => (w.write_more(&self.data[self.pos..s.at]), false),
                 None => (w.write(&self.data[self.pos..self.end]), false),
             };
@@ -243,7 +304,11 @@ impl OutputBuffer {
     fn advance_span(&mut self, n: usize) {
         if let Some(s) = self.spans.front_mut() {
             let n = n.min(s.len);
-            s.offset += n as u64;
+            match &mut s.src {
+                SpanSource::File { offset, .. } => *offset += n as u64,
+                SpanSource::Bytes { pos, .. } => *pos += n,
+            }
+            s.origin.offset += n as u64;
             s.len -= n;
             self.span_bytes -= n;
             if s.len == 0 {
@@ -292,6 +357,11 @@ impl Sink for Vec<u8> {
 mod tests {
     use super::*;
 
+    const ORIGIN: SpanOrigin = SpanOrigin {
+        offset: 0,
+        generation: 0,
+    };
+
     #[test]
     fn input_never_holds_more_than_the_limit() {
         let mut src: &[u8] = &[7u8; 100];
@@ -330,7 +400,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut out = OutputBuffer::default();
         out.push(b"<");
-        out.push_file(Arc::new(OwnedFd::from(file)), 2, 5);
+        out.push_file(OwnedFd::from(file), 2, 5, ORIGIN);
         out.push(b">");
         let mut sink = Vec::new();
         while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {}
@@ -344,7 +414,7 @@ mod tests {
         let mut out = OutputBuffer::default();
         out.push(b"a");
         let mark = out.mark();
-        out.push_file(Arc::new(OwnedFd::from(file)), 0, 100);
+        out.push_file(OwnedFd::from(file), 0, 100, ORIGIN);
         out.push(b"b");
         out.truncate(mark);
         assert_eq!(out.pending(), 1);
@@ -361,5 +431,137 @@ mod tests {
         assert_eq!(out.write_to(&mut sink).ok(), Some(Transfer::Moved(3)));
         assert_eq!(sink, b"abc");
         assert_eq!(out.pending(), 0);
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per call, as a full socket does.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink for Trickle {
+        fn send_file(&mut self, fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize> {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::File::from(fd.try_clone_to_owned()?);
+            let mut buf = vec![0u8; len.min(self.max)];
+            let n = file.read_at(&mut buf, offset)?;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    fn digits_file() -> OwnedFd {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nbd-span-{}-{n}", std::process::id()));
+        std::fs::write(&path, b"0123456789").expect("write file");
+        let file = std::fs::File::open(&path).expect("open file");
+        let _ = std::fs::remove_file(&path);
+        OwnedFd::from(file)
+    }
+
+    #[test]
+    fn a_partly_sent_stale_span_is_read_again_from_where_it_stopped() {
+        let mut out = OutputBuffer::default();
+        let origin = SpanOrigin {
+            offset: 1000,
+            generation: 4,
+        };
+        out.push_file(digits_file(), 2, 6, origin);
+        let mut sink = Trickle {
+            got: Vec::new(),
+            max: 4,
+        };
+        assert_eq!(out.write_to(&mut sink).ok(), Some(Transfer::Moved(4)));
+        assert!(!out.has_stale(4));
+        assert!(out.has_stale(5));
+
+        let mut asked = Vec::new();
+        let r: Result<(), ()> = out.refresh(5, |off, buf| {
+            asked.push((off, buf.len()));
+            buf.fill(b'x');
+            Ok(())
+        });
+        while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {}
+
+        assert_eq!(r, Ok(()));
+        assert_eq!(asked, vec![(1004, 2)]);
+        assert_eq!(sink.got, b"2345xx");
+        assert!(!out.has_stale(6), "bytes in memory never go stale");
+    }
+
+    #[test]
+    fn a_failed_refresh_is_reported_and_sends_nothing_stale() {
+        let mut out = OutputBuffer::default();
+        let origin = SpanOrigin {
+            offset: 0,
+            generation: 0,
+        };
+        out.push(b"hdr");
+        out.push_file(digits_file(), 0, 10, origin);
+
+        let r = out.refresh(1, |_, _| Err(libc::EIO));
+
+        assert_eq!(r, Err(libc::EIO));
+        assert!(out.has_stale(1), "the span was not replaced");
+    }
+
+    #[test]
+    fn file_spans_resume_across_partial_sends_in_order() {
+        let mut out = OutputBuffer::default();
+        let origin = SpanOrigin {
+            offset: 0,
+            generation: 0,
+        };
+        out.push(b"<");
+        out.push_file(digits_file(), 0, 10, origin);
+        out.push(b"|");
+        out.push_file(digits_file(), 5, 5, origin);
+        out.push(b">");
+        let mut sink = Trickle {
+            got: Vec::new(),
+            max: 3,
+        };
+        let mut calls = 0;
+        while let Ok(Transfer::Moved(_)) = out.write_to(&mut sink) {
+            calls += 1;
+        }
+        assert_eq!(sink.got, b"<0123456789|56789>");
+        assert!(calls > 5);
+        assert_eq!(out.pending(), 0);
+    }
+
+    #[test]
+    fn a_connection_going_away_keeps_only_the_bytes_before_its_first_span() {
+        let mut out = OutputBuffer::default();
+        out.push(b"ab");
+        out.push_file(
+            digits_file(),
+            0,
+            10,
+            SpanOrigin {
+                offset: 0,
+                generation: 0,
+            },
+        );
+        out.push(b"cd");
+        out.cut_at_first_span();
+        assert_eq!(out.pending(), 2);
     }
 }

@@ -3,14 +3,14 @@
 //! Reads are streamed by `ReadJob` one bounded piece at a time.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 use super::commands::{self, Request};
 use super::error::NbdIoError;
-use super::export::{with_backend, ExportResolver, NbdExportBackend};
-use super::iobuf::OutputBuffer;
+use super::export::{with_backend, ExportResolver};
+use super::iobuf::{Mark, OutputBuffer, SpanOrigin};
 use super::options::Selected;
 use super::proto;
+use crate::node::MappedRead;
 
 /// Bytes of a read produced per step: large enough to keep syscalls few,
 /// small enough that one step stays short and memory stays bounded.
@@ -353,12 +353,26 @@ impl ReadJob {
         let last = piece == self.remaining;
         let (off, mode) = (self.offset, self.mode);
         let piece_mark = out.mark();
-        let result = with_backend(resolver, &session.sel.backend, |b| match mode {
-            ReadMode::Sparse => sparse_piece(b, out, cookie, off, piece, last),
-            _ => {
-                let source = file_source(b, off, piece);
-                read_into(b, out, source.as_ref(), off, off, piece)
+        let generation = resolver.mapping_generation();
+        let result = with_backend(resolver, &session.sel.backend, |b| {
+            let mut sink = PieceSink {
+                out: &mut *out,
+                sparse: mode == ReadMode::Sparse,
+                cookie,
+                pos: off,
+                generation,
+                data_chunk: None,
+                hole: None,
+                last_chunk: None,
+            };
+            b.read_to(off, piece, &mut sink)?;
+            // Pieces that do not add up to the request would put the
+            // stream out of step.
+            if sink.pos != off + piece {
+                return Err(NbdIoError::new(libc::EIO));
             }
+            sink.finish(last);
+            Ok(())
         });
         let failure = match result {
             Some(Ok(())) => {
@@ -401,6 +415,8 @@ impl ReadJob {
                 end
             }
             ReadMode::Sparse => {
+                // Chunks of earlier pieces stand; this piece's go.
+                out.truncate(piece_mark);
                 commands::error_chunk(out, cookie, failure.error, &failure.msg);
                 end
             }
@@ -415,105 +431,120 @@ impl ReadJob {
     }
 }
 
-/// The host file holding the `len` bytes at `off` unchanged, duplicated so
-/// it outlives the backend's borrow, with the file offset of `off`.
-fn file_source(b: &mut dyn NbdExportBackend, off: u64, len: u64) -> Option<(Arc<OwnedFd>, u64)> {
-    let (fd, at) = b.read_source(off, len)?;
-    // Out of descriptors for the duplicate: copying works without one.
-    let fd = fd.try_clone_to_owned().ok()?;
-    Some((Arc::new(fd), at))
-}
-
-/// Queue the `len` bytes at `off`: as a span of `source` (the file holding
-/// them and its offset for `source_base`) when there is one, else read into
-/// the buffer.
-fn read_into(
-    b: &mut dyn NbdExportBackend,
-    out: &mut OutputBuffer,
-    source: Option<&(Arc<OwnedFd>, u64)>,
-    source_base: u64,
-    off: u64,
-    len: u64,
-) -> Result<(), NbdIoError> {
-    match source {
-        Some((fd, at)) => {
-            out.push_file(fd.clone(), at + (off - source_base), len as usize);
-            Ok(())
-        }
-        None => b.read(off, out.extend_for_fill(len as usize)),
-    }
-}
-
-/// Queue `len` bytes at `off` as data and hole chunks, using the backend's
-/// block status to skip reading zeroes. A failed read leaves the chunks
-/// before it queued and nothing of the failed one.
-fn sparse_piece(
-    b: &mut dyn NbdExportBackend,
-    out: &mut OutputBuffer,
+/// Queues the pieces of one read step as they come from the backend: in a
+/// simple reply or a single data chunk, one after the other (file ranges to
+/// be sent with sendfile, zeroes as bytes); in a sparse structured reply as
+/// data chunks (neighbouring data pieces share one) and hole chunks.
+struct PieceSink<'a> {
+    out: &'a mut OutputBuffer,
+    sparse: bool,
     cookie: u64,
-    off: u64,
-    len: u64,
-    last: bool,
-) -> Result<(), NbdIoError> {
-    // An error here only costs the hole optimisation.
-    let extents = b.block_status(off, len).unwrap_or_default();
-    let mut segments: Vec<(u64, bool)> = Vec::new();
-    let mut covered = 0u64;
-    for (l, flags) in extents {
-        if covered >= len {
-            break;
+    /// Export offset of the next piece.
+    pos: u64,
+    /// Mapping generation the backend's file ranges are valid under.
+    generation: u64,
+    /// Sparse: the data chunk being filled (its header) and its data bytes.
+    data_chunk: Option<(Mark, u64)>,
+    /// Sparse: zeroes not yet sent as a hole chunk (offset, length).
+    hole: Option<(u64, u64)>,
+    /// Sparse: the last chunk queued, which gets the DONE flag at the end.
+    last_chunk: Option<Mark>,
+}
+
+impl PieceSink<'_> {
+    /// A data piece of `len` bytes begins at `self.pos`.
+    fn begin_data(&mut self, len: u64) {
+        if self.sparse {
+            self.close_hole();
+            let chunk = match self.data_chunk {
+                Some(c) => c,
+                None => {
+                    let mark = self.out.mark();
+                    // The length is patched in when the chunk closes.
+                    commands::chunk_header(
+                        self.out,
+                        0,
+                        proto::REPLY_TYPE_OFFSET_DATA,
+                        self.cookie,
+                        0,
+                    );
+                    self.out.push(&self.pos.to_be_bytes());
+                    (mark, 0)
+                }
+            };
+            self.data_chunk = Some((chunk.0, chunk.1 + len));
         }
-        let l = l.min(len - covered);
-        if l == 0 {
-            continue;
-        }
-        let zero = flags & proto::STATE_ZERO != 0;
-        covered += l;
-        match segments.last_mut() {
-            Some(seg) if seg.1 == zero => seg.0 += l,
-            _ => segments.push((l, zero)),
+        self.pos += len;
+    }
+
+    fn close_data(&mut self) {
+        if let Some((mark, len)) = self.data_chunk.take() {
+            // len <= READ_PIECE, so it fits the 32-bit field.
+            commands::set_chunk_len(self.out, mark, len as u32 + 8);
+            self.last_chunk = Some(mark);
         }
     }
-    if covered < len {
-        match segments.last_mut() {
-            Some(seg) if !seg.1 => seg.0 += len - covered,
-            _ => segments.push((len - covered, false)),
+
+    fn close_hole(&mut self) {
+        if let Some((at, len)) = self.hole.take() {
+            self.last_chunk = Some(self.out.mark());
+            commands::hole_chunk(self.out, self.cookie, at, len as u32);
         }
     }
-    // One file (and one descriptor) for the whole piece, however many
-    // data chunks it splits into.
-    let source = if segments.iter().any(|s| !s.1) {
-        file_source(b, off, len)
-    } else {
-        None
-    };
-    let mut pos = off;
-    let mut last_mark = None;
-    for (l, zero) in segments {
-        let mark = out.mark();
-        // l <= READ_PIECE, so it fits the 32-bit fields.
-        if zero {
-            commands::hole_chunk(out, cookie, pos, l as u32);
+
+    /// All pieces are in; `last`: this step ends the reply.
+    fn finish(&mut self, last: bool) {
+        if !self.sparse {
+            return;
+        }
+        self.close_data();
+        self.close_hole();
+        if let (true, Some(mark)) = (last, self.last_chunk) {
+            commands::set_done(self.out, mark);
+        }
+    }
+}
+
+impl MappedRead for PieceSink<'_> {
+    fn host(&mut self, fd: OwnedFd, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let origin = SpanOrigin {
+            offset: self.pos,
+            generation: self.generation,
+        };
+        self.begin_data(len);
+        self.out.push_file(fd, offset, len as usize, origin);
+    }
+
+    fn zeroes(&mut self, len: u64) {
+        if len == 0 {
+            return;
+        }
+        if self.sparse {
+            self.close_data();
+            self.hole = match self.hole {
+                Some((at, l)) => Some((at, l + len)),
+                None => Some((self.pos, len)),
+            };
+            self.pos += len;
         } else {
-            commands::chunk_header(out, 0, proto::REPLY_TYPE_OFFSET_DATA, cookie, l as u32 + 8);
-            out.push(&pos.to_be_bytes());
-            if let Err(e) = read_into(b, out, source.as_ref(), off, pos, l) {
-                out.truncate(mark);
-                return Err(e);
-            }
+            self.pos += len;
+            self.out.push_zeroes(len as usize);
         }
-        last_mark = Some(mark);
-        pos += l;
     }
-    if let (true, Some(mark)) = (last, last_mark) {
-        commands::set_done(out, mark);
+
+    fn buffer(&mut self, len: u64) -> &mut [u8] {
+        self.begin_data(len);
+        self.out.extend_for_fill(len as usize)
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nbd::export::NbdExportBackend;
     use crate::nbd::memory_backend::Memory;
 
     /// A memory export whose reads fail from `bad` on.
@@ -661,6 +692,160 @@ mod tests {
         assert_eq!(wire.len(), commands::CHUNK_HEADER_LEN + 12);
         assert_eq!(&wire[4..8], &[0, 1, 0, 2], "DONE, OFFSET_HOLE");
         assert_eq!(&wire[28..32], &65536u32.to_be_bytes());
+    }
+
+    /// Hands out a fixed map for any read: 64 KiB of a host file, 64 KiB
+    /// read into memory (7s), 128 KiB of zeroes, 64 KiB of the file again.
+    struct Mapped {
+        file: std::fs::File,
+    }
+
+    const K64: u64 = 64 * 1024;
+
+    impl ExportResolver for Mapped {
+        fn with_backend(&mut self, _: &str, f: &mut dyn FnMut(&mut dyn NbdExportBackend)) -> bool {
+            f(self);
+            true
+        }
+    }
+
+    impl NbdExportBackend for Mapped {
+        fn size(&self) -> u64 {
+            8 << 20
+        }
+        fn read(&mut self, _: u64, _: &mut [u8]) -> Result<(), NbdIoError> {
+            Err(NbdIoError::new(libc::EIO))
+        }
+        fn read_to(&mut self, _: u64, _: u64, sink: &mut dyn MappedRead) -> Result<(), NbdIoError> {
+            use std::os::fd::AsFd;
+            let dup = || {
+                self.file
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| NbdIoError::from_io(&e))
+            };
+            sink.host(dup()?, 0, K64);
+            sink.buffer(K64).fill(7);
+            sink.zeroes(K64);
+            sink.zeroes(K64);
+            sink.host(dup()?, K64, K64);
+            Ok(())
+        }
+        fn write(&mut self, _: u64, _: &[u8], _: bool) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn write_zeroes(&mut self, _: u64, _: u64, _: bool, _: bool) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn trim(&mut self, _: u64, _: u64) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), NbdIoError> {
+            Ok(())
+        }
+        fn block_status(&mut self, _: u64, l: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
+            Ok(vec![(l, 0)])
+        }
+    }
+
+    fn mapped() -> Mapped {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nbd-mapped-{}-{n}", std::process::id()));
+        let data: Vec<u8> = (0..2 * K64).map(|i| (i / 4096) as u8 + 1).collect();
+        std::fs::write(&path, &data).expect("write file");
+        let file = std::fs::File::open(&path).expect("open file");
+        let _ = std::fs::remove_file(&path);
+        Mapped { file }
+    }
+
+    fn drain(out: &mut OutputBuffer) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while let Ok(crate::nbd::iobuf::Transfer::Moved(_)) = out.write_to(&mut wire) {}
+        wire
+    }
+
+    fn expected_data() -> Vec<u8> {
+        let mut v: Vec<u8> = (0..K64).map(|i| (i / 4096) as u8 + 1).collect();
+        v.extend(std::iter::repeat_n(7, K64 as usize));
+        v.extend(std::iter::repeat_n(0, 2 * K64 as usize));
+        v.extend((K64..2 * K64).map(|i| (i / 4096) as u8 + 1));
+        v
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    #[test]
+    fn mapped_pieces_make_data_and_hole_chunks_of_a_sparse_reply() {
+        let s = session(true, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(0, 4096, 5 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        let want = expected_data();
+        let h = commands::CHUNK_HEADER_LEN;
+        // File and memory pieces share one data chunk.
+        assert_eq!(&wire[4..8], &[0, 0, 0, 1], "OFFSET_DATA, not final");
+        assert_eq!(u32_at(&wire, 16), 2 * K64 as u32 + 8);
+        assert_eq!(&wire[h..h + 8], &4096u64.to_be_bytes());
+        assert_eq!(
+            &wire[h + 8..h + 8 + 2 * K64 as usize],
+            &want[..2 * K64 as usize]
+        );
+        let hole = &wire[h + 8 + 2 * K64 as usize..];
+        assert_eq!(&hole[4..8], &[0, 0, 0, 2], "OFFSET_HOLE, not final");
+        assert_eq!(&hole[h..h + 8], &(4096 + 2 * K64).to_be_bytes());
+        assert_eq!(u32_at(hole, h + 8), 2 * K64 as u32);
+        let last = &hole[h + 12..];
+        assert_eq!(&last[4..8], &[0, 1, 0, 1], "OFFSET_DATA, final");
+        assert_eq!(&last[h..h + 8], &(4096 + 4 * K64).to_be_bytes());
+        assert_eq!(&last[h + 8..], &want[4 * K64 as usize..]);
+    }
+
+    #[test]
+    fn mapped_pieces_fill_a_simple_reply_in_order() {
+        let s = session(false, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(0, 0, 5 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        assert_eq!(&wire[4..8], &[0, 0, 0, 0], "no error");
+        assert_eq!(&wire[16..], &expected_data()[..]);
+    }
+
+    #[test]
+    fn mapped_pieces_fill_one_chunk_when_fragmenting_is_refused() {
+        let s = session(true, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(proto::CMD_FLAG_DF, 0, 5 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        assert_eq!(&wire[4..8], &[0, 1, 0, 1], "one final OFFSET_DATA");
+        assert_eq!(
+            &wire[commands::CHUNK_HEADER_LEN + 8..],
+            &expected_data()[..]
+        );
+    }
+
+    #[test]
+    fn a_map_shorter_than_the_request_fails_the_read_without_its_pieces() {
+        let s = session(false, 8 << 20);
+        let mut job = ReadJob::new(&s, &read_req(0, 0, 6 * K64 as u32));
+        let mut out = OutputBuffer::default();
+
+        assert_eq!(job.step(&s, &mut mapped(), &mut out), ReadStep::Finished);
+        let wire = drain(&mut out);
+
+        assert_eq!(wire.len(), 16, "an error reply alone");
+        assert_eq!(&wire[4..8], &proto::EIO.to_be_bytes());
     }
 
     #[test]

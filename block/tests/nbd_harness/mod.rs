@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +20,7 @@ use block::nbd::{
     proto, ClientStatus, ExportResolver, NbdAddr, NbdExport, NbdExportBackend, NbdIoError,
     NbdServer,
 };
+use block::node::MappedRead;
 
 /// A regular file as an export.
 pub struct FileBackend {
@@ -110,9 +111,32 @@ impl NbdExportBackend for FileBackend {
         Ok(self.file.sync_data()?)
     }
 
-    fn read_source(&mut self, offset: u64, _len: u64) -> Option<(BorrowedFd<'_>, u64)> {
-        // A raw file: export offsets are file offsets, always.
-        self.zero_copy.then(|| (self.file.as_fd(), offset))
+    fn read_to(
+        &mut self,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn MappedRead,
+    ) -> Result<(), NbdIoError> {
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let (l, flags) = self
+                .block_status(pos, end - pos)?
+                .first()
+                .copied()
+                .unwrap_or((end - pos, 0));
+            let l = l.clamp(1, end - pos);
+            if flags & proto::STATE_ZERO != 0 {
+                sink.zeroes(l);
+            } else if self.zero_copy {
+                // A raw file: export offsets are file offsets, always.
+                sink.host(self.file.as_fd().try_clone_to_owned()?, pos, l);
+            } else {
+                self.read(pos, sink.buffer(l))?;
+            }
+            pos += l;
+        }
+        Ok(())
     }
 
     fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<(u64, u32)>, NbdIoError> {
