@@ -90,6 +90,8 @@ pub struct Emulator {
     pub blockdevs: crate::blockdev::BlockDevs,
     /// Block jobs; `qmp_cmds::jobs::drive` schedules their steps.
     pub jobs: block::jobs::JobList,
+    /// Input routing (send-key queue, HMP mouse buttons).
+    pub input: crate::qmp_cmds::input::InputState,
     signal_pipe: Option<RawFd>,
     exit_reason_signal: Option<i32>,
 }
@@ -125,6 +127,7 @@ impl Emulator {
             block: block::BlockGraph::new(),
             blockdevs: Default::default(),
             jobs: Default::default(),
+            input: Default::default(),
             signal_pipe: None,
             exit_reason_signal: None,
         })

@@ -30,6 +30,13 @@ pub static COMMANDS: &[HmpCommand] = &[
     hmp("cpus", "", "", "show infos for each CPU", cpus),
     hmp("pci", "", "", "show PCI info", pci),
     hmp(
+        "mice",
+        "",
+        "",
+        "show which guest mouse is receiving events",
+        super::input::info_mice,
+    ),
+    hmp(
         "mtree",
         "",
         "",

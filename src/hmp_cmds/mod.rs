@@ -22,6 +22,7 @@ pub mod block;
 pub mod chardev;
 pub mod dump;
 pub mod info;
+pub mod input;
 pub mod jobs;
 pub mod memory;
 pub mod nbd;
@@ -128,6 +129,34 @@ pub static COMMANDS: &[HmpCommand] = &[
         run::system_wakeup,
     ),
     hmp("cpu", "index:i", "index", "set the default CPU", run::cpu),
+    hmp(
+        "sendkey",
+        "keys:s,hold-time:i?",
+        "keys [hold_ms]",
+        "send keys to the VM (e.g. 'sendkey ctrl-alt-f1', default hold time=100 ms)",
+        input::sendkey,
+    ),
+    hmp(
+        "mouse_move",
+        "dx_str:s,dy_str:s,dz_str:s?",
+        "dx dy [dz]",
+        "send mouse move events",
+        input::mouse_move,
+    ),
+    hmp(
+        "mouse_button",
+        "button_state:i",
+        "state",
+        "change mouse button state (1=L, 2=M, 4=R)",
+        input::mouse_button,
+    ),
+    hmp(
+        "mouse_set",
+        "index:i",
+        "index",
+        "set which mouse device receives events",
+        input::mouse_set,
+    ),
     hmp(
         "getfd",
         "fdname:s",

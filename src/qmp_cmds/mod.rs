@@ -10,6 +10,7 @@ pub mod chardev;
 pub mod cpus;
 pub mod dump;
 pub mod fd;
+pub mod input;
 pub mod jobs;
 pub mod memdev;
 pub mod misc;
@@ -78,6 +79,9 @@ pub static COMMANDS: &[CommandEntry] = &[
     cmd("query-memdev", memdev::query_memdev),
     cmd("pmemsave", cpus::pmemsave),
     cmd("query-pci", pci::query_pci),
+    cmd("send-key", input::send_key),
+    cmd("input-send-event", input::input_send_event),
+    cmd("query-mice", input::query_mice),
     cmd("dump-guest-memory", dump::dump_guest_memory),
     cmd("query-dump", dump::query_dump),
     cmd(

@@ -1,8 +1,14 @@
 //! i8042 keyboard controller at 0x60 (data) / 0x64 (status, command), with a PS/2
 //! keyboard (IRQ 1) and mouse (IRQ 12). Pulsing the reset line (command 0xFE, or an
-//! output-port write with bit 0 clear) queues a reset request.
+//! output-port write with bit 0 clear) queues a reset request. Host input
+//! arrives through [`I8042::key_event`] and [`I8042::mouse_input`] /
+//! [`I8042::mouse_sync`]; the byte encodings live in [`super::ps2`].
 
 use std::collections::VecDeque;
+
+use super::ps2::keyboard;
+use super::ps2::keymap::{self, KeyValue};
+use super::ps2::mouse::{MouseInput, MouseState};
 
 use crate::bus::BusDevice;
 use crate::events::{EventQueue, MachineEvent, ResetSource};
@@ -26,7 +32,11 @@ const MODE_DISABLE_MOUSE: u8 = 0x20;
 const MODE_XLATE: u8 = 0x40;
 
 const ACK: u8 = 0xfa;
+const RESEND: u8 = 0xfe;
 const QUEUE_LEN: usize = 256;
+/// Bytes a PS/2 device holds before it drops new ones (the reference's
+/// 16-entry ring keeps one slot free); the byte in the output buffer counts.
+pub const PS2_QUEUE_BYTES: usize = 15;
 
 /// Guest-visible controller, keyboard and mouse state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +54,12 @@ pub struct I8042State {
     pub mouse_queue: VecDeque<u8>,
     /// Keyboard command waiting for its argument (0xED, 0xF3, 0xF0).
     pub kbd_arg_cmd: Option<u8>,
+    /// Scanning enabled (0xF4/0xF5). Tracked only: like the reference's
+    /// keyboard, host keys are queued either way.
     pub kbd_enabled: bool,
     pub scancode_set: u8,
-    pub mouse_arg_cmd: Option<u8>,
-    pub mouse_enabled: bool,
-    pub mouse_rate: u8,
-    pub mouse_resolution: u8,
-    pub mouse_scaling21: bool,
-    pub mouse_buttons: u8,
+    pub kbd_leds: u8,
+    pub mouse: MouseState,
 }
 
 impl Default for I8042State {
@@ -68,12 +76,8 @@ impl Default for I8042State {
             kbd_arg_cmd: None,
             kbd_enabled: true,
             scancode_set: 2,
-            mouse_arg_cmd: None,
-            mouse_enabled: false,
-            mouse_rate: 100,
-            mouse_resolution: 2,
-            mouse_scaling21: false,
-            mouse_buttons: 0,
+            kbd_leds: 0,
+            mouse: MouseState::default(),
         }
     }
 }
@@ -100,30 +104,65 @@ impl I8042 {
         self.update();
     }
 
-    /// Queues keyboard scancode bytes (as the guest reads them: set 1 when the
-    /// controller translates, set 2 otherwise).
+    /// Queues raw bytes from the keyboard, as the guest will read them.
     pub fn put_scancodes(&mut self, codes: &[u8]) {
-        if !self.state.kbd_enabled {
-            return;
-        }
         for &c in codes {
-            push(&mut self.state.kbd_queue, c);
+            self.kbd_queue(c);
         }
         self.update();
     }
 
-    /// A relative mouse movement (`dy` positive is up) with button bits
-    /// (1 left, 2 right, 4 middle).
-    pub fn mouse_event(&mut self, dx: i32, dy: i32, buttons: u8) {
-        self.state.mouse_buttons = buttons & 7;
-        if !self.state.mouse_enabled {
-            return;
-        }
-        let packet = mouse_packet(dx, dy, buttons);
-        for b in packet {
-            push(&mut self.state.mouse_queue, b);
+    /// A key going down or up: queued as the keyboard sends it in its
+    /// current scancode set, or in set 1 when the controller translates.
+    pub fn key_event(&mut self, key: &KeyValue, down: bool) {
+        let translate = self.translating();
+        for code in keymap::key_codes(key, down) {
+            for b in keyboard::encode(code, self.state.scancode_set, translate) {
+                self.kbd_queue(b);
+            }
         }
         self.update();
+    }
+
+    /// Whether the command byte asks for set-2 to set-1 translation.
+    pub fn translating(&self) -> bool {
+        self.state.mode & MODE_XLATE != 0
+    }
+
+    /// Host mouse input, reported at the next [`I8042::mouse_sync`].
+    pub fn mouse_input(&mut self, ev: MouseInput) {
+        self.state.mouse.input(ev);
+    }
+
+    /// Sends the movement and buttons gathered since the last sync as
+    /// packets (stream mode, reporting enabled).
+    pub fn mouse_sync(&mut self) {
+        let used =
+            self.state.mouse_queue.len() + usize::from(matches!(self.state.out, Some((_, true))));
+        let room = PS2_QUEUE_BYTES.saturating_sub(used);
+        for b in self.state.mouse.sync(room) {
+            self.mouse_queue(b);
+        }
+        self.update();
+    }
+
+    /// Queues a byte from the keyboard side (controller replies share the
+    /// keyboard's queue in the reference, so they count against it).
+    fn kbd_queue(&mut self, b: u8) {
+        let s = &mut self.state;
+        let used =
+            s.kbd_queue.len() + s.ctrl_queue.len() + usize::from(matches!(s.out, Some((_, false))));
+        if used < PS2_QUEUE_BYTES {
+            s.kbd_queue.push_back(b);
+        }
+    }
+
+    fn mouse_queue(&mut self, b: u8) {
+        let s = &mut self.state;
+        let used = s.mouse_queue.len() + usize::from(matches!(s.out, Some((_, true))));
+        if used < PS2_QUEUE_BYTES {
+            s.mouse_queue.push_back(b);
+        }
     }
 
     fn request_reset(&mut self) {
@@ -214,125 +253,82 @@ impl I8042 {
                 }
             }
             0xd2 => push(&mut self.state.ctrl_queue, v),
-            0xd3 => push(&mut self.state.mouse_queue, v),
+            0xd3 => self.mouse_queue(v),
             0xd4 => self.mouse_write(v),
             _ => {}
         }
     }
 
     fn kbd_write(&mut self, v: u8) {
-        let s = &mut self.state;
-        if let Some(cmd) = s.kbd_arg_cmd.take() {
-            push(&mut s.kbd_queue, ACK);
-            if cmd == 0xf0 {
-                if v == 0 {
-                    let set = s.scancode_set;
-                    push(&mut s.kbd_queue, set);
-                } else if (1..=3).contains(&v) {
-                    s.scancode_set = v;
+        if let Some(cmd) = self.state.kbd_arg_cmd.take() {
+            match cmd {
+                0xf0 if v == 0 => {
+                    // The current set's number goes out as a key code would,
+                    // so translation applies to it (0x43/0x41/0x3f in set 1).
+                    let code = match self.state.scancode_set {
+                        1 => 0x43,
+                        2 => 0x41,
+                        _ => 0x3f,
+                    };
+                    let translate = self.translating();
+                    for b in keyboard::encode(code, self.state.scancode_set, translate) {
+                        self.kbd_queue(b);
+                    }
                 }
+                0xf0 => {
+                    if (1..=3).contains(&v) {
+                        self.state.scancode_set = v;
+                    }
+                    self.kbd_queue(ACK);
+                }
+                0xed => {
+                    self.state.kbd_leds = v;
+                    self.kbd_queue(ACK);
+                }
+                _ => self.kbd_queue(ACK),
             }
             return;
         }
         match v {
+            0x05 => self.kbd_queue(RESEND),
             0xed | 0xf3 | 0xf0 => {
-                s.kbd_arg_cmd = Some(v);
-                push(&mut s.kbd_queue, ACK);
+                self.state.kbd_arg_cmd = Some(v);
+                self.kbd_queue(ACK);
             }
-            0xee => push(&mut s.kbd_queue, 0xee),
+            0xee => self.kbd_queue(0xee),
             0xf2 => {
-                let second = if s.mode & MODE_XLATE != 0 { 0x41 } else { 0x83 };
+                let second = if self.translating() { 0x41 } else { 0x83 };
                 for b in [ACK, 0xab, second] {
-                    push(&mut s.kbd_queue, b);
+                    self.kbd_queue(b);
                 }
             }
             0xf4 => {
-                s.kbd_enabled = true;
-                push(&mut s.kbd_queue, ACK);
+                self.state.kbd_enabled = true;
+                self.kbd_queue(ACK);
             }
-            0xf5 => {
-                s.kbd_enabled = false;
-                push(&mut s.kbd_queue, ACK);
+            0xf5 | 0xf6 => {
+                self.reset_keyboard();
+                self.state.kbd_enabled = v == 0xf6;
+                self.kbd_queue(ACK);
             }
             0xff => {
-                s.kbd_queue.clear();
-                s.kbd_enabled = true;
-                s.scancode_set = 2;
-                push(&mut s.kbd_queue, ACK);
-                push(&mut s.kbd_queue, 0xaa);
+                self.reset_keyboard();
+                self.kbd_queue(ACK);
+                self.kbd_queue(0xaa);
             }
-            _ => push(&mut s.kbd_queue, ACK),
+            _ => self.kbd_queue(ACK),
         }
     }
 
+    fn reset_keyboard(&mut self) {
+        self.state.kbd_enabled = true;
+        self.state.scancode_set = 2;
+        self.state.kbd_leds = 0;
+    }
+
     fn mouse_write(&mut self, v: u8) {
-        let s = &mut self.state;
-        if let Some(cmd) = s.mouse_arg_cmd.take() {
-            match cmd {
-                0xe8 => s.mouse_resolution = v,
-                0xf3 => s.mouse_rate = v,
-                _ => {}
-            }
-            push(&mut s.mouse_queue, ACK);
-            return;
-        }
-        match v {
-            0xe8 | 0xf3 => {
-                s.mouse_arg_cmd = Some(v);
-                push(&mut s.mouse_queue, ACK);
-            }
-            0xe6 => {
-                s.mouse_scaling21 = false;
-                push(&mut s.mouse_queue, ACK);
-            }
-            0xe7 => {
-                s.mouse_scaling21 = true;
-                push(&mut s.mouse_queue, ACK);
-            }
-            0xe9 => {
-                let st = (s.mouse_buttons & 7)
-                    | if s.mouse_scaling21 { 0x10 } else { 0 }
-                    | if s.mouse_enabled { 0x20 } else { 0 };
-                for b in [ACK, st, s.mouse_resolution, s.mouse_rate] {
-                    push(&mut s.mouse_queue, b);
-                }
-            }
-            0xeb => {
-                push(&mut s.mouse_queue, ACK);
-                for b in mouse_packet(0, 0, s.mouse_buttons) {
-                    push(&mut s.mouse_queue, b);
-                }
-            }
-            0xf2 => {
-                push(&mut s.mouse_queue, ACK);
-                push(&mut s.mouse_queue, 0x00);
-            }
-            0xf4 => {
-                s.mouse_enabled = true;
-                push(&mut s.mouse_queue, ACK);
-            }
-            0xf5 => {
-                s.mouse_enabled = false;
-                push(&mut s.mouse_queue, ACK);
-            }
-            0xf6 => {
-                s.mouse_rate = 100;
-                s.mouse_resolution = 2;
-                s.mouse_scaling21 = false;
-                s.mouse_enabled = false;
-                push(&mut s.mouse_queue, ACK);
-            }
-            0xff => {
-                s.mouse_queue.clear();
-                s.mouse_enabled = false;
-                s.mouse_rate = 100;
-                s.mouse_resolution = 2;
-                s.mouse_scaling21 = false;
-                for b in [ACK, 0xaa, 0x00] {
-                    push(&mut s.mouse_queue, b);
-                }
-            }
-            _ => push(&mut s.mouse_queue, ACK),
+        for b in self.state.mouse.write(v) {
+            self.mouse_queue(b);
         }
     }
 }
@@ -341,13 +337,6 @@ fn push(q: &mut VecDeque<u8>, b: u8) {
     if q.len() < QUEUE_LEN {
         q.push_back(b);
     }
-}
-
-fn mouse_packet(dx: i32, dy: i32, buttons: u8) -> [u8; 3] {
-    let dx = dx.clamp(-256, 255);
-    let dy = dy.clamp(-256, 255);
-    let b0 = 0x08 | (buttons & 7) | if dx < 0 { 0x10 } else { 0 } | if dy < 0 { 0x20 } else { 0 };
-    [b0, dx as u8, dy as u8]
 }
 
 impl BusDevice for I8042 {
@@ -475,13 +464,80 @@ mod tests {
         k.write(0, &[0xf4]);
         assert_eq!(rd(&mut k, 4) & STAT_MOUSE_OBF, STAT_MOUSE_OBF);
         assert_eq!(rd(&mut k, 0), ACK);
-        k.mouse_event(5, -3, 1);
+        k.mouse_input(MouseInput::MoveX(5));
+        k.mouse_input(MouseInput::MoveY(3));
+        k.mouse_input(MouseInput::Button {
+            bits: 1,
+            down: true,
+        });
+        k.mouse_sync();
         assert!(chip.level(12));
         assert_eq!(
             [rd(&mut k, 0), rd(&mut k, 0), rd(&mut k, 0)],
             [0x29, 5, 0xfd]
         );
         assert!(!chip.level(12));
+    }
+
+    #[test]
+    fn mouse_sends_nothing_before_f4() {
+        let (mut k, chip, _) = kbc();
+        k.mouse_input(MouseInput::MoveX(5));
+        k.mouse_sync();
+        assert!(!chip.level(12));
+        assert_eq!(rd(&mut k, 4) & STAT_OBF, 0);
+    }
+
+    fn drain(k: &mut I8042) -> Vec<u8> {
+        let mut v = Vec::new();
+        while rd(k, 4) & STAT_OBF != 0 {
+            v.push(rd(k, 0));
+        }
+        v
+    }
+
+    #[test]
+    fn keys_arrive_in_set_2_by_default() {
+        let (mut k, _, _) = kbc();
+        let del = KeyValue::qcode("delete").unwrap();
+        k.key_event(&del, true);
+        k.key_event(&del, false);
+        assert_eq!(drain(&mut k), vec![0xe0, 0x71, 0xe0, 0xf0, 0x71]);
+    }
+
+    #[test]
+    fn keys_arrive_in_set_1_when_the_controller_translates() {
+        let (mut k, _, _) = kbc();
+        k.write(4, &[0x60]);
+        k.write(0, &[0x43]);
+        let del = KeyValue::qcode("delete").unwrap();
+        k.key_event(&del, true);
+        k.key_event(&del, false);
+        assert_eq!(drain(&mut k), vec![0xe0, 0x53, 0xe0, 0xd3]);
+    }
+
+    #[test]
+    fn scancode_set_query_answers_like_a_key() {
+        let (mut k, _, _) = kbc();
+        k.write(0, &[0xf0]);
+        k.write(0, &[0x00]);
+        assert_eq!(drain(&mut k), vec![ACK, 0x02]);
+        k.write(0, &[0xf0]);
+        k.write(0, &[0x03]);
+        k.write(0, &[0xf0]);
+        k.write(0, &[0x00]);
+        // Set 3 looks 0x3f up in its own table, as the reference does.
+        assert_eq!(drain(&mut k), vec![ACK, ACK, ACK, 0x27]);
+    }
+
+    #[test]
+    fn keyboard_queue_drops_bytes_past_fifteen() {
+        let (mut k, _, _) = kbc();
+        let a = KeyValue::qcode("a").unwrap();
+        for _ in 0..10 {
+            k.key_event(&a, false);
+        }
+        assert_eq!(drain(&mut k).len(), PS2_QUEUE_BYTES);
     }
 
     #[test]

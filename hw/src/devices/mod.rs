@@ -7,5 +7,6 @@ pub mod debug_exit;
 pub mod i8042;
 pub mod ide;
 pub mod pci;
+pub mod ps2;
 pub mod rtc;
 pub mod serial;
