@@ -48,6 +48,10 @@ pub struct I8042State {
     pub pending_cmd: Option<u8>,
     /// Byte currently in the output buffer and whether it came from the mouse.
     pub out: Option<(u8, bool)>,
+    /// The last keyboard-side byte the guest read: an empty output buffer
+    /// reads as it again, as on the reference's PS/2 queue (EMM386 relies
+    /// on that).
+    pub last_kbd: u8,
     /// Controller replies (self test, command byte...), delivered before device data.
     pub ctrl_queue: VecDeque<u8>,
     pub kbd_queue: VecDeque<u8>,
@@ -70,6 +74,7 @@ impl Default for I8042State {
             outport: 0x01 | 0x02 | 0xcc, // reset line high, A20 on, unused bits set
             pending_cmd: None,
             out: None,
+            last_kbd: 0,
             ctrl_queue: VecDeque::new(),
             kbd_queue: VecDeque::new(),
             mouse_queue: VecDeque::new(),
@@ -344,8 +349,12 @@ impl BusDevice for I8042 {
         data.fill(0);
         let v = if offset == 0 {
             let v = match self.state.out.take() {
-                Some((b, _)) => b,
-                None => 0,
+                Some((b, false)) => {
+                    self.state.last_kbd = b;
+                    b
+                }
+                Some((b, true)) => b,
+                None => self.state.last_kbd,
             };
             self.update();
             v
@@ -394,6 +403,18 @@ mod tests {
         let mut b = [0u8];
         k.read(off, &mut b);
         b[0]
+    }
+
+    #[test]
+    fn an_empty_output_buffer_reads_as_the_last_keyboard_byte() {
+        let (mut k, _, _) = kbc();
+        assert_eq!(rd(&mut k, 0), 0);
+        k.put_scancodes(&[0x1c]);
+        assert_eq!(rd(&mut k, 0), 0x1c);
+        assert_eq!(rd(&mut k, 4) & 1, 0, "output buffer empty");
+        assert_eq!(rd(&mut k, 0), 0x1c);
+        k.reset();
+        assert_eq!(rd(&mut k, 0), 0);
     }
 
     #[test]
