@@ -136,6 +136,26 @@ pub struct DriveConfig {
     pub physical_block_exp: u8,
 }
 
+impl DriveConfig {
+    /// A drive of `sectors` with QEMU's defaults for everything a `-device`
+    /// property can change: geometry guessed from the size, write cache on,
+    /// no WWN, TRIM advertised, 512-byte physical blocks.
+    pub fn new(kind: DriveKind, identity: DriveIdentity, sectors: u64) -> DriveConfig {
+        DriveConfig {
+            kind,
+            identity,
+            sectors,
+            cylinders: 0,
+            heads: 0,
+            secs_per_track: 0,
+            write_cache: true,
+            wwn: 0,
+            discard: true,
+            physical_block_exp: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Drive {
     pub kind: Option<DriveKind>,
@@ -446,22 +466,12 @@ mod tests {
     use super::*;
 
     fn hd(sectors: u64) -> Drive {
-        Drive::new(DriveConfig {
-            kind: DriveKind::Hd,
-            identity: DriveIdentity {
-                serial: "QM00001".into(),
-                model: "QEMU HARDDISK".into(),
-                version: "2.5+".into(),
-            },
-            sectors,
-            cylinders: 0,
-            heads: 0,
-            secs_per_track: 0,
-            write_cache: true,
-            wwn: 0,
-            discard: true,
-            physical_block_exp: 0,
-        })
+        let identity = DriveIdentity {
+            serial: "QM00001".into(),
+            model: "QEMU HARDDISK".into(),
+            version: "2.5+".into(),
+        };
+        Drive::new(DriveConfig::new(DriveKind::Hd, identity, sectors))
     }
 
     #[test]

@@ -134,22 +134,15 @@ fn machine() -> Machine {
                 bus: *bus,
                 unit: *unit,
             },
-            DriveConfig {
-                kind: *kind,
-                identity: DriveIdentity {
+            DriveConfig::new(
+                *kind,
+                DriveIdentity {
                     serial: format!("QM0000{i}"),
                     model: "FUZZ".into(),
                     version: "2.5+".into(),
                 },
-                sectors: data.len() as u64 / 512,
-                cylinders: 0,
-                heads: 0,
-                secs_per_track: 0,
-                write_cache: true,
-                wwn: 0,
-                discard: true,
-                physical_block_exp: 0,
-            },
+                data.len() as u64 / 512,
+            ),
         );
         disks[i] = Some(data);
     }

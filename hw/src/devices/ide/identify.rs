@@ -152,22 +152,12 @@ mod tests {
 
     #[test]
     fn disk_identify_has_qemu_strings_and_size() {
-        let d = Drive::new(DriveConfig {
-            kind: DriveKind::Hd,
-            identity: DriveIdentity {
-                serial: "QM00001".into(),
-                model: "QEMU HARDDISK".into(),
-                version: "2.5+".into(),
-            },
-            sectors: 0x1_2345_6789,
-            cylinders: 0,
-            heads: 0,
-            secs_per_track: 0,
-            write_cache: true,
-            wwn: 0,
-            discard: true,
-            physical_block_exp: 0,
-        });
+        let identity = DriveIdentity {
+            serial: "QM00001".into(),
+            model: "QEMU HARDDISK".into(),
+            version: "2.5+".into(),
+        };
+        let d = Drive::new(DriveConfig::new(DriveKind::Hd, identity, 0x1_2345_6789));
         let p = ata_identify(&d);
         assert_eq!(text(&p, 10, 20), "QM00001");
         assert_eq!(text(&p, 23, 8), "2.5+");

@@ -85,22 +85,15 @@ fn rig(kind: DriveKind, sectors: u64) -> Rig {
     );
     c.attach(
         DriveSlot { bus: 0, unit: 0 },
-        DriveConfig {
+        DriveConfig::new(
             kind,
-            identity: identity(if kind == DriveKind::Cd {
+            identity(if kind == DriveKind::Cd {
                 "QEMU DVD-ROM"
             } else {
                 "QEMU HARDDISK"
             }),
             sectors,
-            cylinders: 0,
-            heads: 0,
-            secs_per_track: 0,
-            write_cache: true,
-            wwn: 0,
-            discard: true,
-            physical_block_exp: 0,
-        },
+        ),
     );
     let ctrl = Arc::new(Mutex::new(c));
     let mut r = IdePorts::ranges(&ctrl).into_iter();
@@ -640,18 +633,7 @@ fn the_bus_master_serves_the_drive_that_armed_it_not_the_selected_one() {
     let (mut r, mem) = dma_rig();
     r.ctrl.lock().expect("lock").attach(
         DriveSlot { bus: 0, unit: 1 },
-        DriveConfig {
-            kind: DriveKind::Cd,
-            identity: identity("QEMU DVD-ROM"),
-            sectors: 0,
-            cylinders: 0,
-            heads: 0,
-            secs_per_track: 0,
-            write_cache: true,
-            wwn: 0,
-            discard: true,
-            physical_block_exp: 0,
-        },
+        DriveConfig::new(DriveKind::Cd, identity("QEMU DVD-ROM"), 0),
     );
     r.outb(2, 2);
     r.outb(3, 4);
