@@ -566,6 +566,17 @@ mod tests {
         BTreeMap::from([("m".to_string(), e)])
     }
 
+    /// A client's handshake up to NBD_OPT_EXPORT_NAME "m": what the
+    /// transmission-phase tests send before their requests.
+    fn select_export_m() -> Vec<u8> {
+        let mut msg = 2u32.to_be_bytes().to_vec();
+        msg.extend_from_slice(b"IHAVEOPT");
+        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        msg.extend_from_slice(&1u32.to_be_bytes());
+        msg.push(b'm');
+        msg
+    }
+
     fn flush_request(cookie: u64) -> Vec<u8> {
         let mut r = proto::REQUEST_MAGIC.to_be_bytes().to_vec();
         r.extend_from_slice(&[0, 0]);
@@ -581,11 +592,7 @@ mod tests {
         ours.set_nonblocking(true).expect("nonblocking");
         let mut client = Client::new(1, Stream::Unix(ours));
         let mut mem = Memory(vec![0; 4096]);
-        let mut msg = 2u32.to_be_bytes().to_vec();
-        msg.extend_from_slice(b"IHAVEOPT");
-        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
-        msg.extend_from_slice(&1u32.to_be_bytes());
-        msg.push(b'm');
+        let mut msg = select_export_m();
         for cookie in 0..1000 {
             msg.extend(flush_request(cookie));
         }
@@ -694,11 +701,7 @@ mod tests {
             shut: true,
             held: Vec::new(),
         };
-        let mut msg = 2u32.to_be_bytes().to_vec();
-        msg.extend_from_slice(b"IHAVEOPT");
-        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
-        msg.extend_from_slice(&1u32.to_be_bytes());
-        msg.push(b'm');
+        let mut msg = select_export_m();
         msg.extend(request(proto::CMD_WRITE, 1, 0, 512, &[0xab; 512]));
         msg.extend(request(proto::CMD_READ, 2, 0, 512, &[]));
         msg.extend(flush_request(3));
@@ -815,11 +818,7 @@ mod tests {
         let (ours, mut peer) = UnixStream::pair().expect("socketpair");
         ours.set_nonblocking(true).expect("nonblocking");
         let client = Client::new(1, Stream::Unix(ours));
-        let mut msg = 2u32.to_be_bytes().to_vec();
-        msg.extend_from_slice(b"IHAVEOPT");
-        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
-        msg.extend_from_slice(&1u32.to_be_bytes());
-        msg.push(b'm');
+        let mut msg = select_export_m();
         msg.extend(request(proto::CMD_READ, 1, 0, READ_LEN as u32, &[]));
         msg.extend(flush_request(2));
         peer.write_all(&msg).expect("send");
@@ -912,11 +911,7 @@ mod tests {
             shut: true,
             held: Vec::new(),
         };
-        let mut msg = 2u32.to_be_bytes().to_vec();
-        msg.extend_from_slice(b"IHAVEOPT");
-        msg.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
-        msg.extend_from_slice(&1u32.to_be_bytes());
-        msg.push(b'm');
+        let mut msg = select_export_m();
         msg.extend(request(proto::CMD_READ, 1, 0, 512, &[]));
         peer.write_all(&msg).expect("send");
         peer.set_nonblocking(true).expect("nonblocking");
