@@ -254,7 +254,7 @@ impl IdeChannel {
     fn end_transfer(&mut self) {
         match self.s().end {
             EndTransfer::Stop => self.s().transfer_stop(),
-            EndTransfer::Dummy => self.s().dummy_transfer_stop(),
+            EndTransfer::Idle => self.s().idle_transfer_stop(),
             EndTransfer::SectorRead => self.sector_read(),
             EndTransfer::SectorWrite => self.sector_write(),
             EndTransfer::AtapiCmd => self.atapi_cmd(),

@@ -34,7 +34,7 @@ pub enum EndTransfer {
     /// Nothing more: drop DRQ.
     Stop,
     /// Data-less state after reset: reads return all ones.
-    Dummy,
+    Idle,
     SectorRead,
     SectorWrite,
     /// The 12-byte ATAPI packet arrived.
@@ -250,7 +250,7 @@ impl Drive {
             buf: vec![0; BUF_LEN],
             data_pos: 0,
             data_end: 0,
-            end: EndTransfer::Dummy,
+            end: EndTransfer::Idle,
             pending: None,
             gate: Gate::Ask,
             next_ticket: 0,
@@ -328,7 +328,7 @@ impl Drive {
         self.tray_open = false;
         self.req_nb_sectors = 0;
         self.set_signature();
-        self.dummy_transfer_stop();
+        self.idle_transfer_stop();
     }
 
     /// Forgets the request in flight; a ticket the limits still hold for
@@ -350,8 +350,8 @@ impl Drive {
         };
     }
 
-    pub fn dummy_transfer_stop(&mut self) {
-        self.end = EndTransfer::Dummy;
+    pub fn idle_transfer_stop(&mut self) {
+        self.end = EndTransfer::Idle;
         self.data_pos = 0;
         self.data_end = 0;
         self.buf[..4].fill(0xff);
