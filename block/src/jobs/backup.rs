@@ -509,6 +509,43 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_write_to_the_partial_last_cluster_of_a_fleecing_source_does_not_deadlock() {
+        // sync=none: only copy-before-write fills the target, and it runs
+        // inside the source's write with the source locked, while the
+        // target's backing is that same source.
+        let dir = tmpdir("fleece-cbw");
+        let mut g = BlockGraph::new();
+        let size = (1 << 20) + 4096;
+        let src = qcow2_node(&mut g, &dir, "src", size);
+        let dst = qcow2_node(&mut g, &dir, "dst", size);
+        g.set_backing(&dst, Some(src.clone())).unwrap();
+        lock(&src).write(1 << 20, &[3u8; 4096], false).unwrap();
+        let mut core = JobCore::new("j".into(), src.clone(), 0);
+        let p = BackupParams {
+            sync: SyncMode::None,
+            bitmap: None,
+            compress: false,
+            owned_target: false,
+        };
+        let _job = start(&mut core, src.clone(), dst.clone(), p).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = src.clone();
+        std::thread::spawn(move || {
+            let r = lock(&writer).write(1 << 20, &[4u8; 512], false);
+            let _ = tx.send(r.is_ok());
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(done, Ok(true), "the guest write finished");
+        let mut buf = vec![0u8; 4096];
+        lock(&dst).read(1 << 20, &mut buf).unwrap();
+        assert_eq!(buf, vec![3u8; 4096], "the target kept the old data");
+        lock(&src).read(1 << 20, &mut buf).unwrap();
+        assert_eq!(&buf[..512], &[4u8; 512][..]);
+        assert_eq!(&buf[512..], &[3u8; 3584][..]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn incremental_backup_copies_only_dirty_clusters_and_clears_the_bitmap() {
         let mut g = BlockGraph::new();
         let dir = tmpdir("inc");

@@ -172,12 +172,17 @@ impl Qcow2 {
         Ok((k, n))
     }
 
-    /// Reads guest data from the backing file (zeroes past its end or without one).
+    /// Reads guest data from the backing file (zeroes past its end or without
+    /// one, and past this image's own end without asking the backing).
     fn read_backing(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
         let Some(b) = &c.backing else {
             buf.fill(0);
             return Ok(());
         };
+        if off >= self.hdr.size {
+            buf.fill(0);
+            return Ok(());
+        }
         let mut g = lock(b);
         let blen = g.length()?;
         if off >= blen {
@@ -410,7 +415,11 @@ impl Qcow2 {
         let total = n * cs;
         let tail = in_off + bytes;
         let need_head = in_off > 0 && !(fresh && self.reads_zero(c, old_first));
-        let need_tail = tail < total && !(fresh && self.reads_zero(c, old_last));
+        // Past the image's end a cluster holds zeroes whatever lies below:
+        // written, never read (no lock on a backing node: image fleecing's
+        // copy-before-write runs with the backing, the source, locked).
+        let tail_past_end = cl * cs + tail >= self.hdr.size;
+        let need_tail = tail < total && !(fresh && (tail_past_end || self.reads_zero(c, old_last)));
         if !need_head && !need_tail {
             self.pwrite_payload(c, host + in_off, data.slice(0, bytes))?;
         } else {
@@ -427,7 +436,7 @@ impl Qcow2 {
                     .slice(0, bytes)
                     .fill(&mut buf[in_off as usize..tail as usize]);
             }
-            if r.is_ok() && need_tail {
+            if r.is_ok() && need_tail && !tail_past_end {
                 let last_cl = cl + n - 1;
                 let k = self.kind_of(c, old_last, l2_off, l2i + n - 1)?;
                 let from = tail - (n - 1) * cs;
