@@ -438,6 +438,28 @@ mod tests {
         panic!("job did not finish");
     }
 
+    fn plain(sync: SyncMode) -> BackupParams {
+        BackupParams {
+            sync,
+            bitmap: None,
+            compress: false,
+            owned_target: false,
+        }
+    }
+
+    /// Image fleecing: a target backed by the source, both 1 MiB + 4 KiB
+    /// (a partial last cluster), the source's last 4 KiB holding 3s.
+    fn fleecing(tag: &str) -> (std::path::PathBuf, BlockGraph, NodeRef, NodeRef) {
+        let dir = tmpdir(tag);
+        let mut g = BlockGraph::new();
+        let size = (1 << 20) + 4096;
+        let src = qcow2_node(&mut g, &dir, "src", size);
+        let dst = qcow2_node(&mut g, &dir, "dst", size);
+        g.set_backing(&dst, Some(src.clone())).unwrap();
+        lock(&src).write(1 << 20, &[3u8; 4096], false).unwrap();
+        (dir, g, src, dst)
+    }
+
     fn tmpdir(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("rqemu-backup-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
@@ -453,12 +475,7 @@ mod tests {
         lock(&src).write(3 << 20, &[7u8; 4096], false).unwrap();
         let mut jobs = JobList::new();
         let mut core = JobCore::new("j".into(), src.clone(), 0);
-        let p = BackupParams {
-            sync: SyncMode::Full,
-            bitmap: None,
-            compress: false,
-            owned_target: false,
-        };
+        let p = plain(SyncMode::Full);
         let job = start(&mut core, src.clone(), dst.clone(), p).unwrap();
         jobs.add(core, Box::new(job));
 
@@ -481,21 +498,10 @@ mod tests {
     fn backup_into_a_target_backed_by_the_source_finishes_its_partial_last_cluster() {
         // Image fleecing: the target reads through to the source, and the
         // last cluster is partial, so writing it reads the source.
-        let dir = tmpdir("fleece");
-        let mut g = BlockGraph::new();
-        let size = (1 << 20) + 4096;
-        let src = qcow2_node(&mut g, &dir, "src", size);
-        let dst = qcow2_node(&mut g, &dir, "dst", size);
-        g.set_backing(&dst, Some(src.clone())).unwrap();
-        lock(&src).write(1 << 20, &[3u8; 4096], false).unwrap();
+        let (dir, mut g, src, dst) = fleecing("fleece");
         let mut jobs = JobList::new();
         let mut core = JobCore::new("j".into(), src.clone(), 0);
-        let p = BackupParams {
-            sync: SyncMode::Full,
-            bitmap: None,
-            compress: false,
-            owned_target: false,
-        };
+        let p = plain(SyncMode::Full);
         let job = start(&mut core, src.clone(), dst.clone(), p).unwrap();
         jobs.add(core, Box::new(job));
 
@@ -513,20 +519,9 @@ mod tests {
         // sync=none: only copy-before-write fills the target, and it runs
         // inside the source's write with the source locked, while the
         // target's backing is that same source.
-        let dir = tmpdir("fleece-cbw");
-        let mut g = BlockGraph::new();
-        let size = (1 << 20) + 4096;
-        let src = qcow2_node(&mut g, &dir, "src", size);
-        let dst = qcow2_node(&mut g, &dir, "dst", size);
-        g.set_backing(&dst, Some(src.clone())).unwrap();
-        lock(&src).write(1 << 20, &[3u8; 4096], false).unwrap();
+        let (dir, _graph, src, dst) = fleecing("fleece-cbw");
         let mut core = JobCore::new("j".into(), src.clone(), 0);
-        let p = BackupParams {
-            sync: SyncMode::None,
-            bitmap: None,
-            compress: false,
-            owned_target: false,
-        };
+        let p = plain(SyncMode::None);
         let _job = start(&mut core, src.clone(), dst.clone(), p).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let writer = src.clone();
