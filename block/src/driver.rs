@@ -8,6 +8,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::{BlockError, BlockResult};
 use crate::node::NodeRef;
+use crate::request::{DriverReq, Poll, ReqKind};
 
 /// The children a node's driver may use.
 #[derive(Default, Clone)]
@@ -154,6 +155,36 @@ pub trait Driver: Send {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()>;
+
+    /// Polls a read that may stop (see `crate::request`); a driver whose
+    /// reads can stop keeps its progress in `req.state`. The default reads
+    /// at once.
+    fn poll_read(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        buf: &mut [u8],
+    ) -> Poll<BlockResult<()>> {
+        Poll::Ready(self.read(c, req.offset, buf))
+    }
+
+    /// Polls a write or write-zeroes that may stop; the default does it at once.
+    fn poll_write(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        data: &[u8],
+    ) -> Poll<BlockResult<()>> {
+        Poll::Ready(match req.kind {
+            ReqKind::Write { fua } => self.write(c, req.offset, data, fua),
+            ReqKind::WriteZeroes { len, may_unmap } => {
+                self.write_zeroes(c, req.offset, len, may_unmap)
+            }
+            ReqKind::Read => Err(BlockError::InvalidArgument(
+                "a read polled as a write".into(),
+            )),
+        })
+    }
 
     /// Hints that the range is no longer needed.
     fn discard(&mut self, c: &Children, offset: u64, len: u64) -> BlockResult<()>;

@@ -20,6 +20,7 @@ use crate::node::{lock, DetectZeroes, Node, NodeOptions, NodeRef};
 use crate::options::{get_bool, get_size, get_str, nest, Options};
 use crate::probe::{probe_format, PROBE_LEN};
 use crate::qcow2::{Qcow2, Qcow2Options};
+use crate::request::InflightHandle;
 
 /// Opening blkdebug and quorum nodes.
 mod feature_drivers;
@@ -35,6 +36,9 @@ pub struct BlockGraph {
     fdsets: Option<Box<FdsetOpener>>,
     name_counter: u64,
     rng: u64,
+    /// Requests that stopped (at a breakpoint, behind another request) and
+    /// still have an issuer waiting for their result.
+    inflight: InflightHandle,
 }
 
 /// State of one `open` call: nodes made so far, committed only on success.
@@ -72,7 +76,19 @@ impl BlockGraph {
             fdsets: None,
             name_counter: 0,
             rng: seed | 1,
+            inflight: InflightHandle::default(),
         }
+    }
+
+    /// The queue of requests in flight (qemu-io's aio requests).
+    pub fn inflight(&self) -> InflightHandle {
+        self.inflight.clone()
+    }
+
+    /// Polls the requests in flight again (after a breakpoint was resumed,
+    /// say); returns what the ones that finished print.
+    pub fn run_inflight(&self) -> String {
+        crate::request::inflight::lock_inflight(&self.inflight).run()
     }
 
     /// Installs the callback that opens `/dev/fdset/N` names.

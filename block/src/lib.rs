@@ -36,6 +36,7 @@ pub mod options;
 pub mod probe;
 pub mod qcow2;
 pub mod qemu_io;
+pub mod request;
 pub mod stats;
 pub mod throttle;
 pub mod throttle_group;

@@ -14,6 +14,7 @@ use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
 use crate::events::{BlockEvent, EventSink, ImageCorrupted};
 use crate::probe;
+use crate::request::{ready_or_busy, ReqKind};
 use crate::tracking::WriteTracking;
 
 /// Hooks for stats, dirty bitmaps, write threshold and blkdebug events.
@@ -23,6 +24,9 @@ pub use hooks::find_driver_below;
 mod mapped_read;
 use mapped_read::mappings_may_change;
 pub use mapped_read::{mapping_generation, MappedRead};
+/// Reads and writes as requests that can stop and go on later.
+mod requests;
+pub use requests::{pass_read, pass_write, signal_stop, ReadOp, WriteOp};
 
 /// Shared handle to a node; parents, backends and the graph all hold one.
 pub type NodeRef = Arc<Mutex<Node>>;
@@ -303,42 +307,12 @@ impl Node {
     }
 
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        self.check_usable()?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let r = self.driver.read(&self.children, offset, buf);
-        self.note_corruption();
-        r
+        ready_or_busy(self.poll_read(&mut ReadOp::new(offset), buf))
     }
 
     pub fn write(&mut self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        self.check_usable()?;
-        self.check_writable()?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        if self.probed && offset < 512 {
-            self.check_probed_first_sector(offset, buf)?;
-        }
-        self.run_before_write(offset, buf.len() as u64)?;
-        if self.opts.detect_zeroes != DetectZeroes::Off && is_zero(buf) {
-            mappings_may_change();
-            let unmap = self.opts.detect_zeroes == DetectZeroes::Unmap && self.opts.discard_unmap;
-            self.write_begin(offset, buf.len() as u64, BlkdebugEvent::PwritevZero);
-            let r = self
-                .driver
-                .write_zeroes(&self.children, offset, buf.len() as u64, unmap);
-            self.write_end(offset, buf.len() as u64, false);
-            self.note_corruption();
-            return r;
-        }
-        self.note_remapping_write();
-        self.write_begin(offset, buf.len() as u64, BlkdebugEvent::Pwritev);
-        let r = self.driver.write(&self.children, offset, buf, fua);
-        self.write_end(offset, buf.len() as u64, false);
-        self.note_corruption();
-        r
+        let mut op = WriteOp::new(offset, ReqKind::Write { fua });
+        ready_or_busy(self.poll_write(&mut op, buf))
     }
 
     /// A probed raw image must not be turned into something that probes as
@@ -358,21 +332,8 @@ impl Node {
     }
 
     pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
-        self.check_usable()?;
-        self.check_writable()?;
-        if len == 0 {
-            return Ok(());
-        }
-        // QEMU 2.8's raw driver checks only data writes against probing, not
-        // zero writes (which reach it after detect-zeroes, too).
-        self.run_before_write(offset, len)?;
-        mappings_may_change();
-        let unmap = may_unmap && self.opts.discard_unmap;
-        self.write_begin(offset, len, BlkdebugEvent::PwritevZero);
-        let r = self.driver.write_zeroes(&self.children, offset, len, unmap);
-        self.write_end(offset, len, false);
-        self.note_corruption();
-        r
+        let mut op = WriteOp::new(offset, ReqKind::WriteZeroes { len, may_unmap });
+        ready_or_busy(self.poll_write(&mut op, &[]))
     }
 
     /// Where `offset..` (at most `len` bytes) of this node's content can be

@@ -475,6 +475,10 @@ impl BlockStats {
 pub struct StatsAccounting(pub Arc<Mutex<BlockStats>>);
 
 impl crate::qemu_io::Accounting for StatsAccounting {
+    fn share(&self) -> Box<dyn crate::qemu_io::Accounting> {
+        Box::new(StatsAccounting(self.0.clone()))
+    }
+
     fn account(&mut self, ev: crate::qemu_io::AcctEvent) {
         use crate::qemu_io::{AcctKind, AcctResult};
         let kind = match ev.kind {

@@ -209,12 +209,12 @@ fn data_we_write_reads_back_in_real_qemu_io() {
 
 #[test]
 fn help_texts_unchanged_since_the_reference_match_qemu_io() {
+    // readv and writev are left out: qemu-io 8 and later sort their option
+    // lines and add -r.
     compare(
         "raw",
         &[],
         &[
-            "help readv",
-            "help writev",
             "help discard",
             "help flush",
             "help length",

@@ -369,6 +369,9 @@ fn accounting_sees_aio_requests() {
         fn account(&mut self, ev: AcctEvent) {
             self.0.lock().expect("lock").push(ev);
         }
+        fn share(&self) -> Box<dyn Accounting> {
+            Box::new(Rec(self.0.clone()))
+        }
     }
     let mut g = BlockGraph::new();
     let n = null_node(&mut g);

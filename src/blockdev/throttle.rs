@@ -11,7 +11,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use block::nbd::NbdTicket;
-use block::qemu_io::{AioDone, AioOp, AioRequest, AioSubmit};
+use block::qemu_io::{Accounting, AioOp, AioRequest, AioSubmit};
+use block::request::inflight::lock_inflight;
+use block::request::InflightHandle;
 use block::throttle::ThrottleConfig;
 use block::throttle_group::{Admission, ThrottleGroups};
 use block::NodeRef;
@@ -85,22 +87,20 @@ fn print_stdout(text: &str) {
     let _ = so.flush();
 }
 
-fn book(stats: Option<&Arc<Mutex<block::stats::BlockStats>>>, done: &AioDone) {
-    use block::qemu_io::Accounting;
-    if let (Some(s), Some(ev)) = (stats, done.acct) {
-        block::stats::StatsAccounting(s.clone()).account(ev);
-    }
-}
-
-/// Runs a released request: a qemu-io one now (its text is returned), a
-/// device one by letting its drive go on (true then), an NBD one by posting
-/// its ticket.
-fn run_held(held: Held, stats: Option<&Arc<Mutex<block::stats::BlockStats>>>) -> (String, bool) {
+/// Runs a released request: a qemu-io one through the queue of requests
+/// in flight (the text of what finished is returned), a device one by
+/// letting its drive go on (true then), an NBD one by posting its ticket.
+fn run_held(
+    held: Held,
+    stats: Option<&Arc<Mutex<block::stats::BlockStats>>>,
+    inflight: &InflightHandle,
+) -> (String, bool) {
     match held {
         Held::Aio { node, req } => {
-            let done = req.run(node.as_ref());
-            book(stats, &done);
-            (done.text, false)
+            let acct = stats
+                .map(|s| Box::new(block::stats::StatsAccounting(s.clone())) as Box<dyn Accounting>);
+            let text = lock_inflight(inflight).submit(req.into_async(node, acct));
+            (text, false)
         }
         Held::Device { ctrl, slot, ticket } => {
             ctrl.lock()
@@ -121,9 +121,10 @@ fn run_held(held: Held, stats: Option<&Arc<Mutex<block::stats::BlockStats>>>) ->
 /// Runs requests the groups released and prints what qemu-io prints for them.
 pub fn complete_released(emu: &mut Emulator, released: Vec<(String, Held)>) {
     let mut devices = false;
+    let inflight = emu.block.inflight();
     for (backend, p) in released {
         let stats = emu.block.backend(&backend).map(|b| b.stats_handle());
-        let (text, device) = run_held(p, stats.as_ref());
+        let (text, device) = run_held(p, stats.as_ref(), &inflight);
         print_stdout(&text);
         devices |= device;
     }
@@ -221,6 +222,7 @@ pub struct ThrottledSubmit {
     pub backend: String,
     pub now: i64,
     pub stats: Option<Arc<Mutex<block::stats::BlockStats>>>,
+    pub inflight: InflightHandle,
 }
 
 impl AioSubmit for ThrottledSubmit {
@@ -232,7 +234,7 @@ impl AioSubmit for ThrottledSubmit {
         };
         let adm = groups(&self.groups).submit(&self.backend, is_write, bytes, p, self.now);
         if let Admission::Go(p) = adm {
-            print_stdout(&run_held(p, self.stats.as_ref()).0);
+            print_stdout(&run_held(p, self.stats.as_ref(), &self.inflight).0);
         }
     }
 
@@ -242,7 +244,7 @@ impl AioSubmit for ThrottledSubmit {
     fn drain(&mut self, out: &mut String) {
         // NBD requests among them resume when the command re-arms the timer.
         for (_, p) in release_all(&self.groups, &self.backend, self.now) {
-            out.push_str(&run_held(p, self.stats.as_ref()).0);
+            out.push_str(&run_held(p, self.stats.as_ref(), &self.inflight).0);
         }
     }
 }

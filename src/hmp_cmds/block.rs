@@ -597,6 +597,7 @@ pub fn qemu_io(
     let node = block::qemu_io::resolve_device(&emu.block, device).map_err(QmpError::generic)?;
     let mut io = block::qemu_io::QemuIo::new();
     io.set_debug_ops(Box::new(block::drivers::blkdebug::BlkdebugDebugOps));
+    io.set_inflight(emu.block.inflight());
     // aio requests on a backend are booked in its statistics, as in QEMU,
     // and wait for its throttle group when it has limits.
     if let Some(b) = emu.block.backend(device) {
@@ -609,11 +610,14 @@ pub fn qemu_io(
                 backend: device.to_string(),
                 now: blockdev::throttle::now(emu),
                 stats: Some(stats),
+                inflight: emu.block.inflight(),
             }));
         }
     }
     let mut text = String::new();
     let r = io.run(node.as_ref(), command, &mut text);
+    // Requests the command let go on (resume, remove_break) finish now.
+    text.push_str(&emu.block.run_inflight());
     // QEMU 2.8's qemu-io prints on the process's stdout, not into the
     // monitor reply, and events raised by the I/O come out first.
     crate::blockdev::flush_events(emu);

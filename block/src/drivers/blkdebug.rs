@@ -6,11 +6,12 @@
 //! inject-error rules registered for it (in the current state); later reads,
 //! writes and flushes on this node fail while a matching rule is active.
 //!
-//! Breakpoints (qemu-io `break`/`resume`/`remove_break`/`wait_break`): requests
-//! here are synchronous and cannot be held, so a request that hits a breakpoint
-//! is recorded as suspended under its tag and then carries on; `wait_break`
-//! sees it suspended, `resume` releases the record. Output of qemu-io scripts
-//! stays the same; only the interleaving of completions differs from QEMU.
+//! Breakpoints (qemu-io `break`/`resume`/`remove_break`/`wait_break`): a
+//! request that signals the event of a breakpoint stops there (see
+//! `crate::request`) and waits for a ticket kept here under the
+//! breakpoint's tag; `resume` releases the newest request with the tag,
+//! `remove_break` every one. Only requests polled by the `Inflight` queue
+//! can stop: a synchronous caller passes the breakpoint and leaves it set.
 
 use std::any::Any;
 
@@ -18,8 +19,9 @@ use serde_json::Value;
 
 use crate::driver::{Children, Driver, Extent};
 use crate::error::{BlockError, BlockResult};
-use crate::node::{find_driver_below, lock, NodeRef};
+use crate::node::{find_driver_below, lock, pass_read, pass_write, NodeRef};
 use crate::options::{get_bool, get_size, get_str, Options};
+use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind, Ticket};
 
 macro_rules! blkdebug_events {
     ($($v:ident = $s:literal),* $(,)?) => {
@@ -124,7 +126,9 @@ pub struct BlkdebugDriver {
     active: Vec<u64>,
     state: i64,
     next_id: u64,
-    suspended: Vec<String>,
+    /// Requests stopped at a breakpoint, newest first: the tag and what
+    /// the request waits for.
+    suspended: Vec<(String, Ticket)>,
     align: u64,
     config_file: Option<String>,
 }
@@ -325,7 +329,9 @@ impl BlkdebugDriver {
                     self.active.insert(0, r.id);
                 }
                 Action::SetState { new_state: n } => new_state = *n,
-                Action::Suspend { tag } => hit.push((r.id, tag.clone())),
+                // A breakpoint fires only when the request can stop.
+                Action::Suspend { tag } if breakpoint::is_armed() => hit.push((r.id, tag.clone())),
+                Action::Suspend { .. } => {}
             }
         }
         for (id, tag) in hit {
@@ -334,7 +340,9 @@ impl BlkdebugDriver {
             if !crate::stats::qtest_mode() {
                 println!("blkdebug: Suspended request '{}'", tag);
             }
-            self.suspended.push(tag);
+            let ticket = Ticket::new();
+            breakpoint::hit(ticket.clone());
+            self.suspended.insert(0, (tag, ticket));
         }
         self.state = new_state;
     }
@@ -400,35 +408,45 @@ impl BlkdebugDriver {
         Ok(())
     }
 
-    /// qemu-io `remove_break <tag>`: drops breakpoints and resumes requests with the tag.
+    /// qemu-io `remove_break <tag>`: resumes every request stopped with the
+    /// tag and drops the breakpoints that have it.
     pub fn remove_breakpoint(&mut self, tag: &str) -> Result<(), i32> {
-        let before = self.rules.len() + self.suspended.len();
+        let mut found = false;
+        while self.resume(tag).is_ok() {
+            found = true;
+        }
+        let before = self.rules.len();
         self.rules
             .retain(|r| !matches!(&r.action, Action::Suspend { tag: t } if t == tag));
-        self.suspended.retain(|t| t != tag);
-        if self.rules.len() + self.suspended.len() == before {
+        if !found && self.rules.len() == before {
             return Err(libc::ENOENT);
         }
         Ok(())
     }
 
-    /// qemu-io `resume <tag>`.
+    /// qemu-io `resume <tag>`: lets the newest request stopped with the tag go on.
     pub fn resume(&mut self, tag: &str) -> Result<(), i32> {
         let pos = self
             .suspended
             .iter()
-            .position(|t| t == tag)
+            .position(|(t, _)| t == tag)
             .ok_or(libc::ENOENT)?;
-        let tag = self.suspended.remove(pos);
+        let (tag, ticket) = self.suspended.remove(pos);
         if !crate::stats::qtest_mode() {
             println!("blkdebug: Resuming request '{}'", tag);
         }
+        ticket.release();
         Ok(())
     }
 
     /// qemu-io `wait_break <tag>` polls this.
     pub fn is_suspended(&self, tag: &str) -> bool {
-        self.suspended.iter().any(|t| t == tag)
+        self.suspended.iter().any(|(t, _)| t == tag)
+    }
+
+    /// Requests stopped at a breakpoint and not resumed yet.
+    pub fn suspended_count(&self) -> usize {
+        self.suspended.len()
     }
 }
 
@@ -478,8 +496,9 @@ pub fn debug_is_suspended(node: &NodeRef, tag: &str) -> bool {
 }
 
 /// qemu-io's break/remove_break/resume/wait_break on the blkdebug layer below
-/// the node. `wait_break` returns at once: a request that hit the breakpoint
-/// was recorded as suspended while it ran (see the module docs).
+/// the node. `wait_break` returns at once: every request in flight has
+/// already gone as far as it can before the command runs, so nothing more
+/// could reach a breakpoint while it waited.
 pub struct BlkdebugDebugOps;
 
 impl crate::qemu_io::DebugOps for BlkdebugDebugOps {
@@ -512,13 +531,12 @@ impl Driver for BlkdebugDriver {
     }
 
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        self.check_inject(Some((offset, buf.len() as u64)))?;
-        lock(image(c)?).read(offset, buf)
+        ready_or_busy(self.poll_read(c, &mut DriverReq::new(offset, ReqKind::Read), buf))
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        self.check_inject(Some((offset, buf.len() as u64)))?;
-        lock(image(c)?).write(offset, buf, fua)
+        let mut req = DriverReq::new(offset, ReqKind::Write { fua });
+        ready_or_busy(self.poll_write(c, &mut req, buf))
     }
 
     fn write_zeroes(
@@ -528,10 +546,48 @@ impl Driver for BlkdebugDriver {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
-        // QEMU emulates write-zeroes on blkdebug with a plain write, which
-        // goes through the injection check.
-        self.check_inject(Some((offset, len)))?;
-        lock(image(c)?).write_zeroes(offset, len, may_unmap)
+        let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
+        ready_or_busy(self.poll_write(c, &mut req, &[]))
+    }
+
+    fn poll_read(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        buf: &mut [u8],
+    ) -> Poll<BlockResult<()>> {
+        if req.state.is_none() {
+            if let Err(e) = self.check_inject(Some((req.offset, buf.len() as u64))) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        match image(c) {
+            Ok(img) => pass_read(req, c, None, img, req.offset, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    // QEMU emulates write-zeroes on blkdebug with a plain write, which goes
+    // through the injection check too.
+    fn poll_write(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        data: &[u8],
+    ) -> Poll<BlockResult<()>> {
+        if req.state.is_none() {
+            let len = match req.kind {
+                ReqKind::WriteZeroes { len, .. } => len,
+                _ => data.len() as u64,
+            };
+            if let Err(e) = self.check_inject(Some((req.offset, len))) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        match image(c) {
+            Ok(img) => pass_write(req, c, None, img, req.offset, data),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn discard(&mut self, _c: &Children, _offset: u64, _len: u64) -> BlockResult<()> {
@@ -676,21 +732,58 @@ mod tests {
     }
 
     #[test]
-    fn breakpoints_record_suspension_until_resumed() {
+    fn a_breakpoint_stops_an_armed_request_until_resumed() {
         let mut d = driver(json!({}));
         assert_eq!(d.add_breakpoint("bogus", "A"), Err(libc::ENOENT));
         d.add_breakpoint("write_aio", "A").unwrap();
-        assert!(!d.is_suspended("A"));
-        d.event(BlkdebugEvent::WriteAio);
+        let ((), mut wait) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
         assert!(d.is_suspended("A"));
+        assert!(!wait.is_over());
         d.resume("A").unwrap();
+        assert!(wait.is_over());
         assert!(!d.is_suspended("A"));
         assert_eq!(d.resume("A"), Err(libc::ENOENT));
+        let ((), wait) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
+        assert!(wait.is_empty(), "a breakpoint fires once");
+    }
+
+    #[test]
+    fn an_unarmed_request_passes_a_breakpoint_and_leaves_it_set() {
+        let mut d = driver(json!({}));
+        d.add_breakpoint("write_aio", "A").unwrap();
         d.event(BlkdebugEvent::WriteAio);
-        assert!(!d.is_suspended("A"), "a breakpoint fires once");
+        assert!(!d.is_suspended("A"));
+        let ((), wait) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
+        assert!(!wait.is_empty());
+    }
+
+    #[test]
+    fn remove_break_resumes_every_request_with_the_tag() {
+        let mut d = driver(json!({}));
+        d.add_breakpoint("write_aio", "A").unwrap();
+        d.add_breakpoint("read_aio", "A").unwrap();
+        let ((), mut w1) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
+        let ((), mut w2) = breakpoint::armed(|| d.event(BlkdebugEvent::ReadAio));
+        assert_eq!(d.suspended_count(), 2);
+        d.remove_breakpoint("A").unwrap();
+        assert!(w1.is_over() && w2.is_over());
+        assert_eq!(d.remove_breakpoint("A"), Err(libc::ENOENT));
         d.add_breakpoint("read_aio", "B").unwrap();
         d.remove_breakpoint("B").unwrap();
-        assert_eq!(d.remove_breakpoint("B"), Err(libc::ENOENT));
+        let ((), w) = breakpoint::armed(|| d.event(BlkdebugEvent::ReadAio));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn resume_lets_the_newest_request_with_the_tag_go_first() {
+        let mut d = driver(json!({}));
+        d.add_breakpoint("write_aio", "A").unwrap();
+        d.add_breakpoint("write_aio", "A").unwrap();
+        let ((), mut older) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
+        let ((), mut newer) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
+        d.resume("A").unwrap();
+        assert!(newer.is_over());
+        assert!(!older.is_over());
     }
 
     fn tmp(name: &str) -> String {
@@ -764,10 +857,19 @@ mod tests {
         let o = json!({"driver": "raw", "file": {"driver": "blkdebug", "image": {"driver": "file", "filename": img}}});
         let n = g.open(o.as_object().unwrap()).unwrap();
         debug_breakpoint(&n, "write_aio", "A").unwrap();
+        // A synchronous write cannot be resumed: it passes the breakpoint.
         lock(&n).write(0, &[1u8; 512], false).unwrap();
+        assert!(!debug_is_suspended(&n, "A"));
+        let mut op = crate::node::WriteOp::new(0, crate::request::ReqKind::Write { fua: false });
+        let (r, _) = breakpoint::armed(|| lock(&n).poll_write(&mut op, &[2u8; 512]));
+        assert!(matches!(r, Poll::Pending));
         assert!(debug_is_suspended(&n, "A"));
         debug_resume(&n, "A").unwrap();
         assert!(!debug_is_suspended(&n, "A"));
+        assert!(matches!(
+            lock(&n).poll_write(&mut op, &[2u8; 512]),
+            Poll::Ready(Ok(()))
+        ));
         let plain = g
             .open(json!({"driver": "null-co"}).as_object().unwrap())
             .unwrap();
@@ -870,13 +972,24 @@ mod tests {
         let n = g.open(o.as_object().unwrap()).unwrap();
         let mut io = crate::qemu_io::QemuIo::new();
         io.set_debug_ops(Box::new(BlkdebugDebugOps));
+        io.set_inflight(g.inflight());
         let mut out = String::new();
-        for c in ["break write_aio A", "aio_write 0 512", "wait_break A"] {
+        for c in [
+            "break write_aio A",
+            "aio_write -P 7 0 512",
+            "wait_break A",
+            "read -P 0 0 512",
+        ] {
             io.run(Some(&n), c, &mut out).unwrap();
         }
         assert!(debug_is_suspended(&n, "A"));
+        assert!(!out.contains("wrote"), "{}", out);
         io.run(Some(&n), "resume A", &mut out).unwrap();
         assert!(!debug_is_suspended(&n, "A"));
+        out.push_str(&g.run_inflight());
+        assert!(out.contains("wrote 512/512 bytes at offset 0"), "{}", out);
+        io.run(Some(&n), "read -P 7 0 512", &mut out).unwrap();
+        assert!(!out.contains("Pattern verification failed"), "{}", out);
         io.run(Some(&n), "resume A", &mut out).unwrap();
         assert!(
             out.contains("Could not resume request: No such file or directory"),

@@ -4,7 +4,8 @@
 use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent, FormatInfo};
 use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
-use crate::node::{lock, NodeRef};
+use crate::node::{lock, pass_read, pass_write, NodeRef};
+use crate::request::{ready_or_busy, DriverReq, Poll, ReqKind};
 
 /// Raw format over a file child.
 pub struct RawDriver {
@@ -86,15 +87,12 @@ impl Driver for RawDriver {
     }
 
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        self.check(c, offset, buf.len() as u64)?;
-        blkdebug::signal(c, BlkdebugEvent::ReadAio);
-        lock(file_of(c)?).read(offset + self.offset, buf)
+        ready_or_busy(self.poll_read(c, &mut DriverReq::new(offset, ReqKind::Read), buf))
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        self.check(c, offset, buf.len() as u64)?;
-        blkdebug::signal(c, BlkdebugEvent::WriteAio);
-        lock(file_of(c)?).write(offset + self.offset, buf, fua)
+        let mut req = DriverReq::new(offset, ReqKind::Write { fua });
+        ready_or_busy(self.poll_write(c, &mut req, buf))
     }
 
     fn write_zeroes(
@@ -104,8 +102,52 @@ impl Driver for RawDriver {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
-        self.check(c, offset, len)?;
-        lock(file_of(c)?).write_zeroes(offset + self.offset, len, may_unmap)
+        let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
+        ready_or_busy(self.poll_write(c, &mut req, &[]))
+    }
+
+    // read_aio and write_aio are signalled on the file child before the
+    // request goes down: a breakpoint there holds it before any I/O.
+    fn poll_read(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        buf: &mut [u8],
+    ) -> Poll<BlockResult<()>> {
+        if req.state.is_none() {
+            if let Err(e) = self.check(c, req.offset, buf.len() as u64) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        let file = match file_of(c) {
+            Ok(f) => f,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let (ev, at) = (Some(BlkdebugEvent::ReadAio), req.offset + self.offset);
+        pass_read(req, c, ev, file, at, buf)
+    }
+
+    fn poll_write(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        data: &[u8],
+    ) -> Poll<BlockResult<()>> {
+        let (len, ev) = match req.kind {
+            ReqKind::WriteZeroes { len, .. } => (len, None),
+            _ => (data.len() as u64, Some(BlkdebugEvent::WriteAio)),
+        };
+        if req.state.is_none() {
+            if let Err(e) = self.check(c, req.offset, len) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        let file = match file_of(c) {
+            Ok(f) => f,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let at = req.offset + self.offset;
+        pass_write(req, c, ev, file, at, data)
     }
 
     fn discard(&mut self, c: &Children, offset: u64, len: u64) -> BlockResult<()> {

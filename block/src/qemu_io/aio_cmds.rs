@@ -12,6 +12,7 @@ use super::io_cmds::{
     write_opts, Parsed,
 };
 use super::report::{dump_buffer, print_report, Elapsed, Report};
+use crate::request::inflight::lock_inflight;
 
 fn latency(t: Elapsed) -> u64 {
     t.sec * 1_000_000_000 + t.usec * 1000
@@ -30,10 +31,18 @@ fn acct(kind: AcctKind, bytes: u64, t: Elapsed, ok: bool) -> Option<AcctEvent> {
     })
 }
 
-/// Hands a request to the submitter, or runs it now and prints its result.
+/// Hands a request to the submitter (throttling), else to the queue of
+/// requests in flight, else runs it now; prints what finished.
 fn issue(ctx: &mut Ctx, req: AioRequest) {
     if let (Ok(node), Some(sub)) = (ctx.dev.node(), ctx.io.aio.as_mut()) {
         sub.submit(node, req);
+        return;
+    }
+    if let Some(q) = ctx.io.inflight.clone() {
+        let acct = ctx.io.acct.as_ref().map(|a| a.share());
+        let node = ctx.dev.node().ok().cloned();
+        let text = lock_inflight(&q).submit(req.into_async(node, acct));
+        ctx.print(&text);
         return;
     }
     let node = ctx.dev.node().ok();
@@ -197,6 +206,12 @@ pub fn aio_flush_f(ctx: &mut Ctx) -> CmdResult {
     let t1 = Instant::now();
     if let Some(sub) = ctx.io.aio.as_mut() {
         sub.drain(ctx.out);
+    }
+    // Requests stopped at a breakpoint stay stopped: QEMU would wait here
+    // for ever, as nothing could resume them.
+    if let Some(q) = ctx.io.inflight.clone() {
+        let text = lock_inflight(&q).run();
+        ctx.print(&text);
     }
     let t = Elapsed::from(t1.elapsed());
     ctx.io.account(AcctEvent {

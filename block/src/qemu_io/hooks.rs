@@ -34,6 +34,9 @@ pub struct AcctEvent {
 /// Receives accounting records from aio_read, aio_write and aio_flush.
 pub trait Accounting: Send {
     fn account(&mut self, ev: AcctEvent);
+    /// Another handle on the same statistics, for a request that completes
+    /// after the command that issued it.
+    fn share(&self) -> Box<dyn Accounting>;
 }
 
 /// blkdebug's breakpoint operations on the blkdebug layer under `node`.

@@ -25,6 +25,7 @@ use std::fmt;
 
 use crate::graph::BlockGraph;
 use crate::node::NodeRef;
+use crate::request::InflightHandle;
 
 pub use aio::{AioDone, AioOp, AioRequest, AioSubmit};
 pub use args::{breakline, cvtnum, parse_pattern, NumError};
@@ -92,13 +93,15 @@ impl fmt::Display for QemuIoError {
 impl std::error::Error for QemuIoError {}
 
 /// Per-device qemu-io state: the hooks to the backend's accounting, to
-/// blkdebug and to the graph's reopen. Requests never stay pending between commands.
+/// blkdebug, to the graph's reopen, to throttling and to the queue of
+/// requests in flight.
 #[derive(Default)]
 pub struct QemuIo {
     acct: Option<Box<dyn Accounting>>,
     debug: Option<Box<dyn DebugOps>>,
     reopen: Option<Box<dyn ReopenOps>>,
     aio: Option<Box<dyn AioSubmit>>,
+    inflight: Option<InflightHandle>,
 }
 
 impl QemuIo {
@@ -125,6 +128,13 @@ impl QemuIo {
     /// them at once (and what aio_flush drains).
     pub fn set_aio_submit(&mut self, aio: Box<dyn AioSubmit>) {
         self.aio = Some(aio);
+    }
+
+    /// Where aio_read/aio_write requests go when nothing holds them back:
+    /// there they may stop at a blkdebug breakpoint and finish after a
+    /// later command (without it they complete before the command returns).
+    pub fn set_inflight(&mut self, q: InflightHandle) {
+        self.inflight = Some(q);
     }
 
     /// Runs one command line against `node` (None: a drive without medium),

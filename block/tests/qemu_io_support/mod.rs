@@ -159,7 +159,10 @@ pub fn filter_machine(text: &str) -> String {
 /// Rewrites what QEMU 7's qemu-io prints differently from the reference
 /// for the commands the tests use.
 pub fn as_reference(text: &str) -> String {
+    // qemu-io 8 and later add `-r` (register the I/O buffer) to read.
     text.replace("Command \"", "command \"")
+        .replace("read [-abCqrv]", "read [-abCqv]")
+        .replace(" -r, -- register I/O buffer\n", "")
 }
 
 pub fn normalize(text: &str) -> String {
