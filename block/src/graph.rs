@@ -91,6 +91,20 @@ impl BlockGraph {
         crate::request::inflight::lock_inflight(&self.inflight).run()
     }
 
+    /// True when no request is in flight anywhere.
+    pub fn inflight_is_idle(&self) -> bool {
+        crate::request::inflight::lock_inflight(&self.inflight).is_empty()
+    }
+
+    /// True when a request not finished yet (stopped at a breakpoint, or
+    /// behind one) goes through `node`, or was issued to a node below it.
+    pub fn has_requests_in_flight(&self, node: &NodeRef) -> bool {
+        let roots = crate::request::inflight::lock_inflight(&self.inflight).nodes();
+        roots
+            .iter()
+            .any(|r| tree_contains(r, node) || tree_contains(node, r))
+    }
+
     /// Installs the callback that opens `/dev/fdset/N` names.
     pub fn set_fdset_opener(&mut self, opener: Box<FdsetOpener>) {
         self.fdsets = Some(opener);
@@ -254,7 +268,7 @@ impl BlockGraph {
     /// Replaces a node's backing child (blockdev-snapshot, jobs); refuses loops.
     pub fn set_backing(&mut self, node: &NodeRef, backing: Option<NodeRef>) -> BlockResult<()> {
         if let Some(b) = &backing {
-            if chain_contains(b, node) {
+            if tree_contains(b, node) {
                 return Err(BlockError::InvalidArgument(
                     "Making this node the backing file would create a loop".into(),
                 ));
@@ -692,7 +706,9 @@ impl BlockGraph {
 }
 
 /// True when `node` appears in the backing/file tree below (and including) `top`.
-fn chain_contains(top: &NodeRef, node: &NodeRef) -> bool {
+/// True when `node` is `top` or below it through any child (file, backing,
+/// quorum children). A graph too deep to walk counts as containing it.
+fn tree_contains(top: &NodeRef, node: &NodeRef) -> bool {
     let mut stack = vec![top.clone()];
     let mut seen = 0usize;
     while let Some(n) = stack.pop() {
@@ -706,6 +722,7 @@ fn chain_contains(top: &NodeRef, node: &NodeRef) -> bool {
         let g = lock(&n);
         stack.extend(g.file());
         stack.extend(g.backing());
+        stack.extend(g.other_children());
     }
     false
 }

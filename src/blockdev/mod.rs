@@ -12,6 +12,7 @@
 pub mod device_io;
 pub mod drive;
 pub mod medium;
+pub mod stopped;
 pub mod throttle;
 
 use std::sync::Arc;

@@ -384,6 +384,7 @@ pub fn block_resize(
     out: &mut String,
 ) -> Result<(), QmpError> {
     let size = a.get("size").and_then(Value::as_i64).unwrap_or(0);
+    blockdev::stopped::check_idle(emu, s(a, "device").unwrap_or(""))?;
     qmp_cmds::block::resize(emu, s(a, "device"), None, size).map_err(|(e, report)| {
         // The driver's own error_report() reaches the monitor first.
         if let Some(r) = report {
@@ -494,6 +495,7 @@ pub fn change(
             return Err(QmpError::generic(format!("invalid parameter value: {m}")));
         }
     }
+    blockdev::stopped::check_idle(emu, device)?;
     let r = qmp_cmds::block::change_medium(emu, device, target, s(a, "arg"), ro);
     crate::blockdev::flush_events(emu);
     r
@@ -575,6 +577,7 @@ pub fn drive_del(
         out.push_str("Deleting device added with blockdev-add is not supported\n");
         return Ok(());
     }
+    blockdev::stopped::check_idle(emu, id)?;
     // A device keeps using an anonymous, medium-less backend; we have no
     // device models yet, so the backend goes entirely.
     emu.blockdevs.delete_backend(&mut emu.block, id);

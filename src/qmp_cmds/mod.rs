@@ -220,6 +220,7 @@ pub fn dispatch(
     if let Some(def) = qmp::schema::schema().command(name) {
         qmp::schema::schema().check_arguments(def, args)?;
     }
+    crate::blockdev::stopped::refuse_if_draining(emu, name, args)?;
     let r = (entry.handler)(emu, ctx, args);
     // Block events raised by the command go out before its reply, as in QEMU.
     crate::blockdev::flush_events(emu);

@@ -208,6 +208,10 @@ impl AsyncRequest for AioInflight {
         }
         Poll::Ready(done.text)
     }
+
+    fn node(&self) -> Option<NodeRef> {
+        self.node.clone()
+    }
 }
 
 /// Takes aio requests instead of running them at once.

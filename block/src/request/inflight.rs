@@ -6,12 +6,16 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{breakpoint, release_count, Poll, Wait};
+use crate::node::NodeRef;
 
 /// A request with a completion: the owner of a whole request tree.
 pub trait AsyncRequest: Send {
     /// Goes on as far as it can (breakpoints are armed around the call).
     /// Ready: it finished, and this is what its issuer prints for it.
     fn poll(&mut self) -> Poll<String>;
+
+    /// The node the request was issued to (None: a drive without medium).
+    fn node(&self) -> Option<NodeRef>;
 }
 
 struct Parked {
@@ -98,6 +102,11 @@ impl Inflight {
         }
     }
 
+    /// The nodes requests not finished yet were issued to.
+    pub fn nodes(&self) -> Vec<NodeRef> {
+        self.parked.iter().filter_map(|p| p.req.node()).collect()
+    }
+
     /// Requests not finished yet.
     pub fn len(&self) -> usize {
         self.parked.len()
@@ -137,6 +146,10 @@ mod tests {
                 }
             }
             Poll::Ready(format!("{}\n", self.name))
+        }
+
+        fn node(&self) -> Option<NodeRef> {
+            None
         }
     }
 
