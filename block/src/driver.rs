@@ -141,6 +141,12 @@ pub trait Driver: Send {
         self.length(c)
     }
 
+    /// The alignment (a power of two) requests must have at this node; the
+    /// generic layer pads unaligned ones (read-modify-write for writes).
+    fn request_alignment(&self) -> u64 {
+        1
+    }
+
     /// Fills `buf` from `offset`.
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()>;
 

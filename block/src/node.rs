@@ -27,6 +27,9 @@ pub use mapped_read::{mapping_generation, MappedRead};
 /// Reads and writes as requests that can stop and go on later.
 mod requests;
 pub use requests::{pass_read, pass_write, signal_stop, ReadOp, WriteOp};
+/// Requests in flight through nodes that want aligned requests.
+mod tracked;
+use tracked::Tracked;
 
 /// Shared handle to a node; parents, backends and the graph all hold one.
 pub type NodeRef = Arc<Mutex<Node>>;
@@ -101,6 +104,8 @@ pub struct Node {
     /// (bs->backing_file): the attached backing node's when one is
     /// attached, then whatever change-backing-file wrote.
     backing_record: Option<(String, String)>,
+    /// Requests in flight, when the driver wants aligned requests.
+    tracked: Tracked,
 }
 
 impl Node {
@@ -126,6 +131,7 @@ impl Node {
             before_write: None,
             backing_blocker: None,
             backing_record: None,
+            tracked: Tracked::default(),
         }
     }
 
@@ -291,10 +297,12 @@ impl Node {
     }
 
     fn run_before_write(&mut self, offset: u64, len: u64) -> BlockResult<()> {
-        match self.before_write.clone() {
-            Some(h) => h.before_write(self, offset, len),
-            None => Ok(()),
-        }
+        let Some(h) = self.before_write.clone() else {
+            return Ok(());
+        };
+        // Its reads must not wait for the write that runs it (QEMU's
+        // backup reads with BDRV_REQ_NO_SERIALISING).
+        requests::unserialised(|| h.before_write(self, offset, len))
     }
 
     pub fn length(&mut self) -> BlockResult<u64> {

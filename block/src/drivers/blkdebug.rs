@@ -530,6 +530,10 @@ impl Driver for BlkdebugDriver {
         lock(image(c)?).length()
     }
 
+    fn request_alignment(&self) -> u64 {
+        self.align.max(1)
+    }
+
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
         ready_or_busy(self.poll_read(c, &mut DriverReq::new(offset, ReqKind::Read), buf))
     }
