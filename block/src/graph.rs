@@ -509,7 +509,8 @@ impl BlockGraph {
         match opts.get("file") {
             Some(Value::String(r)) => self.find_ref(ctx, r),
             Some(Value::Object(o)) => {
-                let n = self.open_node(o, ctx, Some(child_inherit), nopts.read_only)?;
+                let o = with_protocol_driver(o)?;
+                let n = self.open_node(&o, ctx, Some(child_inherit), nopts.read_only)?;
                 lock(&n).set_implicit(true);
                 Ok(n)
             }
@@ -519,17 +520,8 @@ impl BlockGraph {
             None => match get_str(opts, "filename")? {
                 Some(f) => {
                     let mut o = Options::new();
-                    let proto = if f.starts_with("blkdebug:") {
-                        "blkdebug"
-                    } else if crate::drivers::file::is_host_device(f) {
-                        // QEMU's protocol probing picks host_device for
-                        // block and character device nodes.
-                        "host_device"
-                    } else {
-                        "file"
-                    };
-                    o.insert("driver".into(), Value::from(proto));
                     o.insert("filename".into(), Value::from(f));
+                    let o = with_protocol_driver(&o)?;
                     let n = self.open_node(&o, ctx, Some(child_inherit), nopts.read_only)?;
                     lock(&n).set_implicit(true);
                     Ok(n)
@@ -706,6 +698,27 @@ impl BlockGraph {
 }
 
 /// True when `node` appears in the backing/file tree below (and including) `top`.
+/// The options of a child in QEMU's child_file role: without a driver, the
+/// protocol is picked from the file name (`blkdebug:` names, device nodes
+/// as host_device, else file), never probed from the content.
+pub(crate) fn with_protocol_driver(o: &Options) -> BlockResult<Options> {
+    let mut o = o.clone();
+    if o.contains_key("driver") {
+        return Ok(o);
+    }
+    if let Some(f) = get_str(&o, "filename")? {
+        let proto = if f.starts_with("blkdebug:") {
+            "blkdebug"
+        } else if crate::drivers::file::is_host_device(f) {
+            "host_device"
+        } else {
+            "file"
+        };
+        o.insert("driver".into(), Value::from(proto));
+    }
+    Ok(o)
+}
+
 /// True when `node` is `top` or below it through any child (file, backing,
 /// quorum children). A graph too deep to walk counts as containing it.
 fn tree_contains(top: &NodeRef, node: &NodeRef) -> bool {

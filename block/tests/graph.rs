@@ -379,3 +379,29 @@ fn format_node_is_created_after_its_file_and_before_its_backing() {
         Some("top")
     );
 }
+
+/// QEMU opens `file` (and blkdebug's `image`) children as protocol nodes:
+/// without a driver the protocol comes from the file name, and the content
+/// is not probed (a qcow2 file is not opened as a qcow2 node below qcow2).
+#[test]
+fn file_children_without_a_driver_are_protocol_nodes() {
+    let d = tmpdir("g-proto-child");
+    let img = p(&d, "a.qcow2");
+    create_image("qcow2", &img, Some(1 << 20), &CreateOptions::default()).unwrap();
+    let mut g = BlockGraph::new();
+
+    let q = g
+        .open(&opts(json!({"driver": "qcow2", "file": {"filename": img}})))
+        .unwrap();
+    let dbg = g
+        .open(&opts(json!({"driver": "qcow2",
+            "file": {"driver": "blkdebug", "image": {"filename": img}}})))
+        .unwrap();
+
+    let file = lock(&q).file().unwrap();
+    assert_eq!(lock(&file).driver_name(), "file");
+    let blkdebug = lock(&dbg).file().unwrap();
+    let image = lock(&blkdebug).file().unwrap();
+    assert_eq!(lock(&image).driver_name(), "file");
+    g.close_all();
+}

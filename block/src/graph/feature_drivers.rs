@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::{BlockGraph, OpenCtx};
+use super::{with_protocol_driver, BlockGraph, OpenCtx};
 use crate::driver::Children;
 use crate::drivers::blkdebug::{parse_filename, BlkdebugDriver};
 use crate::drivers::quorum::{children_options, QuorumDriver};
@@ -15,13 +15,15 @@ use crate::node::{lock, DetectZeroes, Node, NodeOptions, NodeRef};
 use crate::options::{get_str, Options};
 
 impl BlockGraph {
-    /// Opens a child given as a node-name reference, an option object or a
-    /// plain file name.
+    /// Opens a child given as a node-name reference or an option object;
+    /// `protocol`: without a driver, it is picked from the file name rather
+    /// than probed from the content (QEMU's child_file role).
     fn open_feature_child(
         &mut self,
         spec: &Value,
         ctx: &mut OpenCtx,
         nopts: NodeOptions,
+        protocol: bool,
     ) -> BlockResult<NodeRef> {
         let inherit = NodeOptions {
             detect_zeroes: DetectZeroes::Off,
@@ -30,7 +32,12 @@ impl BlockGraph {
         match spec {
             Value::String(r) => self.find_ref(ctx, r),
             Value::Object(o) => {
-                let n = self.open_node(o, ctx, Some(inherit), nopts.read_only)?;
+                let o = if protocol {
+                    with_protocol_driver(o)?
+                } else {
+                    o.clone()
+                };
+                let n = self.open_node(&o, ctx, Some(inherit), nopts.read_only)?;
                 lock(&n).set_implicit(true);
                 Ok(n)
             }
@@ -47,14 +54,8 @@ impl BlockGraph {
         nopts: NodeOptions,
     ) -> BlockResult<NodeRef> {
         let mut o = Options::new();
-        let proto = if filename.starts_with("blkdebug:") {
-            "blkdebug"
-        } else {
-            "file"
-        };
-        o.insert("driver".into(), Value::from(proto));
         o.insert("filename".into(), Value::from(filename));
-        self.open_feature_child(&Value::Object(o), ctx, nopts)
+        self.open_feature_child(&Value::Object(o), ctx, nopts, true)
     }
 
     pub(super) fn open_blkdebug(
@@ -68,7 +69,7 @@ impl BlockGraph {
         let pos = ctx.created.len();
         let mut dopts = opts.clone();
         let image = if let Some(spec) = opts.get("image") {
-            self.open_feature_child(spec, ctx, nopts)?
+            self.open_feature_child(spec, ctx, nopts, true)?
         } else {
             let name = match (get_str(opts, "x-image")?, get_str(opts, "filename")?) {
                 (Some(x), _) => x.to_string(),
@@ -120,7 +121,7 @@ impl BlockGraph {
         let specs = children_options(opts)?;
         let mut children = Vec::with_capacity(specs.len());
         for spec in &specs {
-            children.push(self.open_feature_child(spec, ctx, nopts)?);
+            children.push(self.open_feature_child(spec, ctx, nopts, false)?);
         }
         let drv = QuorumDriver::new(opts, children, node_name.clone(), self.events.clone())?;
         let filename = format!("json:{}", Value::Object(opts.clone()));
