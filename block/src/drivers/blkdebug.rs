@@ -118,6 +118,17 @@ struct Rule {
     action: Action,
 }
 
+/// A request stopped at a breakpoint.
+struct Stopped {
+    tag: String,
+    /// Released when the request may go on.
+    ticket: Ticket,
+    /// Older breakpoints on the same event: QEMU goes through an event's
+    /// rules one at a time, so the request stops at each of these in turn
+    /// once resumed (those still set by then).
+    next: Vec<u64>,
+}
+
 /// The blkdebug filter driver.
 pub struct BlkdebugDriver {
     /// Rules in insertion order; an event processes its rules newest first.
@@ -126,9 +137,8 @@ pub struct BlkdebugDriver {
     active: Vec<u64>,
     state: i64,
     next_id: u64,
-    /// Requests stopped at a breakpoint, newest first: the tag and what
-    /// the request waits for.
-    suspended: Vec<(String, Ticket)>,
+    /// Requests stopped at a breakpoint, newest first.
+    suspended: Vec<Stopped>,
     align: u64,
     config_file: Option<String>,
 }
@@ -334,17 +344,34 @@ impl BlkdebugDriver {
                 Action::Suspend { .. } => {}
             }
         }
-        for (id, tag) in hit {
-            self.rules.retain(|r| r.id != id);
+        if !hit.is_empty() {
+            let ticket = Ticket::new();
+            breakpoint::hit(ticket.clone());
+            let next = hit.iter().map(|(id, _)| *id).collect();
+            self.stop_at_next(ticket, next);
+        }
+        self.state = new_state;
+    }
+
+    /// Stops the request holding `ticket` at the first breakpoint of
+    /// `next` still set; false when none is (the request may go on).
+    fn stop_at_next(&mut self, ticket: Ticket, mut next: Vec<u64>) -> bool {
+        while !next.is_empty() {
+            let id = next.remove(0);
+            let Some(pos) = self.rules.iter().position(|r| r.id == id) else {
+                continue;
+            };
+            let Action::Suspend { tag } = self.rules.remove(pos).action else {
+                continue;
+            };
             // QEMU prints these on its stdout, except under qtest.
             if !crate::stats::qtest_mode() {
                 println!("blkdebug: Suspended request '{}'", tag);
             }
-            let ticket = Ticket::new();
-            breakpoint::hit(ticket.clone());
-            self.suspended.insert(0, (tag, ticket));
+            self.suspended.insert(0, Stopped { tag, ticket, next });
+            return true;
         }
-        self.state = new_state;
+        false
     }
 
     /// The error an I/O on `offset..offset+len` gets from the active rules
@@ -429,19 +456,21 @@ impl BlkdebugDriver {
         let pos = self
             .suspended
             .iter()
-            .position(|(t, _)| t == tag)
+            .position(|s| s.tag == tag)
             .ok_or(libc::ENOENT)?;
-        let (tag, ticket) = self.suspended.remove(pos);
+        let Stopped { tag, ticket, next } = self.suspended.remove(pos);
         if !crate::stats::qtest_mode() {
             println!("blkdebug: Resuming request '{}'", tag);
         }
-        ticket.release();
+        if !self.stop_at_next(ticket.clone(), next) {
+            ticket.release();
+        }
         Ok(())
     }
 
     /// qemu-io `wait_break <tag>` polls this.
     pub fn is_suspended(&self, tag: &str) -> bool {
-        self.suspended.iter().any(|(t, _)| t == tag)
+        self.suspended.iter().any(|s| s.tag == tag)
     }
 
     /// Requests stopped at a breakpoint and not resumed yet.
@@ -776,6 +805,22 @@ mod tests {
         d.remove_breakpoint("B").unwrap();
         let ((), w) = breakpoint::armed(|| d.event(BlkdebugEvent::ReadAio));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_request_stops_at_each_breakpoint_of_its_event_in_turn() {
+        let mut d = driver(json!({}));
+        d.add_breakpoint("write_aio", "X").unwrap();
+        d.add_breakpoint("write_aio", "Y").unwrap();
+        let ((), mut w) = breakpoint::armed(|| d.event(BlkdebugEvent::WriteAio));
+        assert!(d.is_suspended("Y"));
+        assert_eq!(d.resume("X"), Err(libc::ENOENT));
+        d.resume("Y").unwrap();
+        assert!(d.is_suspended("X"));
+        assert!(!w.is_over());
+        d.resume("X").unwrap();
+        assert!(w.is_over());
+        assert_eq!(d.suspended_count(), 0);
     }
 
     #[test]
