@@ -21,6 +21,7 @@
 
 mod aligned;
 pub mod backend;
+pub mod console;
 pub mod create;
 pub mod dirty_bitmap;
 pub mod driver;

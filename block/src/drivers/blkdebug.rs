@@ -366,7 +366,7 @@ impl BlkdebugDriver {
             };
             // QEMU prints these on its stdout, except under qtest.
             if !crate::stats::qtest_mode() {
-                println!("blkdebug: Suspended request '{}'", tag);
+                crate::console::print(&format!("blkdebug: Suspended request '{}'\n", tag));
             }
             self.suspended.insert(0, Stopped { tag, ticket, next });
             return true;
@@ -460,7 +460,7 @@ impl BlkdebugDriver {
             .ok_or(libc::ENOENT)?;
         let Stopped { tag, ticket, next } = self.suspended.remove(pos);
         if !crate::stats::qtest_mode() {
-            println!("blkdebug: Resuming request '{}'", tag);
+            crate::console::print(&format!("blkdebug: Resuming request '{}'\n", tag));
         }
         if !self.stop_at_next(ticket.clone(), next) {
             ticket.release();

@@ -161,14 +161,19 @@ impl QemuIo {
                 max: info.argmax,
             });
         }
-        let mut ctx = Ctx {
-            io: self,
-            dev: Device::new(node),
-            out,
-            argv: &argv,
-            info,
-        };
-        (info.run)(&mut ctx)
+        // What blkdebug prints meanwhile follows the command's own output.
+        let (r, printed) = crate::console::capture(|| {
+            let mut ctx = Ctx {
+                io: self,
+                dev: Device::new(node),
+                out: &mut *out,
+                argv: &argv,
+                info,
+            };
+            (info.run)(&mut ctx)
+        });
+        out.push_str(&printed);
+        r
     }
 
     fn account(&mut self, ev: AcctEvent) {

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{breakpoint, release_count, Poll, Wait};
+use crate::console;
 use crate::node::NodeRef;
 
 /// A request with a completion: the owner of a whole request tree.
@@ -66,7 +67,8 @@ fn poll_parked(p: &mut Parked) -> Option<String> {
 
 impl Inflight {
     /// Starts a request: it runs until it finishes or stops. Returns what
-    /// every request that finished meanwhile prints (this one included).
+    /// was printed meanwhile: the reports of every request that finished
+    /// (this one included) and blkdebug's messages, in order.
     pub fn submit(&mut self, req: Box<dyn AsyncRequest>) -> String {
         self.parked.push_back(Parked {
             req,
@@ -77,9 +79,13 @@ impl Inflight {
     }
 
     /// Polls the stopped requests until no pass gets any further; returns
-    /// what the finished ones print, in the order they finished.
+    /// what was printed meanwhile (reports of the requests that finished,
+    /// blkdebug's messages), in order.
     pub fn run(&mut self) -> String {
-        let mut out = String::new();
+        console::capture(|| self.run_passes()).1
+    }
+
+    fn run_passes(&mut self) {
         loop {
             let releases = release_count();
             let mut finished = false;
@@ -87,7 +93,7 @@ impl Inflight {
             while i < self.parked.len() {
                 match poll_parked(&mut self.parked[i]) {
                     Some(text) => {
-                        out.push_str(&text);
+                        console::print(&text);
                         self.parked.remove(i);
                         finished = true;
                     }
@@ -97,7 +103,7 @@ impl Inflight {
             // A pass that finished nothing and released nothing changed
             // nothing another pass could build on.
             if !finished && release_count() == releases {
-                return out;
+                return;
             }
         }
     }
