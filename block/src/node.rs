@@ -14,7 +14,7 @@ use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
 use crate::events::{BlockEvent, EventSink, ImageCorrupted};
 use crate::probe;
-use crate::request::{ready_or_busy, ReqKind};
+use crate::request::{breakpoint, ready_or_busy, ReqKind};
 use crate::tracking::WriteTracking;
 
 /// Hooks for stats, dirty bitmaps, write threshold and blkdebug events.
@@ -314,13 +314,17 @@ impl Node {
         self.driver.refresh_length(&self.children)
     }
 
+    /// Synchronous, like `write` and `write_zeroes`: the request polled once
+    /// with breakpoints disarmed (it could never be resumed); one that would
+    /// wait behind a stopped request fails with EBUSY.
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        ready_or_busy(self.poll_read(&mut ReadOp::new(offset), buf))
+        let op = &mut ReadOp::new(offset);
+        ready_or_busy(breakpoint::disarmed(|| self.poll_read(op, buf)))
     }
 
     pub fn write(&mut self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
         let mut op = WriteOp::new(offset, ReqKind::Write { fua });
-        ready_or_busy(self.poll_write(&mut op, buf))
+        ready_or_busy(breakpoint::disarmed(|| self.poll_write(&mut op, buf)))
     }
 
     /// A probed raw image must not be turned into something that probes as
@@ -341,7 +345,7 @@ impl Node {
 
     pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
         let mut op = WriteOp::new(offset, ReqKind::WriteZeroes { len, may_unmap });
-        ready_or_busy(self.poll_write(&mut op, &[]))
+        ready_or_busy(breakpoint::disarmed(|| self.poll_write(&mut op, &[])))
     }
 
     /// Where `offset..` (at most `len` bytes) of this node's content can be

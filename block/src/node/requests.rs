@@ -386,7 +386,11 @@ impl Node {
         loop {
             match self.write_step(op, data) {
                 Flow::Go => {}
-                Flow::Stop => return Poll::Pending,
+                // A corruption found before the driver stopped is reported now.
+                Flow::Stop => {
+                    self.note_corruption();
+                    return Poll::Pending;
+                }
                 Flow::End(r) => {
                     if let Some(g) = op.track.take() {
                         self.tracked.end(g);
@@ -618,7 +622,10 @@ impl Node {
             None => &mut *buf,
         };
         let r = match self.driver.poll_read(&self.children, &mut op.dreq, target) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                self.note_corruption();
+                return Poll::Pending;
+            }
             Poll::Ready(r) => r,
         };
         if let (Ok(()), Some(b)) = (&r, &op.bounce) {

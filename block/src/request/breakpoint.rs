@@ -60,6 +60,23 @@ pub fn armed<R>(f: impl FnOnce() -> R) -> (R, Wait) {
     (r, g.close())
 }
 
+/// Puts back the scopes `disarmed` hid, also when the code inside panics.
+struct Hidden(Vec<Wait>);
+
+impl Drop for Hidden {
+    fn drop(&mut self) {
+        let saved = std::mem::take(&mut self.0);
+        SCOPES.with(|s| *s.borrow_mut() = saved);
+    }
+}
+
+/// Runs `f` with breakpoints disarmed: a synchronous request made while an
+/// armed one is polled could never be resumed, so it must not stop.
+pub fn disarmed<R>(f: impl FnOnce() -> R) -> R {
+    let _hidden = Hidden(SCOPES.with(|s| std::mem::take(&mut *s.borrow_mut())));
+    f()
+}
+
 /// Runs `f` (which signals an event) and returns the breakpoints it hit;
 /// nothing is armed unless an `armed` scope is open around the call.
 pub fn catch<R>(f: impl FnOnce() -> R) -> (R, Wait) {
@@ -87,6 +104,20 @@ mod tests {
         assert!(inner.is_over());
         assert!(!outer.is_over());
         assert!(!is_armed());
+    }
+
+    #[test]
+    fn disarmed_code_inside_an_armed_scope_cannot_stop() {
+        let t = Ticket::new();
+        let ((), mut outer) = armed(|| {
+            disarmed(|| {
+                assert!(!is_armed());
+                let ((), w) = catch(|| hit(t.clone()));
+                assert!(w.is_empty());
+            });
+            assert!(is_armed());
+        });
+        assert!(outer.is_over());
     }
 
     #[test]
