@@ -1,10 +1,9 @@
-//! Guest-to-host mapping through L1/L2 tables, and the data paths built on it:
-//! read, allocating write with copy-on-write, zero clusters, discard, compressed
-//! writes, and growing the L1 table.
+//! Guest-to-host mapping through L1/L2 tables and what changes it: writable
+//! L2 tables, zero clusters, discard, compressed writes, growing the L1
+//! table, preallocation. Reads and data writes are in `requests.rs`.
 
 use super::compress::{compress_cluster, decompress_cluster};
 use super::header::{OFF_L1_SIZE, OFF_SIZE};
-use super::payload::Payload;
 use super::{
     file_of, Cl, Meta, Qcow2, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED,
     OFLAG_ZERO,
@@ -174,7 +173,12 @@ impl Qcow2 {
 
     /// Reads guest data from the backing file (zeroes past its end or without
     /// one, and past this image's own end without asking the backing).
-    fn read_backing(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
+    pub(super) fn read_backing(
+        &mut self,
+        c: &Children,
+        off: u64,
+        buf: &mut [u8],
+    ) -> BlockResult<()> {
         let Some(b) = &c.backing else {
             buf.fill(0);
             return Ok(());
@@ -195,7 +199,7 @@ impl Qcow2 {
         Ok(())
     }
 
-    fn read_compressed(
+    pub(super) fn read_compressed(
         &mut self,
         c: &Children,
         entry: u64,
@@ -218,40 +222,6 @@ impl Qcow2 {
             self.dcache = Some(coff);
         }
         buf.copy_from_slice(&self.dbuf[in_off..in_off + buf.len()]);
-        Ok(())
-    }
-
-    /// Reads one run's worth of guest data whose storage is `kind`.
-    fn read_kind(&mut self, c: &Children, kind: Cl, off: u64, buf: &mut [u8]) -> BlockResult<()> {
-        blkdebug::signal(c, read_event(kind));
-        match kind {
-            Cl::Unalloc => self.read_backing(c, off, buf),
-            Cl::Zero { .. } => {
-                buf.fill(0);
-                Ok(())
-            }
-            Cl::Normal { off: host, .. } => self.pread(c, host, buf),
-            Cl::Compressed { entry } => {
-                let in_off = (off & (self.cs - 1)) as usize;
-                self.read_compressed(c, entry, in_off, buf)
-            }
-        }
-    }
-
-    pub(crate) fn do_read(
-        &mut self,
-        c: &Children,
-        mut off: u64,
-        buf: &mut [u8],
-    ) -> BlockResult<()> {
-        let mut pos = 0usize;
-        while pos < buf.len() {
-            let (kind, n) = self.run(c, off, (buf.len() - pos) as u64)?;
-            let n = n as usize;
-            self.read_kind(c, kind, off, &mut buf[pos..pos + n])?;
-            pos += n;
-            off += n as u64;
-        }
         Ok(())
     }
 
@@ -326,52 +296,9 @@ impl Qcow2 {
         Ok(())
     }
 
-    pub(crate) fn do_write(&mut self, c: &Children, off: u64, data: &[u8]) -> BlockResult<()> {
-        self.write_payload(c, off, Payload::Mem(data))
-    }
-
-    /// The write path for data in memory and for copy offload alike.
-    pub(crate) fn write_payload(
-        &mut self,
-        c: &Children,
-        mut off: u64,
-        mut data: Payload<'_>,
-    ) -> BlockResult<()> {
-        while !data.is_empty() {
-            let (kind, n) = self.run(c, off, data.len())?;
-            blkdebug::signal(c, BlkdebugEvent::WriteAio);
-            let done = match kind {
-                Cl::Normal {
-                    off: host,
-                    copied: true,
-                } => {
-                    let n = n as usize;
-                    if self.past_eof(c, host + n as u64 - 1) {
-                        return Err(self.signal_corruption(
-                            c,
-                            true,
-                            Some(host & !(self.cs - 1)),
-                            Some(self.cs),
-                            format!(
-                                "Data cluster offset {:#x} is past the end of the image file",
-                                host
-                            ),
-                        ));
-                    }
-                    self.pwrite_payload(c, host, data.slice(0, n as u64))?;
-                    n
-                }
-                _ => self.alloc_write(c, off, data)?,
-            };
-            off += done as u64;
-            data = data.skip(done as u64);
-        }
-        Ok(())
-    }
-
     /// True when the guest range of a cluster stored as `entry` reads as zero
     /// without looking (so COW of it onto fresh clusters can be skipped).
-    fn reads_zero(&self, c: &Children, entry: u64) -> bool {
+    pub(super) fn reads_zero(&self, c: &Children, entry: u64) -> bool {
         if entry & OFLAG_COMPRESSED != 0 {
             return false;
         }
@@ -381,101 +308,9 @@ impl Qcow2 {
         entry & L2E_OFFSET_MASK == 0 && c.backing.is_none()
     }
 
-    /// Writes data into newly allocated clusters, copying the untouched parts of
-    /// the first and last cluster from their old content. Returns bytes consumed.
-    fn alloc_write(&mut self, c: &Children, off: u64, data: Payload<'_>) -> BlockResult<usize> {
-        self.mark_dirty(c)?;
-        let cs = self.cs;
-        let cl = off >> self.cb;
-        let in_off = off & (cs - 1);
-        let l1i = cl >> self.l2_bits;
-        let l2i = cl & (self.l2_entries() - 1);
-        let l2_off = self.writable_l2(c, l1i)?;
-        let touched = (in_off + data.len()).div_ceil(cs);
-        let max_n = touched.min(self.l2_entries() - l2i);
-        let slot = self.get_l2(c, l2_off)?;
-        let mut n = 0u64;
-        while n < max_n {
-            let e = self.l2.slots[slot].table[(l2i + n) as usize];
-            if n > 0
-                && e & OFLAG_COPIED != 0
-                && e & (OFLAG_COMPRESSED | OFLAG_ZERO) == 0
-                && e & L2E_OFFSET_MASK != 0
-            {
-                break;
-            }
-            n += 1;
-        }
-        let bytes = (n * cs - in_off).min(data.len());
-        let old_first = self.l2.slots[slot].table[l2i as usize];
-        let old_last = self.l2.slots[slot].table[(l2i + n - 1) as usize];
-        let fresh_from = self.file_len.next_multiple_of(cs);
-        let host = self.alloc_clusters(c, n)?;
-        let fresh = host >= fresh_from;
-        let total = n * cs;
-        let tail = in_off + bytes;
-        let need_head = in_off > 0 && !(fresh && self.reads_zero(c, old_first));
-        // Past the image's end a cluster holds zeroes whatever lies below:
-        // written, never read (no lock on a backing node: image fleecing's
-        // copy-before-write runs with the backing, the source, locked).
-        let tail_past_end = cl * cs + tail >= self.hdr.size;
-        let need_tail = tail < total && !(fresh && (tail_past_end || self.reads_zero(c, old_last)));
-        if !need_head && !need_tail {
-            self.pwrite_payload(c, host + in_off, data.slice(0, bytes))?;
-        } else {
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.clear();
-            buf.resize(total as usize, 0);
-            let mut r = Ok(());
-            if need_head {
-                let k = self.kind_of(c, old_first, l2_off, l2i)?;
-                r = self.read_kind(c, host_kind(k, 0), cl * cs, &mut buf[..in_off as usize]);
-            }
-            if r.is_ok() {
-                r = data
-                    .slice(0, bytes)
-                    .fill(&mut buf[in_off as usize..tail as usize]);
-            }
-            if r.is_ok() && need_tail && !tail_past_end {
-                let last_cl = cl + n - 1;
-                let k = self.kind_of(c, old_last, l2_off, l2i + n - 1)?;
-                let from = tail - (n - 1) * cs;
-                r = self.read_kind(
-                    c,
-                    host_kind(k, from),
-                    last_cl * cs + from,
-                    &mut buf[tail as usize..total as usize],
-                );
-            }
-            if r.is_ok() {
-                r = self.pwrite_data(c, host, &buf);
-            }
-            self.buf = buf;
-            r?;
-        }
-        let slot = self.get_l2(c, l2_off)?;
-        self.frees.clear();
-        for i in 0..n {
-            let idx = (l2i + i) as usize;
-            let old = self.l2.slots[slot].table[idx];
-            let needs_free = old & OFLAG_COMPRESSED != 0 || old & L2E_OFFSET_MASK != 0;
-            if needs_free {
-                self.frees.push(old);
-            }
-            self.l2.slots[slot].table[idx] = (host + i * cs) | OFLAG_COPIED;
-        }
-        self.l2.mark_dirty(slot);
-        self.release_frees(c)?;
-        Ok(bytes as usize)
-    }
-
-    fn kind_of(&mut self, c: &Children, entry: u64, l2_off: u64, idx: u64) -> BlockResult<Cl> {
-        self.classify(c, entry, l2_off, idx)
-    }
-
     /// Drops the references collected in `self.frees` once the entries that
     /// replaced them are on disk.
-    fn release_frees(&mut self, c: &Children) -> BlockResult<()> {
+    pub(super) fn release_frees(&mut self, c: &Children) -> BlockResult<()> {
         if self.frees.is_empty() {
             return Ok(());
         }
@@ -807,25 +642,5 @@ impl Qcow2 {
         }
         self.flush_metadata(c, true)?;
         Ok(host_end)
-    }
-}
-
-/// The storage kind adjusted to start `from` bytes into the cluster.
-/// The blkdebug event QEMU signals before reading guest data stored as `kind`.
-fn read_event(kind: Cl) -> BlkdebugEvent {
-    match kind {
-        Cl::Unalloc => BlkdebugEvent::ReadBackingAio,
-        Cl::Compressed { .. } => BlkdebugEvent::ReadCompressed,
-        _ => BlkdebugEvent::ReadAio,
-    }
-}
-
-fn host_kind(k: Cl, from: u64) -> Cl {
-    match k {
-        Cl::Normal { off, copied } => Cl::Normal {
-            off: off + from,
-            copied,
-        },
-        k => k,
     }
 }

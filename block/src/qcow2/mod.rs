@@ -12,9 +12,11 @@ mod check;
 mod cluster;
 mod compress;
 pub mod header;
+mod inflight;
 mod l2cache;
 mod payload;
 mod refcount;
+mod requests;
 mod snapshot;
 
 use std::collections::HashMap;
@@ -26,7 +28,9 @@ use crate::driver::{
 };
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
+use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind};
 use header::*;
+use inflight::InFlight;
 use l2cache::L2Cache;
 use payload::Payload;
 use refcount::Refcounts;
@@ -127,6 +131,10 @@ pub struct Qcow2 {
     pub(crate) l1_pending: Vec<u64>,
     /// Shared L2 tables replaced by copies, released once the L1 is on disk.
     pub(crate) l2_pending_free: Vec<u64>,
+    /// Writes in flight: allocations not linked yet, stopped overwrites.
+    pub(crate) inflight: InFlight,
+    /// Closed while writes were in flight: those can never finish.
+    pub(crate) closed: bool,
 }
 
 pub(crate) fn file_of(c: &Children) -> BlockResult<&NodeRef> {
@@ -208,6 +216,8 @@ impl Qcow2 {
             snap_table_bytes: 0,
             l1_pending: Vec::new(),
             l2_pending_free: Vec::new(),
+            inflight: InFlight::default(),
+            closed: false,
             hdr,
         };
         if let Some(b) = opts.l2_cache_size {
@@ -610,20 +620,19 @@ impl Driver for Qcow2 {
         Ok(self.hdr.size)
     }
 
+    // The synchronous calls are the requests polled once (requests.rs).
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        self.check_range(offset, buf.len() as u64)?;
-        self.do_read(c, offset, buf)
+        let mut req = DriverReq::new(offset, ReqKind::Read);
+        ready_or_busy(breakpoint::disarmed(|| {
+            self.poll_read_req(c, &mut req, buf)
+        }))
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        self.check_writable()?;
-        self.check_range(offset, buf.len() as u64)?;
-        self.do_write(c, offset, buf)?;
-        if fua {
-            self.flush_metadata(c, false)?;
-            self.sync(c)?;
-        }
-        Ok(())
+        let mut req = DriverReq::new(offset, ReqKind::Write { fua });
+        ready_or_busy(breakpoint::disarmed(|| {
+            self.poll_write_req(c, &mut req, buf)
+        }))
     }
 
     fn write_zeroes(
@@ -633,14 +642,34 @@ impl Driver for Qcow2 {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
-        self.check_writable()?;
-        self.check_range(offset, len)?;
-        self.do_write_zeroes(c, offset, len, may_unmap)
+        let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
+        ready_or_busy(breakpoint::disarmed(|| {
+            self.poll_write_req(c, &mut req, &[])
+        }))
+    }
+
+    fn poll_read(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        buf: &mut [u8],
+    ) -> Poll<BlockResult<()>> {
+        self.poll_read_req(c, req, buf)
+    }
+
+    fn poll_write(
+        &mut self,
+        c: &Children,
+        req: &mut DriverReq,
+        data: &[u8],
+    ) -> Poll<BlockResult<()>> {
+        self.poll_write_req(c, req, data)
     }
 
     fn discard(&mut self, c: &Children, offset: u64, len: u64) -> BlockResult<()> {
         self.check_writable()?;
         self.check_range(offset, len)?;
+        self.check_no_write_in_flight(offset, len)?;
         self.do_discard(c, offset, len)
     }
 
@@ -668,6 +697,7 @@ impl Driver for Qcow2 {
 
     fn truncate(&mut self, c: &Children, size: u64) -> BlockResult<()> {
         self.check_writable()?;
+        self.check_idle()?;
         self.resize(c, size)
     }
 
@@ -715,18 +745,26 @@ impl Driver for Qcow2 {
     ) -> BlockResult<()> {
         self.check_writable()?;
         self.check_range(offset, len)?;
-        self.write_payload(c, offset, Payload::File { src, len })
+        self.write_now(c, offset, Payload::File { src, len }, false)
     }
 
     fn write_compressed(&mut self, c: &Children, offset: u64, buf: &[u8]) -> BlockResult<()> {
         self.check_writable()?;
         self.check_range(offset, buf.len() as u64)?;
+        self.check_no_write_in_flight(offset, buf.len() as u64)?;
         self.do_write_compressed(c, offset, buf)
     }
 
     fn close(&mut self, c: &Children) -> BlockResult<()> {
         if self.read_only || self.corrupt {
             return Ok(());
+        }
+        if let Err(e) = self.check_idle() {
+            // What finished reaches the disk; the stopped writes fail when
+            // resumed, their clusters leaked and never linked.
+            self.closed = true;
+            self.flush_metadata(c, true)?;
+            return Err(e);
         }
         self.flush_metadata(c, true)?;
         self.mark_clean(c)
@@ -735,6 +773,7 @@ impl Driver for Qcow2 {
     fn set_read_only(&mut self, c: &Children, read_only: bool) -> BlockResult<()> {
         if read_only {
             if !self.read_only {
+                self.check_idle()?;
                 self.close(c)?;
             }
             self.read_only = true;
@@ -768,6 +807,7 @@ impl Driver for Qcow2 {
         fmt: Option<&str>,
     ) -> BlockResult<()> {
         self.check_writable()?;
+        self.check_idle()?;
         let old = (
             self.hdr.backing_file.clone(),
             self.hdr.backing_format.clone(),
@@ -830,6 +870,7 @@ impl Driver for Qcow2 {
 
     fn snapshot_create(&mut self, c: &Children, info: &SnapshotInfo) -> BlockResult<SnapshotInfo> {
         self.check_writable()?;
+        self.check_idle()?;
         self.do_snapshot_create(c, info)
     }
 
@@ -840,11 +881,13 @@ impl Driver for Qcow2 {
         name: Option<&str>,
     ) -> BlockResult<SnapshotInfo> {
         self.check_writable()?;
+        self.check_idle()?;
         self.do_snapshot_delete(c, id, name)
     }
 
     fn snapshot_goto(&mut self, c: &Children, id_or_name: &str) -> BlockResult<()> {
         self.check_writable()?;
+        self.check_idle()?;
         self.do_snapshot_goto(c, id_or_name)
     }
 

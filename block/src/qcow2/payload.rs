@@ -22,10 +22,6 @@ impl<'a> Payload<'a> {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// `n` bytes from `start` (both within the payload).
     pub(crate) fn slice(&self, start: u64, n: u64) -> Payload<'a> {
         match *self {
