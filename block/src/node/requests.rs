@@ -769,6 +769,7 @@ pub fn pass_read(
 }
 
 /// Signals `ev` on the file child; Some when a breakpoint stopped the request there.
+#[inline]
 pub fn signal_stop(c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
     let ev = ev?;
     let ((), w) = breakpoint::catch(|| blkdebug::signal(c, ev));

@@ -5,6 +5,7 @@
 //! zero writes wait for. While either kind is in flight, nothing may
 //! restructure the image's metadata.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::request::Ticket;
@@ -28,7 +29,14 @@ struct List {
 /// Shared with the requests' guards, so a request dropped before it
 /// finished still takes its entry off.
 #[derive(Clone, Default)]
-pub(crate) struct InFlight(Arc<Mutex<List>>);
+pub(crate) struct InFlight(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    /// The number of entries, so that the usual empty list costs no lock.
+    len: AtomicUsize,
+    list: Mutex<List>,
+}
 
 /// One entry; dropping it removes the entry and lets its waiters go on.
 pub(crate) struct Guard {
@@ -46,7 +54,7 @@ pub(crate) enum Dependency {
 
 impl InFlight {
     fn lock(&self) -> MutexGuard<'_, List> {
-        match self.0.lock() {
+        match self.0.list.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
@@ -64,6 +72,7 @@ impl InFlight {
             alloc,
             ticket: None,
         });
+        self.0.len.store(l.entries.len(), Ordering::Release);
         Guard {
             list: self.clone(),
             id,
@@ -74,6 +83,9 @@ impl InFlight {
     /// starting inside an allocation waits for it, one reaching into an
     /// allocation further on stops short of it.
     pub(crate) fn write_dependency(&self, off: u64, len: u64) -> Dependency {
+        if self.is_empty() {
+            return Dependency::Clear(len);
+        }
         let mut l = self.lock();
         let end = off + len;
         let mut avail = len;
@@ -91,6 +103,9 @@ impl InFlight {
 
     /// An entry of either kind overlapping `start..end`, to wait for.
     pub(crate) fn overlapping(&self, start: u64, end: u64) -> Option<Ticket> {
+        if self.is_empty() {
+            return None;
+        }
         let mut l = self.lock();
         l.entries
             .iter_mut()
@@ -99,7 +114,7 @@ impl InFlight {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().entries.is_empty()
+        self.0.len.load(Ordering::Acquire) == 0
     }
 }
 
@@ -110,7 +125,9 @@ impl Drop for Guard {
             let Some(i) = l.entries.iter().position(|e| e.id == self.id) else {
                 return;
             };
-            l.entries.swap_remove(i).ticket
+            let e = l.entries.swap_remove(i);
+            self.list.0.len.store(l.entries.len(), Ordering::Release);
+            e.ticket
         };
         if let Some(t) = ticket {
             t.release();

@@ -20,6 +20,7 @@ mod requests;
 mod snapshot;
 
 use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
 
 pub use header::Header;
 
@@ -135,6 +136,8 @@ pub struct Qcow2 {
     pub(crate) inflight: InFlight,
     /// Closed while writes were in flight: those can never finish.
     pub(crate) closed: bool,
+    /// The file child last asked, and whether it observes blkdebug events.
+    pub(crate) events_file: Option<(Weak<Mutex<crate::node::Node>>, bool)>,
 }
 
 pub(crate) fn file_of(c: &Children) -> BlockResult<&NodeRef> {
@@ -218,6 +221,7 @@ impl Qcow2 {
             l2_pending_free: Vec::new(),
             inflight: InFlight::default(),
             closed: false,
+            events_file: None,
             hdr,
         };
         if let Some(b) = opts.l2_cache_size {
@@ -622,17 +626,11 @@ impl Driver for Qcow2 {
 
     // The synchronous calls are the requests polled once (requests.rs).
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::Read);
-        ready_or_busy(breakpoint::disarmed(|| {
-            self.poll_read_req(c, &mut req, buf)
-        }))
+        self.read_now(c, offset, buf)
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::Write { fua });
-        ready_or_busy(breakpoint::disarmed(|| {
-            self.poll_write_req(c, &mut req, buf)
-        }))
+        self.write_now(c, offset, Payload::Mem(buf), fua)
     }
 
     fn write_zeroes(
@@ -743,8 +741,6 @@ impl Driver for Qcow2 {
         len: u64,
         src: CopyFrom<'_>,
     ) -> BlockResult<()> {
-        self.check_writable()?;
-        self.check_range(offset, len)?;
         self.write_now(c, offset, Payload::File { src, len }, false)
     }
 

@@ -19,6 +19,7 @@
 //! write to the file.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use super::inflight::{Dependency, Guard};
 use super::payload::Payload;
@@ -110,7 +111,7 @@ enum RStep {
     /// up again) without signalling again.
     Signalled,
     /// Reading `n` bytes of a `len`-byte run from the backing node.
-    Backing { op: ReadOp, len: u64, n: u64 },
+    Backing { op: Box<ReadOp>, len: u64, n: u64 },
 }
 
 impl ReadState {
@@ -137,6 +138,7 @@ struct AllocPlan {
 
 /// Runs `f` on the request's state, made by `init` on the stack on the
 /// first poll and boxed into `state` only when the request stops.
+#[inline]
 pub(crate) fn with_state<S: Any + Send, R>(
     state: &mut Option<Box<dyn Any + Send>>,
     init: impl FnOnce() -> S,
@@ -163,8 +165,41 @@ type Step = BlockResult<Option<Wait>>;
 impl Qcow2 {
     /// True when the file child sees the events signalled on it (blkdebug):
     /// then every event comes at QEMU's place and the request may stop there.
-    fn events_observed(&self, c: &Children) -> bool {
-        file_of(c).is_ok_and(|f| lock(f).driver_name() == "blkdebug")
+    /// Remembered per file node (a node never changes its driver; the weak
+    /// reference keeps its address from being reused).
+    fn events_observed(&mut self, c: &Children) -> bool {
+        let Ok(f) = file_of(c) else {
+            return false;
+        };
+        if let Some((w, v)) = &self.events_file {
+            if std::ptr::eq(w.as_ptr(), Arc::as_ptr(f)) {
+                return *v;
+            }
+        }
+        let v = lock(f).driver_name() == "blkdebug";
+        self.events_file = Some((Arc::downgrade(f), v));
+        v
+    }
+
+    /// Signals `ev` on the file child, where only blkdebug sees it; Some
+    /// when a breakpoint stopped the request there.
+    #[inline]
+    fn stop_at(&mut self, c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
+        if ev.is_none() || !self.events_observed(c) {
+            return None;
+        }
+        signal_stop(c, ev)
+    }
+
+    /// The synchronous read into `buf` from `off`: the read request polled
+    /// once, with breakpoints disarmed.
+    pub(crate) fn read_now(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
+        self.check_range(off, buf.len() as u64)?;
+        let mut st = ReadState::new();
+        let mut gate = Wait::none();
+        ready_or_busy(breakpoint::disarmed(|| {
+            self.drive_read(c, &mut st, off, buf, &mut gate)
+        }))
     }
 
     /// The synchronous write of `data` at `off`: the write request polled
@@ -176,6 +211,8 @@ impl Qcow2 {
         data: Payload<'_>,
         fua: bool,
     ) -> BlockResult<()> {
+        self.check_writable()?;
+        self.check_range(off, data.len())?;
         let mut st = WriteState::new();
         let mut gate = Wait::none();
         ready_or_busy(breakpoint::disarmed(|| {
@@ -375,7 +412,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if let Some(w) = signal_stop(c, Some(BlkdebugEvent::WriteAio)) {
+        if let Some(w) = self.stop_at(c, Some(BlkdebugEvent::WriteAio)) {
             let cs = self.cs;
             let guard =
                 self.inflight
@@ -425,7 +462,7 @@ impl Qcow2 {
             phase: Phase::Data,
             cow: None,
         });
-        Ok(signal_stop(c, Some(BlkdebugEvent::WriteAio)))
+        Ok(self.stop_at(c, Some(BlkdebugEvent::WriteAio)))
     }
 
     /// Finds how many clusters from `off` need new ones (QEMU's
@@ -553,7 +590,7 @@ impl Qcow2 {
                     tail,
                     at: CowAt::ReadEvent,
                 };
-                Ok(signal_stop(c, Some(BlkdebugEvent::CowRead)))
+                Ok(self.stop_at(c, Some(BlkdebugEvent::CowRead)))
             }
             CowAt::ReadEvent => {
                 run.phase = Phase::Cow {
@@ -566,7 +603,7 @@ impl Qcow2 {
                     let (kind, n) = self.run(c, goff, len)?;
                     self.read_event(c, kind, goff, n)?
                 };
-                Ok(signal_stop(c, ev))
+                Ok(self.stop_at(c, ev))
             }
             CowAt::Read => {
                 let mut buf = std::mem::take(&mut self.buf);
@@ -581,7 +618,7 @@ impl Qcow2 {
                     self.buf = buf;
                     return Err(e);
                 }
-                if let Some(w) = signal_stop(c, Some(BlkdebugEvent::CowWrite)) {
+                if let Some(w) = self.stop_at(c, Some(BlkdebugEvent::CowWrite)) {
                     run.cow = Some(buf.clone());
                     run.phase = Phase::Cow {
                         tail,
@@ -665,6 +702,7 @@ impl Qcow2 {
 
     /// The event QEMU signals before reading a run of `n` bytes at `off`
     /// stored as `kind` (none for zeroes, nor for a cached compressed cluster).
+    #[inline]
     fn read_event(
         &mut self,
         c: &Children,
@@ -684,6 +722,7 @@ impl Qcow2 {
     }
 
     /// Reads one run's worth of guest data stored as `kind`, synchronously.
+    #[inline]
     fn read_sync(&mut self, c: &Children, kind: Cl, off: u64, buf: &mut [u8]) -> BlockResult<()> {
         match kind {
             Cl::Unalloc => self.read_backing(c, off, buf),
@@ -700,6 +739,7 @@ impl Qcow2 {
     }
 
     /// Polls a read into `buf` from `off0`.
+    #[inline]
     fn drive_read(
         &mut self,
         c: &Children,
@@ -714,12 +754,14 @@ impl Qcow2 {
                 return Poll::Ready(Ok(()));
             }
             let off = off0 + st.done;
-            let r = match std::mem::replace(&mut st.step, RStep::Plan) {
-                RStep::Backing { op, len, n } => {
-                    self.read_backing_op(c, st, op, len, n, &mut buf[pos..])
-                }
+            let r = match st.step {
                 RStep::Plan => self.read_run(c, st, off, &mut buf[pos..], false),
-                RStep::Signalled => self.read_run(c, st, off, &mut buf[pos..], true),
+                _ => match std::mem::replace(&mut st.step, RStep::Plan) {
+                    RStep::Backing { op, len, n } => {
+                        self.read_backing_op(c, st, Some(op), off, len, n, &mut buf[pos..])
+                    }
+                    _ => self.read_run(c, st, off, &mut buf[pos..], true),
+                },
             };
             match r {
                 Ok(None) => {}
@@ -753,7 +795,7 @@ impl Qcow2 {
                 Cl::Unalloc => (from_backing > 0).then_some(BlkdebugEvent::ReadBackingAio),
                 k => self.read_event(c, k, off, n)?,
             };
-            if let Some(w) = signal_stop(c, ev) {
+            if let Some(w) = self.stop_at(c, ev) {
                 st.step = RStep::Signalled;
                 return Ok(Some(w));
             }
@@ -761,8 +803,7 @@ impl Qcow2 {
         if let Cl::Unalloc = kind {
             buf[from_backing as usize..].fill(0);
             if from_backing > 0 {
-                let op = ReadOp::new(off);
-                return self.read_backing_op(c, st, op, n, from_backing, buf);
+                return self.read_backing_op(c, st, None, off, n, from_backing, buf);
             }
         } else {
             self.read_sync(c, kind, off, buf)?;
@@ -771,13 +812,16 @@ impl Qcow2 {
         Ok(None)
     }
 
-    /// Polls the request on the backing node for the first `n` bytes of a
-    /// `len`-byte run that starts `buf`.
+    /// Polls the request on the backing node at `off` for the first `n`
+    /// bytes of a `len`-byte run that starts `buf`: the one that stopped
+    /// before, or a new one (on the stack, boxed only if it stops).
+    #[allow(clippy::too_many_arguments)]
     fn read_backing_op(
         &mut self,
         c: &Children,
         st: &mut ReadState,
-        mut op: ReadOp,
+        stopped: Option<Box<ReadOp>>,
+        off: u64,
         len: u64,
         n: u64,
         buf: &mut [u8],
@@ -787,7 +831,13 @@ impl Qcow2 {
                 "qcow2: the backing file went away".into(),
             ));
         };
-        match lock(b).poll_read(&mut op, &mut buf[..n as usize]) {
+        let mut stopped = stopped;
+        let mut fresh = None;
+        let op = match stopped.as_deref_mut() {
+            Some(op) => op,
+            None => fresh.insert(ReadOp::new(off)),
+        };
+        match lock(b).poll_read(op, &mut buf[..n as usize]) {
             Poll::Ready(r) => {
                 r?;
                 st.done += len;
@@ -795,6 +845,9 @@ impl Qcow2 {
             }
             // The backing node keeps what it waits for; poll again later.
             Poll::Pending => {
+                let Some(op) = stopped.or_else(|| fresh.map(Box::new)) else {
+                    return Err(BlockError::Generic("qcow2: backing read lost".into()));
+                };
                 st.step = RStep::Backing { op, len, n };
                 Ok(Some(Wait::none()))
             }
