@@ -31,7 +31,7 @@ use crate::node::{lock, signal_stop, ReadOp};
 use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind, Wait};
 
 /// Where a write has got to.
-pub(crate) struct WriteState {
+struct WriteState {
     /// Bytes of the request written and linked.
     done: u64,
     step: WStep,
@@ -89,7 +89,7 @@ enum CowAt {
 }
 
 impl WriteState {
-    pub(crate) fn new() -> WriteState {
+    fn new() -> WriteState {
         WriteState {
             done: 0,
             step: WStep::Plan,
@@ -99,7 +99,7 @@ impl WriteState {
 }
 
 /// Where a read has got to.
-pub(crate) struct ReadState {
+struct ReadState {
     done: u64,
     step: RStep,
 }
@@ -115,7 +115,7 @@ enum RStep {
 }
 
 impl ReadState {
-    pub(crate) fn new() -> ReadState {
+    fn new() -> ReadState {
         ReadState {
             done: 0,
             step: RStep::Plan,
@@ -139,7 +139,7 @@ struct AllocPlan {
 /// Runs `f` on the request's state, made by `init` on the stack on the
 /// first poll and boxed into `state` only when the request stops.
 #[inline]
-pub(crate) fn with_state<S: Any + Send, R>(
+fn with_state<S: Any + Send, R>(
     state: &mut Option<Box<dyn Any + Send>>,
     init: impl FnOnce() -> S,
     f: impl FnOnce(&mut S) -> Poll<R>,
