@@ -86,7 +86,6 @@ fn completions(out: &str) -> Vec<String> {
 }
 
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
-const COPIED: u64 = 1 << 63;
 
 fn be64_at(path: &str, off: u64) -> u64 {
     use std::os::unix::fs::FileExt;
@@ -96,7 +95,7 @@ fn be64_at(path: &str, off: u64) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn put64(path: &str, off: u64, v: u64) {
+fn put16(path: &str, off: u64, v: u16) {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(&v.to_be_bytes(), off).unwrap();
@@ -146,11 +145,8 @@ fn overlap_while_cow_is_in_flight_fails_the_stopped_write_without_a_crash() {
     }
     // Arrange: 060's image: two clusters written (the second forces an L2
     // table after the first data cluster), the first discarded (compat
-    // 0.10 unallocates it, so a write to it needs COW). 060 then marks the
-    // second L2 table free, so that the next allocation lands on it; our
-    // allocator never hands out a cluster the metadata uses, so guest
-    // cluster 1 is pointed at that table instead: the synchronous write to
-    // it meets the same overlap check.
+    // 0.10 unallocates it, so a write to it needs COW), the second L2
+    // table's refcount cleared, so that the next allocation lands on it.
     let d = tmpdir("inflight-060");
     let img = p(&d, "t.qcow2");
     qemu_img(&[
@@ -166,9 +162,8 @@ fn overlap_while_cow_is_in_flight_fails_the_stopped_write_without_a_crash() {
     qemu_io("qcow2", &img, "write 0k 64k");
     qemu_io("qcow2", &img, "write 512M 64k");
     qemu_io("qcow2", &img, "discard 0k 64k");
-    let second_l2 = l1_entry(&img, 512 << 20 >> 29) & OFFSET_MASK;
-    let first_l2 = l1_entry(&img, 0) & OFFSET_MASK;
-    put64(&img, first_l2 + 8, second_l2 | COPIED);
+    let second_l2 = l1_entry(&img, 1) & OFFSET_MASK;
+    put16(&img, 0x2000c, 0);
     let mut s = Session::open(&img);
 
     // Act: stop a COW write at cow_read, corrupt by a synchronous write,
@@ -179,7 +174,10 @@ fn overlap_while_cow_is_in_flight_fails_the_stopped_write_without_a_crash() {
     let events: Vec<_> =
         s.g.take_events()
             .into_iter()
-            .filter(|e| matches!(e, BlockEvent::ImageCorrupted(_)))
+            .filter_map(|e| match e {
+                BlockEvent::ImageCorrupted(c) => Some(c),
+                _ => None,
+            })
             .collect();
     let resumed = s.run(&["resume 0", "aio_flush"]);
 
@@ -193,6 +191,14 @@ fn overlap_while_cow_is_in_flight_fails_the_stopped_write_without_a_crash() {
         sync
     );
     assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].msg,
+        "Preventing invalid write on metadata (overlaps with active L2 table)"
+    );
+    assert_eq!(
+        (events[0].offset, events[0].size),
+        (Some(second_l2), Some(0x10000))
+    );
     assert_eq!(
         completions(&resumed),
         ["aio_write failed: No medium found"],

@@ -427,8 +427,22 @@ impl Qcow2 {
         Ok(())
     }
 
-    /// Allocates `n` contiguous free clusters (refcount 1); returns the host offset.
+    /// Allocates `n` contiguous free clusters (refcount 1) for metadata;
+    /// returns the host offset. Clusters the metadata uses are never handed
+    /// out, whatever their refcount says: metadata writes are not checked
+    /// for overlaps.
     pub(crate) fn alloc_clusters(&mut self, c: &Children, n: u64) -> BlockResult<u64> {
+        self.alloc_clusters_where(c, n, true)
+    }
+
+    /// Allocates clusters for guest data, by refcount alone as QEMU does:
+    /// metadata whose refcount says free is found by the overlap check of
+    /// the data write (a corruption), not silently stepped over.
+    pub(crate) fn alloc_data_clusters(&mut self, c: &Children, n: u64) -> BlockResult<u64> {
+        self.alloc_clusters_where(c, n, false)
+    }
+
+    fn alloc_clusters_where(&mut self, c: &Children, n: u64, skip_meta: bool) -> BlockResult<u64> {
         blkdebug::signal(c, BlkdebugEvent::ClusterAlloc);
         let mut start = self.free_cluster_index.max(1);
         let max_cluster = MAX_HOST_OFFSET >> self.cb;
@@ -439,7 +453,8 @@ impl Qcow2 {
                 if i >= max_cluster {
                     return Err(BlockError::errno("Image is full", libc::EFBIG));
                 }
-                let used = self.meta.contains_key(&i) || self.get_refcount(c, i)? != 0;
+                let used =
+                    (skip_meta && self.meta.contains_key(&i)) || self.get_refcount(c, i)? != 0;
                 if used {
                     run = 0;
                     start = i + 1;
@@ -482,7 +497,7 @@ impl Qcow2 {
             self.free_byte_offset = fbo + len;
             return Ok(fbo);
         }
-        let off = self.alloc_clusters(c, 1)?;
+        let off = self.alloc_data_clusters(c, 1)?;
         self.free_byte_offset = off + len;
         Ok(off)
     }

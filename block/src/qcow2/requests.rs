@@ -494,7 +494,7 @@ impl Qcow2 {
         let old_first = table[l2i as usize];
         let old_last = table[(l2i + n - 1) as usize];
         let fresh_from = self.file_len.next_multiple_of(cs);
-        let host = self.alloc_clusters(c, n)?;
+        let host = self.alloc_data_clusters(c, n)?;
         Ok(AllocPlan {
             guest: cl * cs,
             host,
