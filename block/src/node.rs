@@ -314,17 +314,17 @@ impl Node {
         self.driver.refresh_length(&self.children)
     }
 
-    /// Synchronous, like `write` and `write_zeroes`: the request polled once
-    /// with breakpoints disarmed (it could never be resumed); one that would
+    /// Synchronous, like `write` and `write_zeroes`: polled once as a
+    /// request that cannot stop (nothing could resume it); one that would
     /// wait behind a stopped request fails with EBUSY.
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
         let op = &mut ReadOp::new(offset);
-        ready_or_busy(breakpoint::disarmed(|| self.poll_read(op, buf)))
+        ready_or_busy(breakpoint::synchronous(|| self.poll_read(op, buf)))
     }
 
     pub fn write(&mut self, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
         let mut op = WriteOp::new(offset, ReqKind::Write { fua });
-        ready_or_busy(breakpoint::disarmed(|| self.poll_write(&mut op, buf)))
+        ready_or_busy(breakpoint::synchronous(|| self.poll_write(&mut op, buf)))
     }
 
     /// A probed raw image must not be turned into something that probes as
@@ -345,7 +345,7 @@ impl Node {
 
     pub fn write_zeroes(&mut self, offset: u64, len: u64, may_unmap: bool) -> BlockResult<()> {
         let mut op = WriteOp::new(offset, ReqKind::WriteZeroes { len, may_unmap });
-        ready_or_busy(breakpoint::disarmed(|| self.poll_write(&mut op, &[])))
+        ready_or_busy(breakpoint::synchronous(|| self.poll_write(&mut op, &[])))
     }
 
     /// Where `offset..` (at most `len` bytes) of this node's content can be

@@ -641,7 +641,7 @@ impl Driver for Qcow2 {
         may_unmap: bool,
     ) -> BlockResult<()> {
         let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
-        ready_or_busy(breakpoint::disarmed(|| {
+        ready_or_busy(breakpoint::synchronous(|| {
             self.poll_write_req(c, &mut req, &[])
         }))
     }

@@ -192,18 +192,18 @@ impl Qcow2 {
     }
 
     /// The synchronous read into `buf` from `off`: the read request polled
-    /// once, with breakpoints disarmed.
+    /// once, as a request that cannot stop.
     pub(crate) fn read_now(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
         self.check_range(off, buf.len() as u64)?;
         let mut st = ReadState::new();
         let mut gate = Wait::none();
-        ready_or_busy(breakpoint::disarmed(|| {
+        ready_or_busy(breakpoint::synchronous(|| {
             self.drive_read(c, &mut st, off, buf, &mut gate)
         }))
     }
 
     /// The synchronous write of `data` at `off`: the write request polled
-    /// once, with breakpoints disarmed.
+    /// once, as a request that cannot stop.
     pub(crate) fn write_now(
         &mut self,
         c: &Children,
@@ -215,7 +215,7 @@ impl Qcow2 {
         self.check_range(off, data.len())?;
         let mut st = WriteState::new();
         let mut gate = Wait::none();
-        ready_or_busy(breakpoint::disarmed(|| {
+        ready_or_busy(breakpoint::synchronous(|| {
             self.drive_write(c, &mut st, off, data, fua, &mut gate)
         }))
     }
@@ -290,7 +290,7 @@ impl Qcow2 {
                     return Poll::Pending;
                 }
                 let off = req.offset;
-                Poll::Ready(breakpoint::disarmed(|| {
+                Poll::Ready(breakpoint::synchronous(|| {
                     self.do_write_zeroes(c, off, len, may_unmap)
                 }))
             }
