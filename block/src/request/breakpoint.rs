@@ -8,12 +8,14 @@
 //! caller, which holds the request back after that poll. With no scope
 //! open, breakpoints are not armed at all.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::{Ticket, Wait};
 
 thread_local! {
     static SCOPES: RefCell<Vec<Wait>> = const { RefCell::new(Vec::new()) };
+    /// `SCOPES.len()`, read on every request's hot path without a borrow.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Pops the scope it pushed, also when the code inside panics.
@@ -22,11 +24,13 @@ struct ScopeGuard;
 impl ScopeGuard {
     fn open() -> ScopeGuard {
         SCOPES.with(|s| s.borrow_mut().push(Wait::none()));
+        DEPTH.with(|d| d.set(d.get() + 1));
         ScopeGuard
     }
 
     fn close(self) -> Wait {
         let w = SCOPES.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
         std::mem::forget(self);
         w
     }
@@ -35,13 +39,14 @@ impl ScopeGuard {
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         SCOPES.with(|s| s.borrow_mut().pop());
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
     }
 }
 
 /// True when a breakpoint hit now would stop a request.
 #[inline]
 pub fn is_armed() -> bool {
-    SCOPES.with(|s| !s.borrow().is_empty())
+    DEPTH.with(|d| d.get() > 0)
 }
 
 /// A breakpoint fired: the innermost scope's request waits on `ticket`.
@@ -63,7 +68,7 @@ pub fn armed<R>(f: impl FnOnce() -> R) -> (R, Wait) {
 
 thread_local! {
     /// Depth of `synchronous` calls around the current code.
-    static SYNC: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static SYNC: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Leaves the synchronous region it entered, also on panic.
