@@ -22,24 +22,8 @@ const SIZE: u64 = 2 << 20;
 const SECTOR: u64 = 512;
 const TAGS: [&str; 3] = ["A", "B", "C"];
 
-/// xorshift64: the same session for the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
+fn pick<'a>(r: &mut Rng, items: &[&'a str]) -> &'a str {
+    items[r.below(items.len() as u64) as usize]
 }
 
 /// What a sector may hold: the values some write could have left there.
@@ -68,11 +52,13 @@ impl Model {
         (off / SECTOR) as usize..((off + len) / SECTOR) as usize
     }
 
-    /// True when `off..off+len` meets a write still in flight.
-    fn races(&self, off: u64, len: u64) -> bool {
+    /// The writes still in flight that `off..off+len` meets.
+    fn racing(&self, off: u64, len: u64) -> Vec<(u64, u64)> {
         self.writes
             .keys()
-            .any(|&(o, l)| o < off + len && off < o + l)
+            .copied()
+            .filter(|&(o, l)| o < off + len && off < o + l)
+            .collect()
     }
 
     /// A write landed: its value is certain only where nothing raced it.
@@ -148,14 +134,8 @@ impl Session {
         if self.model.writes.contains_key(&(off, len)) {
             return;
         }
-        if self.model.races(off, len) {
-            let racing: Vec<_> = self
-                .model
-                .writes
-                .keys()
-                .copied()
-                .filter(|&(o, l)| o < off + len && off < o + l)
-                .collect();
+        let racing = self.model.racing(off, len);
+        if !racing.is_empty() {
             self.raced.extend(racing);
             self.raced.insert((off, len));
         }
@@ -171,13 +151,7 @@ impl Session {
     /// A synchronous write: done at once, or refused (EBUSY) when it meets
     /// a stopped request, maybe after writing part of it.
     fn write(&mut self, off: u64, len: u64, p: u8) {
-        let racing: Vec<_> = self
-            .model
-            .writes
-            .keys()
-            .copied()
-            .filter(|&(o, l)| o < off + len && off < o + l)
-            .collect();
+        let racing = self.model.racing(off, len);
         let out = self.run(&format!("write -P {p} {off} {len}"));
         // A request held after a step may have landed before its report,
         // so with writes in flight either may land last.
@@ -257,8 +231,8 @@ fn session(
         let p = 1 + r.below(250) as u8;
         match r.below(12) {
             0..=2 => {
-                let ev = r.pick(events);
-                let tag = r.pick(&TAGS);
+                let ev = pick(&mut r, events);
+                let tag = pick(&mut r, &TAGS);
                 s.run(&format!("break {ev} {tag}"));
             }
             3..=5 => s.aio_write(off, len, p),
@@ -268,11 +242,11 @@ fn session(
             }
             8 => s.write(off, len, p),
             9 => {
-                let tag = r.pick(&TAGS);
+                let tag = pick(&mut r, &TAGS);
                 s.run(&format!("resume {tag}"));
             }
             10 => {
-                let tag = r.pick(&TAGS);
+                let tag = pick(&mut r, &TAGS);
                 s.run(&format!("remove_break {tag}"));
             }
             _ => {

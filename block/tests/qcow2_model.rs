@@ -8,19 +8,6 @@ use std::collections::HashMap;
 use block::{create_image, lock, BlockGraph, CreateOptions, SnapshotInfo};
 use common::*;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn run_model(cluster: u64, compat: &str, with_backing: bool, seed: u64) {
     if !have_qemu_img() {
         return;

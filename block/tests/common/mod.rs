@@ -117,3 +117,20 @@ pub fn read_all(n: &NodeRef, off: u64, len: usize) -> Vec<u8> {
 pub fn close(n: NodeRef) {
     lock(&n).close().unwrap();
 }
+
+/// xorshift64: the same random sequence for the same seed (seed not 0).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
