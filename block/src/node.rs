@@ -106,6 +106,9 @@ pub struct Node {
     backing_record: Option<(String, String)>,
     /// Requests in flight, when the driver wants aligned requests.
     tracked: Tracked,
+    /// `driver.observes_events()`, asked once: events signalled on a node
+    /// whose driver ignores them are skipped.
+    observes_events: bool,
 }
 
 impl Node {
@@ -119,7 +122,6 @@ impl Node {
     ) -> Node {
         Node {
             name,
-            driver,
             children,
             opts,
             probed: false,
@@ -132,6 +134,8 @@ impl Node {
             backing_blocker: None,
             backing_record: None,
             tracked: Tracked::default(),
+            observes_events: driver.observes_events(),
+            driver,
         }
     }
 
@@ -216,7 +220,7 @@ impl Node {
     }
 
     pub(crate) fn set_file_child(&mut self, file: Option<NodeRef>) {
-        self.children.file = file;
+        self.children.set_file(file);
     }
 
     pub fn set_detect_zeroes(&mut self, dz: DetectZeroes) {

@@ -500,7 +500,7 @@ impl Node {
                     Err(e) => return Flow::End(Err(e)),
                 };
                 op.phase = Phase::Driver;
-                let ((), w) = breakpoint::catch(|| self.write_begin(op.offset, op.len, ev));
+                let w = self.catch_here(|n| n.write_begin(op.offset, op.len, ev));
                 stop_on(w, &mut op.gate)
             }
             (Step::Write { src, .. }, Phase::Driver) => {
@@ -548,8 +548,19 @@ impl Node {
 
     /// Signals `ev` on this node: a point the request can stop right after.
     fn stop_after(&mut self, ev: BlkdebugEvent, gate: &mut Wait) -> Flow {
-        let ((), w) = breakpoint::catch(|| self.driver.debug_event(&self.children, ev));
+        let w = self.catch_here(|n| n.debug_event(ev));
         stop_on(w, gate)
+    }
+
+    /// Runs `f`, which signals an event on this node, and returns the
+    /// breakpoints it hit: only a node that observes events has any.
+    #[inline]
+    fn catch_here(&mut self, f: impl FnOnce(&mut Node)) -> Wait {
+        if !self.observes_events {
+            f(self);
+            return Wait::none();
+        }
+        breakpoint::catch(|| f(self)).1
     }
 
     /// The generic layer's work before a write reaches the driver: the
@@ -771,7 +782,7 @@ pub fn pass_read(
 /// Signals `ev` on the file child; Some when a breakpoint stopped the request there.
 #[inline]
 pub fn signal_stop(c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
-    let ev = ev?;
+    let ev = ev.filter(|_| c.file_observes_events())?;
     let ((), w) = breakpoint::catch(|| blkdebug::signal(c, ev));
     (!w.is_empty()).then_some(w)
 }

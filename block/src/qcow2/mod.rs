@@ -20,7 +20,6 @@ mod requests;
 mod snapshot;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
 
 pub use header::Header;
 
@@ -136,8 +135,6 @@ pub struct Qcow2 {
     pub(crate) inflight: InFlight,
     /// Closed while writes were in flight: those can never finish.
     pub(crate) closed: bool,
-    /// The file child last asked, and whether it observes blkdebug events.
-    pub(crate) events_file: Option<(Weak<Mutex<crate::node::Node>>, bool)>,
 }
 
 pub(crate) fn file_of(c: &Children) -> BlockResult<&NodeRef> {
@@ -221,7 +218,6 @@ impl Qcow2 {
             l2_pending_free: Vec::new(),
             inflight: InFlight::default(),
             closed: false,
-            events_file: None,
             hdr,
         };
         if let Some(b) = opts.l2_cache_size {

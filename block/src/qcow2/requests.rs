@@ -19,11 +19,10 @@
 //! write to the file.
 
 use std::any::Any;
-use std::sync::Arc;
 
 use super::inflight::{Dependency, Guard};
 use super::payload::Payload;
-use super::{file_of, Cl, Qcow2, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED};
+use super::{Cl, Qcow2, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED};
 use crate::driver::Children;
 use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
@@ -163,34 +162,6 @@ fn with_state<S: Any + Send, R>(
 type Step = BlockResult<Option<Wait>>;
 
 impl Qcow2 {
-    /// True when the file child sees the events signalled on it (blkdebug):
-    /// then every event comes at QEMU's place and the request may stop there.
-    /// Remembered per file node (a node never changes its driver; the weak
-    /// reference keeps its address from being reused).
-    fn events_observed(&mut self, c: &Children) -> bool {
-        let Ok(f) = file_of(c) else {
-            return false;
-        };
-        if let Some((w, v)) = &self.events_file {
-            if std::ptr::eq(w.as_ptr(), Arc::as_ptr(f)) {
-                return *v;
-            }
-        }
-        let v = lock(f).driver_name() == "blkdebug";
-        self.events_file = Some((Arc::downgrade(f), v));
-        v
-    }
-
-    /// Signals `ev` on the file child, where only blkdebug sees it; Some
-    /// when a breakpoint stopped the request there.
-    #[inline]
-    fn stop_at(&mut self, c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
-        if ev.is_none() || !self.events_observed(c) {
-            return None;
-        }
-        signal_stop(c, ev)
-    }
-
     /// The synchronous read into `buf` from `off`: the read request polled
     /// once, as a request that cannot stop.
     pub(crate) fn read_now(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
@@ -412,7 +383,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if let Some(w) = self.stop_at(c, Some(BlkdebugEvent::WriteAio)) {
+        if let Some(w) = signal_stop(c, Some(BlkdebugEvent::WriteAio)) {
             let cs = self.cs;
             let guard =
                 self.inflight
@@ -438,7 +409,7 @@ impl Qcow2 {
         off: u64,
         data: Payload<'_>,
     ) -> Step {
-        let split = self.events_observed(c);
+        let split = c.file_observes_events();
         let p = self.plan_alloc(c, off, data.len())?;
         let guard = self
             .inflight
@@ -462,7 +433,7 @@ impl Qcow2 {
             phase: Phase::Data,
             cow: None,
         });
-        Ok(self.stop_at(c, Some(BlkdebugEvent::WriteAio)))
+        Ok(signal_stop(c, Some(BlkdebugEvent::WriteAio)))
     }
 
     /// Finds how many clusters from `off` need new ones (QEMU's
@@ -590,7 +561,7 @@ impl Qcow2 {
                     tail,
                     at: CowAt::ReadEvent,
                 };
-                Ok(self.stop_at(c, Some(BlkdebugEvent::CowRead)))
+                Ok(signal_stop(c, Some(BlkdebugEvent::CowRead)))
             }
             CowAt::ReadEvent => {
                 run.phase = Phase::Cow {
@@ -603,7 +574,7 @@ impl Qcow2 {
                     let (kind, n) = self.run(c, goff, len)?;
                     self.read_event(c, kind, goff, n)?
                 };
-                Ok(self.stop_at(c, ev))
+                Ok(signal_stop(c, ev))
             }
             CowAt::Read => {
                 let mut buf = std::mem::take(&mut self.buf);
@@ -618,7 +589,7 @@ impl Qcow2 {
                     self.buf = buf;
                     return Err(e);
                 }
-                if let Some(w) = self.stop_at(c, Some(BlkdebugEvent::CowWrite)) {
+                if let Some(w) = signal_stop(c, Some(BlkdebugEvent::CowWrite)) {
                     run.cow = Some(buf.clone());
                     run.phase = Phase::Cow {
                         tail,
@@ -795,7 +766,7 @@ impl Qcow2 {
                 Cl::Unalloc => (from_backing > 0).then_some(BlkdebugEvent::ReadBackingAio),
                 k => self.read_event(c, k, off, n)?,
             };
-            if let Some(w) = self.stop_at(c, ev) {
+            if let Some(w) = signal_stop(c, ev) {
                 st.step = RStep::Signalled;
                 return Ok(Some(w));
             }
