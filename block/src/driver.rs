@@ -169,6 +169,7 @@ pub trait Driver: Send {
 
     /// The alignment (a power of two) requests must have at this node; the
     /// generic layer pads unaligned ones (read-modify-write for writes).
+    /// Asked once, when the node is made.
     fn request_alignment(&self) -> u64 {
         1
     }

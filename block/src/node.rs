@@ -109,6 +109,11 @@ pub struct Node {
     /// `driver.observes_events()`, asked once: events signalled on a node
     /// whose driver ignores them are skipped.
     observes_events: bool,
+    /// `driver.request_alignment()`, asked once.
+    align: u64,
+    /// A write may move data the driver stored before (see
+    /// `note_remapping_write`), asked once.
+    remaps_on_write: bool,
 }
 
 impl Node {
@@ -135,6 +140,8 @@ impl Node {
             backing_record: None,
             tracked: Tracked::default(),
             observes_events: driver.observes_events(),
+            align: driver.request_alignment(),
+            remaps_on_write: driver.is_format() && driver.format_name() != "raw",
             driver,
         }
     }
@@ -395,7 +402,7 @@ impl Node {
     /// that is not marked as solely owned is copied and the old one freed),
     /// so host ranges handed out by `read_mapped` may go stale.
     fn note_remapping_write(&self) {
-        if self.driver.is_format() && self.driver.format_name() != "raw" {
+        if self.remaps_on_write {
             mappings_may_change();
         }
     }

@@ -18,8 +18,6 @@
 //! the request, so an allocating write merges head, data and tail into one
 //! write to the file.
 
-use std::any::Any;
-
 use super::inflight::{Dependency, Guard};
 use super::payload::Payload;
 use super::{Cl, Qcow2, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED};
@@ -27,7 +25,7 @@ use crate::driver::Children;
 use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, signal_stop, ReadOp};
-use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind, Wait};
+use crate::request::{breakpoint, ready_or_busy, with_state, DriverReq, Poll, ReqKind, Wait};
 
 /// Where a write has got to.
 struct WriteState {
@@ -133,29 +131,6 @@ struct AllocPlan {
     fresh: bool,
     old_first: u64,
     old_last: u64,
-}
-
-/// Runs `f` on the request's state, made by `init` on the stack on the
-/// first poll and boxed into `state` only when the request stops.
-#[inline]
-fn with_state<S: Any + Send, R>(
-    state: &mut Option<Box<dyn Any + Send>>,
-    init: impl FnOnce() -> S,
-    f: impl FnOnce(&mut S) -> Poll<R>,
-) -> Poll<R> {
-    if let Some(st) = state.as_mut().and_then(|s| s.downcast_mut::<S>()) {
-        let r = f(st);
-        if matches!(r, Poll::Ready(_)) {
-            *state = None;
-        }
-        return r;
-    }
-    let mut st = init();
-    let r = f(&mut st);
-    if matches!(r, Poll::Pending) {
-        *state = Some(Box::new(st));
-    }
-    r
 }
 
 /// Poll's result for a step: Ok(Some(wait)) stops the request.
