@@ -797,7 +797,16 @@ pub fn pass_read(
 /// Signals `ev` on the file child; Some when a breakpoint stopped the request there.
 #[inline]
 pub fn signal_stop(c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
-    let ev = ev.filter(|_| c.file_observes_events())?;
+    match ev {
+        Some(ev) if c.file_observes_events() => signal_observed(c, ev),
+        _ => None,
+    }
+}
+
+/// `signal_stop` on a file child that observes events, out of line like
+/// `catch_observed`.
+#[inline(never)]
+fn signal_observed(c: &Children, ev: BlkdebugEvent) -> Option<Wait> {
     let ((), w) = breakpoint::catch(|| blkdebug::signal(c, ev));
     (!w.is_empty()).then_some(w)
 }
