@@ -337,8 +337,17 @@ pub struct ReadOp {
     phase: ReadPhase,
     /// An overlapping serialising request the read waits for.
     gate: Wait,
+    /// Alignment above 1 only (boxed: a read elsewhere has nothing there
+    /// to drop).
+    aligned: Option<Box<AlignedRead>>,
+}
+
+/// A read's part at a node that wants aligned requests.
+#[derive(Default)]
+struct AlignedRead {
+    /// Its entry in the node's tracked requests (none for an unserialised read).
     track: Option<TrackGuard>,
-    /// The aligned range an unaligned read reads (alignment above 1).
+    /// The aligned range an unaligned read reads.
     bounce: Option<Vec<u8>>,
 }
 
@@ -349,8 +358,7 @@ impl ReadOp {
             dreq: DriverReq::new(offset, ReqKind::Read),
             phase: ReadPhase::Start,
             gate: Wait::none(),
-            track: None,
-            bounce: None,
+            aligned: None,
         }
     }
 }
@@ -439,7 +447,7 @@ impl Node {
                 if let (Some(g), Some(r)) = (&op.track, &op.rmw) {
                     self.tracked.mark_serialising(g, r.align);
                 }
-                if self.must_wait(&op.track, &mut op.gate) {
+                if self.must_wait(op.track.as_ref(), &mut op.gate) {
                     return Flow::Stop;
                 }
                 op.phase = Phase::PadRead;
@@ -447,7 +455,7 @@ impl Node {
             }
             (Step::Pad { at, .. }, Phase::PadRead) => {
                 // QEMU's aligned read waits for overlapping requests once more.
-                if self.must_wait(&op.track, &mut op.gate) {
+                if self.must_wait(op.track.as_ref(), &mut op.gate) {
                     return Flow::Stop;
                 }
                 if let Some(r) = op.rmw.as_deref_mut() {
@@ -517,7 +525,7 @@ impl Node {
     ) -> Flow {
         if op.phase == Phase::Step {
             // Requests that overlap a serialising one wait for it too.
-            if self.must_wait(&op.track, &mut op.gate) {
+            if self.must_wait(op.track.as_ref(), &mut op.gate) {
                 return Flow::Stop;
             }
             op.dreq.restart(at, op.kind_for(src, len));
@@ -563,7 +571,7 @@ impl Node {
     /// True when the tracked request must wait behind another one; the
     /// other's ticket goes into `gate`.
     #[inline(always)]
-    fn must_wait(&mut self, track: &Option<TrackGuard>, gate: &mut Wait) -> bool {
+    fn must_wait(&mut self, track: Option<&TrackGuard>, gate: &mut Wait) -> bool {
         let Some(g) = track else {
             return false;
         };
@@ -656,7 +664,8 @@ impl Node {
             op.phase = ReadPhase::Wait;
         }
         if op.phase == ReadPhase::Wait {
-            if self.must_wait(&op.track, &mut op.gate) {
+            let track = op.aligned.as_deref().and_then(|a| a.track.as_ref());
+            if self.must_wait(track, &mut op.gate) {
                 return Poll::Pending;
             }
             op.phase = ReadPhase::Driver;
@@ -664,7 +673,11 @@ impl Node {
         if !op.dreq.gate.is_over() {
             return Poll::Pending;
         }
-        let target = match op.bounce.as_deref_mut() {
+        let target = match op
+            .aligned
+            .as_deref_mut()
+            .and_then(|a| a.bounce.as_deref_mut())
+        {
             Some(b) => b,
             None => &mut *buf,
         };
@@ -675,14 +688,16 @@ impl Node {
             }
             Poll::Ready(r) => r,
         };
-        if let (Ok(()), Some(b)) = (&r, &op.bounce) {
-            let skip = (op.offset - op.dreq.offset) as usize;
-            if let Some(src) = b.get(skip..skip + buf.len()) {
-                buf.copy_from_slice(src);
+        if let Some(a) = op.aligned.take() {
+            if let (Ok(()), Some(b)) = (&r, &a.bounce) {
+                let skip = (op.offset - op.dreq.offset) as usize;
+                if let Some(src) = b.get(skip..skip + buf.len()) {
+                    buf.copy_from_slice(src);
+                }
             }
-        }
-        if let Some(g) = op.track.take() {
-            self.tracked.end(g);
+            if let Some(g) = a.track {
+                self.tracked.end(g);
+            }
         }
         self.note_corruption();
         Poll::Ready(r)
@@ -700,12 +715,13 @@ impl Node {
             .checked_add(len)
             .ok_or_else(|| BlockError::InvalidArgument("Request out of range".into()))?;
         let (start, aligned_end) = (align_down(op.offset, align), align_up(end, align)?);
+        let a = op.aligned.insert(Box::default());
         if start != op.offset || aligned_end != end {
-            op.bounce = Some(zeroed(aligned_end - start)?);
+            a.bounce = Some(zeroed(aligned_end - start)?);
             op.dreq.offset = start;
         }
         if !UNSERIALISED.with(Cell::get) {
-            op.track = Some(self.tracked.begin(start, aligned_end - start));
+            a.track = Some(self.tracked.begin(start, aligned_end - start));
         }
         Ok(())
     }
