@@ -497,28 +497,35 @@ impl Qcow2 {
 
     /// Writes guest data at a host offset after checking it overlaps no metadata.
     pub(crate) fn pwrite_data(&mut self, c: &Children, off: u64, buf: &[u8]) -> BlockResult<()> {
-        self.check_data_target(c, off, buf.len() as u64)?;
-        lock(file_of(c)?).write(off, buf, false)?;
-        self.file_len = self.file_len.max(off + buf.len() as u64);
-        Ok(())
+        self.pwrite_payload(c, off, Payload::Mem(buf))
     }
 
-    /// Writes guest data (in memory or moved file-to-file) at a host offset.
+    /// Writes guest data (in memory or moved file-to-file) at a host offset
+    /// after checking it overlaps no metadata.
     pub(crate) fn pwrite_payload(
         &mut self,
         c: &Children,
         off: u64,
         data: Payload<'_>,
     ) -> BlockResult<()> {
+        self.check_data_target(c, off, data.len())?;
+        self.pwrite_checked(c, off, data)
+    }
+
+    /// Writes guest data to host clusters `check_data_target` accepted, with
+    /// no metadata allocated since.
+    pub(crate) fn pwrite_checked(
+        &mut self,
+        c: &Children,
+        off: u64,
+        data: Payload<'_>,
+    ) -> BlockResult<()> {
         match data {
-            Payload::Mem(buf) => self.pwrite_data(c, off, buf),
-            Payload::File { src, len } => {
-                self.check_data_target(c, off, len)?;
-                lock(file_of(c)?).copy_in(off, len, src)?;
-                self.file_len = self.file_len.max(off + len);
-                Ok(())
-            }
+            Payload::Mem(buf) => lock(file_of(c)?).write(off, buf, false)?,
+            Payload::File { src, len } => lock(file_of(c)?).copy_in(off, len, src)?,
         }
+        self.file_len = self.file_len.max(off + data.len());
+        Ok(())
     }
 
     fn check_data_target(&mut self, c: &Children, off: u64, len: u64) -> BlockResult<()> {
