@@ -346,6 +346,12 @@ pub trait Driver: Send {
         None
     }
 
+    /// True when `take_corruption` can report anything; asked once, when
+    /// the node is made, so other nodes' requests do not ask for nothing.
+    fn reports_corruption(&self) -> bool {
+        false
+    }
+
     /// A blkdebug event signalled on this node (only blkdebug acts on it).
     fn debug_event(&mut self, _c: &Children, _ev: crate::drivers::blkdebug::BlkdebugEvent) {}
 

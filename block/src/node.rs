@@ -106,14 +106,18 @@ pub struct Node {
     backing_record: Option<(String, String)>,
     /// Requests in flight, when the driver wants aligned requests.
     tracked: Tracked,
-    /// `driver.observes_events()`, asked once: events signalled on a node
-    /// whose driver ignores them are skipped.
+    // What the driver says of itself, asked once (a node never changes its
+    // driver), not on every request:
+    /// `driver.observes_events()`: events signalled on a node whose driver
+    /// ignores them are skipped.
     observes_events: bool,
-    /// `driver.request_alignment()`, asked once.
+    /// `driver.request_alignment()`.
     align: u64,
     /// A write may move data the driver stored before (see
-    /// `note_remapping_write`), asked once.
+    /// `note_remapping_write`).
     remaps_on_write: bool,
+    /// `driver.reports_corruption()`.
+    reports_corruption: bool,
 }
 
 impl Node {
@@ -142,6 +146,7 @@ impl Node {
             observes_events: driver.observes_events(),
             align: driver.request_alignment(),
             remaps_on_write: driver.is_format() && driver.format_name() != "raw",
+            reports_corruption: driver.reports_corruption(),
             driver,
         }
     }
@@ -254,7 +259,11 @@ impl Node {
         Ok(())
     }
 
+    #[inline]
     fn note_corruption(&mut self) {
+        if !self.reports_corruption {
+            return;
+        }
         if let Some(rep) = self.driver.take_corruption() {
             self.report_corruption(rep);
         }

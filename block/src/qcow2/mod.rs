@@ -890,6 +890,10 @@ impl Driver for Qcow2 {
         self.do_snapshot_goto(c, id_or_name)
     }
 
+    fn reports_corruption(&self) -> bool {
+        true
+    }
+
     fn take_corruption(&mut self) -> Option<CorruptionReport> {
         self.corruption.take()
     }
