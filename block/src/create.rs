@@ -248,10 +248,7 @@ fn create_qcow2(path: &str, size: Option<u64>, opts: &CreateOptions) -> BlockRes
         path.to_string(),
         EventSink::default(),
     )));
-    let c = Children {
-        file: Some(fnode.clone()),
-        backing: None,
-    };
+    let c = Children::with_file(fnode.clone());
     let mut q = Qcow2::open(&c, false)?;
     if opts.lazy_refcounts {
         q.set_lazy_refcounts(&c)?;

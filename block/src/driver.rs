@@ -7,16 +7,42 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::{BlockError, BlockResult};
-use crate::node::NodeRef;
+use crate::node::{lock, NodeRef};
 use crate::request::{DriverReq, Poll, ReqKind};
 
 /// The children a node's driver may use.
 #[derive(Default, Clone)]
 pub struct Children {
-    /// The protocol or lower layer the format reads its bytes from.
+    /// The protocol or lower layer the format reads its bytes from (set it
+    /// with `set_file`, which keeps `file_observes_events` right).
     pub file: Option<NodeRef>,
     /// The backing image (copy-on-write base).
     pub backing: Option<NodeRef>,
+    /// The file child's driver acts on blkdebug events: learnt once when the
+    /// child is attached (a node never changes its driver).
+    file_observes_events: bool,
+}
+
+impl Children {
+    /// Children with this file child and no backing.
+    pub fn with_file(file: NodeRef) -> Children {
+        let mut c = Children::default();
+        c.set_file(Some(file));
+        c
+    }
+
+    /// Attaches (or detaches) the file child.
+    pub fn set_file(&mut self, file: Option<NodeRef>) {
+        self.file_observes_events = file.as_ref().is_some_and(|f| lock(f).observes_events());
+        self.file = file;
+    }
+
+    /// True when an event signalled on the file child can have an effect
+    /// (it is a blkdebug node); false lets signalling skip the child's lock.
+    #[inline]
+    pub fn file_observes_events(&self) -> bool {
+        self.file_observes_events
+    }
 }
 
 /// Allocation state of a range, as one layer sees it.
@@ -143,6 +169,7 @@ pub trait Driver: Send {
 
     /// The alignment (a power of two) requests must have at this node; the
     /// generic layer pads unaligned ones (read-modify-write for writes).
+    /// Asked once, when the node is made.
     fn request_alignment(&self) -> u64 {
         1
     }
@@ -319,8 +346,20 @@ pub trait Driver: Send {
         None
     }
 
+    /// True when `take_corruption` can report anything; asked once, when
+    /// the node is made, so other nodes' requests do not ask for nothing.
+    fn reports_corruption(&self) -> bool {
+        false
+    }
+
     /// A blkdebug event signalled on this node (only blkdebug acts on it).
     fn debug_event(&mut self, _c: &Children, _ev: crate::drivers::blkdebug::BlkdebugEvent) {}
+
+    /// True when `debug_event` can have an effect (blkdebug): events
+    /// signalled on a node whose driver says false are skipped.
+    fn observes_events(&self) -> bool {
+        false
+    }
 
     /// The concrete driver, for driver-specific commands (blkdebug
     /// breakpoints, quorum x-blockdev-change).

@@ -556,10 +556,7 @@ impl BlockGraph {
                 (probe_format(&buf[..len]).to_string(), true)
             }
         };
-        let children = Children {
-            file: Some(file.clone()),
-            backing: None,
-        };
+        let children = Children::with_file(file.clone());
         let driver: Box<dyn Driver> = match fmt.as_str() {
             "raw" => Box::new(RawDriver::open(
                 &children,

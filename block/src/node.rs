@@ -106,6 +106,18 @@ pub struct Node {
     backing_record: Option<(String, String)>,
     /// Requests in flight, when the driver wants aligned requests.
     tracked: Tracked,
+    // What the driver says of itself, asked once (a node never changes its
+    // driver), not on every request:
+    /// `driver.observes_events()`: events signalled on a node whose driver
+    /// ignores them are skipped.
+    observes_events: bool,
+    /// `driver.request_alignment()`.
+    align: u64,
+    /// A write may move data the driver stored before (see
+    /// `note_remapping_write`).
+    remaps_on_write: bool,
+    /// `driver.reports_corruption()`.
+    reports_corruption: bool,
 }
 
 impl Node {
@@ -119,7 +131,6 @@ impl Node {
     ) -> Node {
         Node {
             name,
-            driver,
             children,
             opts,
             probed: false,
@@ -132,6 +143,11 @@ impl Node {
             backing_blocker: None,
             backing_record: None,
             tracked: Tracked::default(),
+            observes_events: driver.observes_events(),
+            align: driver.request_alignment(),
+            remaps_on_write: driver.is_format() && driver.format_name() != "raw",
+            reports_corruption: driver.reports_corruption(),
+            driver,
         }
     }
 
@@ -216,7 +232,7 @@ impl Node {
     }
 
     pub(crate) fn set_file_child(&mut self, file: Option<NodeRef>) {
-        self.children.file = file;
+        self.children.set_file(file);
     }
 
     pub fn set_detect_zeroes(&mut self, dz: DetectZeroes) {
@@ -243,7 +259,11 @@ impl Node {
         Ok(())
     }
 
+    #[inline]
     fn note_corruption(&mut self) {
+        if !self.reports_corruption {
+            return;
+        }
         if let Some(rep) = self.driver.take_corruption() {
             self.report_corruption(rep);
         }
@@ -391,7 +411,7 @@ impl Node {
     /// that is not marked as solely owned is copied and the old one freed),
     /// so host ranges handed out by `read_mapped` may go stale.
     fn note_remapping_write(&self) {
-        if self.driver.is_format() && self.driver.format_name() != "raw" {
+        if self.remaps_on_write {
             mappings_may_change();
         }
     }

@@ -482,6 +482,9 @@ impl BlkdebugDriver {
 /// Signals `ev` on the file child: how format drivers reach a blkdebug layer
 /// below them (QEMU's `BLKDBG_EVENT(bs->file, ...)`).
 pub fn signal(c: &Children, ev: BlkdebugEvent) {
+    if !c.file_observes_events() {
+        return;
+    }
     if let Some(f) = &c.file {
         lock(f).debug_event(ev);
     }
@@ -645,6 +648,10 @@ impl Driver for BlkdebugDriver {
 
     fn debug_event(&mut self, _c: &Children, ev: BlkdebugEvent) {
         self.event(ev);
+    }
+
+    fn observes_events(&self) -> bool {
+        true
     }
 
     fn as_any_mut(&mut self) -> Option<&mut dyn Any> {

@@ -97,10 +97,7 @@ impl BlockGraph {
         let node = Node::new(
             node_name,
             Box::new(drv),
-            Children {
-                file: Some(image),
-                backing: None,
-            },
+            Children::with_file(image),
             nopts,
             filename,
             self.events.clone(),

@@ -19,14 +19,13 @@ impl Node {
         if let Some(e) = self.tracking.before_write(&self.name, offset, len) {
             self.events.push(BlockEvent::WriteThreshold(e));
         }
-        self.driver.debug_event(&self.children, ev);
+        self.debug_event(ev);
     }
 
     /// After a write-type request, whatever its result.
     pub(super) fn write_end(&mut self, offset: u64, len: u64, is_discard: bool) {
         if !is_discard {
-            self.driver
-                .debug_event(&self.children, BlkdebugEvent::PwritevDone);
+            self.debug_event(BlkdebugEvent::PwritevDone);
         }
         self.tracking.after_write(offset, len, is_discard);
     }
@@ -42,8 +41,18 @@ impl Node {
 
     /// Signals a blkdebug event on this node (format drivers call this on their
     /// file child: `lock(file).debug_event(BlkdebugEvent::WriteAio)`).
+    #[inline]
     pub fn debug_event(&mut self, ev: BlkdebugEvent) {
-        self.driver.debug_event(&self.children, ev);
+        if self.observes_events {
+            self.driver.debug_event(&self.children, ev);
+        }
+    }
+
+    /// True when events signalled on this node can have an effect (its
+    /// driver is blkdebug).
+    #[inline]
+    pub fn observes_events(&self) -> bool {
+        self.observes_events
     }
 
     /// Highest offset written, dirty bitmaps, write threshold.

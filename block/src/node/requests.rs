@@ -19,7 +19,7 @@ use super::{is_zero, lock, mappings_may_change, DetectZeroes, Node, NodeRef};
 use crate::driver::Children;
 use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
-use crate::request::{breakpoint, DriverReq, Poll, ReqKind, Wait};
+use crate::request::{breakpoint, with_state, DriverReq, Poll, ReqKind, Wait};
 
 /// Which partly covered block of an unaligned write a step reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +111,9 @@ pub struct WriteOp {
     /// Its entry in the node's tracked requests (alignment above 1).
     track: Option<TrackGuard>,
     rmw: Option<Box<Rmw>>,
-    /// The driver's result while a breakpoint on pwritev_done holds it.
-    result: Option<BlockResult<()>>,
+    /// The driver's result while a breakpoint on pwritev_done holds it
+    /// (boxed: a rare case that leaves the common one less to drop).
+    held: Option<Box<BlockResult<()>>>,
 }
 
 impl WriteOp {
@@ -127,7 +128,7 @@ impl WriteOp {
             gate: Wait::none(),
             track: None,
             rmw: None,
-            result: None,
+            held: None,
         }
     }
 
@@ -336,8 +337,17 @@ pub struct ReadOp {
     phase: ReadPhase,
     /// An overlapping serialising request the read waits for.
     gate: Wait,
+    /// Alignment above 1 only (boxed: a read elsewhere has nothing there
+    /// to drop).
+    aligned: Option<Box<AlignedRead>>,
+}
+
+/// A read's part at a node that wants aligned requests.
+#[derive(Default)]
+struct AlignedRead {
+    /// Its entry in the node's tracked requests (none for an unserialised read).
     track: Option<TrackGuard>,
-    /// The aligned range an unaligned read reads (alignment above 1).
+    /// The aligned range an unaligned read reads.
     bounce: Option<Vec<u8>>,
 }
 
@@ -348,8 +358,7 @@ impl ReadOp {
             dreq: DriverReq::new(offset, ReqKind::Read),
             phase: ReadPhase::Start,
             gate: Wait::none(),
-            track: None,
-            bounce: None,
+            aligned: None,
         }
     }
 }
@@ -405,7 +414,7 @@ impl Node {
     /// Registers the write when the driver wants alignment, and plans the
     /// read-modify-write of an unaligned one.
     fn plan_write(&mut self, op: &mut WriteOp) -> BlockResult<()> {
-        let align = self.driver.request_alignment();
+        let align = self.align;
         if align <= 1 {
             return Ok(());
         }
@@ -422,15 +431,23 @@ impl Node {
 
     /// Runs the write's current step as far as it can.
     fn write_step(&mut self, op: &mut WriteOp, data: &[u8]) -> Flow {
-        let Some(step) = op.step() else {
-            return Flow::End(Ok(()));
-        };
+        match op.step() {
+            Some(Step::Write { at, len, src }) => self.aligned_write(op, at, len, src, data),
+            Some(step) => self.rmw_step(op, step, data),
+            None => Flow::End(Ok(())),
+        }
+    }
+
+    /// Runs a read-modify-write step that is not a write (kept out of line:
+    /// the plain write path stays small).
+    #[inline(never)]
+    fn rmw_step(&mut self, op: &mut WriteOp, step: Step, data: &[u8]) -> Flow {
         match (step, op.phase) {
             (Step::Pad { edge, .. }, Phase::Step) => {
                 if let (Some(g), Some(r)) = (&op.track, &op.rmw) {
                     self.tracked.mark_serialising(g, r.align);
                 }
-                if self.must_wait(&op.track, &mut op.gate) {
+                if self.must_wait(op.track.as_ref(), &mut op.gate) {
                     return Flow::Stop;
                 }
                 op.phase = Phase::PadRead;
@@ -438,7 +455,7 @@ impl Node {
             }
             (Step::Pad { at, .. }, Phase::PadRead) => {
                 // QEMU's aligned read waits for overlapping requests once more.
-                if self.must_wait(&op.track, &mut op.gate) {
+                if self.must_wait(op.track.as_ref(), &mut op.gate) {
                     return Flow::Stop;
                 }
                 if let Some(r) = op.rmw.as_deref_mut() {
@@ -488,52 +505,73 @@ impl Node {
                 op.advance();
                 Flow::Go
             }
-            (Step::Write { at, len, src }, Phase::Step) => {
-                // Requests that overlap a serialising one wait for it too.
-                if self.must_wait(&op.track, &mut op.gate) {
-                    return Flow::Stop;
-                }
-                op.dreq = DriverReq::new(at, op.kind_for(src, len));
-                let bytes = src_bytes(&op.rmw, src, data);
-                let ev = match self.prepare_write(&mut op.dreq, bytes, len, (op.offset, op.len)) {
-                    Ok(ev) => ev,
-                    Err(e) => return Flow::End(Err(e)),
-                };
-                op.phase = Phase::Driver;
-                let ((), w) = breakpoint::catch(|| self.write_begin(op.offset, op.len, ev));
-                stop_on(w, &mut op.gate)
-            }
-            (Step::Write { src, .. }, Phase::Driver) => {
-                if !op.dreq.gate.is_over() {
-                    return Flow::Stop;
-                }
-                let bytes = src_bytes(&op.rmw, src, data);
-                match self.driver.poll_write(&self.children, &mut op.dreq, bytes) {
-                    Poll::Pending => Flow::Stop,
-                    Poll::Ready(r) => {
-                        op.result = Some(r);
-                        op.phase = Phase::Done;
-                        self.stop_after(BlkdebugEvent::PwritevDone, &mut op.gate)
-                    }
-                }
-            }
-            (Step::Write { at, len, .. }, Phase::Done) => {
-                self.tracking.after_write(at, len, false);
-                let r = op.result.take().unwrap_or(Ok(()));
-                if r.is_err() || !op.advance() {
-                    return Flow::End(r);
-                }
-                Flow::Go
-            }
-            (_, Phase::Start | Phase::PadRead | Phase::Reading | Phase::Driver | Phase::Done) => {
+            (Step::Write { .. }, _)
+            | (Step::Pad { .. }, Phase::Start | Phase::Driver | Phase::Done) => {
                 Flow::End(Err(lost_step()))
             }
         }
     }
 
+    /// A `Write` step: checks, hooks and the write event, the driver's
+    /// write, pwritev_done; each phase runs on into the next unless the
+    /// request stops there.
+    fn aligned_write(
+        &mut self,
+        op: &mut WriteOp,
+        at: u64,
+        len: u64,
+        src: Src,
+        data: &[u8],
+    ) -> Flow {
+        if op.phase == Phase::Step {
+            // Requests that overlap a serialising one wait for it too.
+            if self.must_wait(op.track.as_ref(), &mut op.gate) {
+                return Flow::Stop;
+            }
+            op.dreq.restart(at, op.kind_for(src, len));
+            let bytes = src_bytes(&op.rmw, src, data);
+            let ev = match self.prepare_write(&mut op.dreq, bytes, len, (op.offset, op.len)) {
+                Ok(ev) => ev,
+                Err(e) => return Flow::End(Err(e)),
+            };
+            op.phase = Phase::Driver;
+            if let Some(w) = self.catch_here(|n| n.write_begin(op.offset, op.len, ev)) {
+                op.gate = w;
+                return Flow::Stop;
+            }
+        }
+        let r = match op.phase {
+            Phase::Driver => {
+                if !op.dreq.gate.is_over() {
+                    return Flow::Stop;
+                }
+                let bytes = src_bytes(&op.rmw, src, data);
+                let r = match self.driver.poll_write(&self.children, &mut op.dreq, bytes) {
+                    Poll::Pending => return Flow::Stop,
+                    Poll::Ready(r) => r,
+                };
+                op.phase = Phase::Done;
+                if let Some(w) = self.catch_here(|n| n.debug_event(BlkdebugEvent::PwritevDone)) {
+                    op.gate = w;
+                    op.held = Some(Box::new(r));
+                    return Flow::Stop;
+                }
+                r
+            }
+            Phase::Done => op.held.take().map_or(Ok(()), |r| *r),
+            _ => return Flow::End(Err(lost_step())),
+        };
+        self.tracking.after_write(at, len, false);
+        if r.is_err() || !op.advance() {
+            return Flow::End(r);
+        }
+        Flow::Go
+    }
+
     /// True when the tracked request must wait behind another one; the
     /// other's ticket goes into `gate`.
-    fn must_wait(&mut self, track: &Option<TrackGuard>, gate: &mut Wait) -> bool {
+    #[inline(always)]
+    fn must_wait(&mut self, track: Option<&TrackGuard>, gate: &mut Wait) -> bool {
         let Some(g) = track else {
             return false;
         };
@@ -548,8 +586,25 @@ impl Node {
 
     /// Signals `ev` on this node: a point the request can stop right after.
     fn stop_after(&mut self, ev: BlkdebugEvent, gate: &mut Wait) -> Flow {
-        let ((), w) = breakpoint::catch(|| self.driver.debug_event(&self.children, ev));
-        stop_on(w, gate)
+        match self.catch_here(|n| n.debug_event(ev)) {
+            Some(w) => {
+                *gate = w;
+                Flow::Stop
+            }
+            None => Flow::Go,
+        }
+    }
+
+    /// Runs `f`, which signals an event on this node; Some: the breakpoints
+    /// it hit, where the request stops. Only a node that observes events
+    /// has any.
+    #[inline]
+    fn catch_here(&mut self, f: impl FnOnce(&mut Node)) -> Option<Wait> {
+        if !self.observes_events {
+            f(self);
+            return None;
+        }
+        catch_observed(self, f)
     }
 
     /// The generic layer's work before a write reaches the driver: the
@@ -609,7 +664,8 @@ impl Node {
             op.phase = ReadPhase::Wait;
         }
         if op.phase == ReadPhase::Wait {
-            if self.must_wait(&op.track, &mut op.gate) {
+            let track = op.aligned.as_deref().and_then(|a| a.track.as_ref());
+            if self.must_wait(track, &mut op.gate) {
                 return Poll::Pending;
             }
             op.phase = ReadPhase::Driver;
@@ -617,7 +673,11 @@ impl Node {
         if !op.dreq.gate.is_over() {
             return Poll::Pending;
         }
-        let target = match op.bounce.as_deref_mut() {
+        let target = match op
+            .aligned
+            .as_deref_mut()
+            .and_then(|a| a.bounce.as_deref_mut())
+        {
             Some(b) => b,
             None => &mut *buf,
         };
@@ -628,14 +688,16 @@ impl Node {
             }
             Poll::Ready(r) => r,
         };
-        if let (Ok(()), Some(b)) = (&r, &op.bounce) {
-            let skip = (op.offset - op.dreq.offset) as usize;
-            if let Some(src) = b.get(skip..skip + buf.len()) {
-                buf.copy_from_slice(src);
+        if let Some(a) = op.aligned.take() {
+            if let (Ok(()), Some(b)) = (&r, &a.bounce) {
+                let skip = (op.offset - op.dreq.offset) as usize;
+                if let Some(src) = b.get(skip..skip + buf.len()) {
+                    buf.copy_from_slice(src);
+                }
             }
-        }
-        if let Some(g) = op.track.take() {
-            self.tracked.end(g);
+            if let Some(g) = a.track {
+                self.tracked.end(g);
+            }
         }
         self.note_corruption();
         Poll::Ready(r)
@@ -644,7 +706,7 @@ impl Node {
     /// Registers the read when the driver wants alignment and widens an
     /// unaligned one to whole blocks (bdrv_co_preadv).
     fn plan_read(&mut self, op: &mut ReadOp, len: u64) -> BlockResult<()> {
-        let align = self.driver.request_alignment();
+        let align = self.align;
         if align <= 1 {
             return Ok(());
         }
@@ -653,12 +715,13 @@ impl Node {
             .checked_add(len)
             .ok_or_else(|| BlockError::InvalidArgument("Request out of range".into()))?;
         let (start, aligned_end) = (align_down(op.offset, align), align_up(end, align)?);
+        let a = op.aligned.insert(Box::default());
         if start != op.offset || aligned_end != end {
-            op.bounce = Some(zeroed(aligned_end - start)?);
+            a.bounce = Some(zeroed(aligned_end - start)?);
             op.dreq.offset = start;
         }
         if !UNSERIALISED.with(Cell::get) {
-            op.track = Some(self.tracked.begin(start, aligned_end - start));
+            a.track = Some(self.tracked.begin(start, aligned_end - start));
         }
         Ok(())
     }
@@ -683,13 +746,12 @@ pub(super) fn unserialised<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Stops when `w` holds a breakpoint that fired.
-fn stop_on(w: Wait, gate: &mut Wait) -> Flow {
-    if w.is_empty() {
-        return Flow::Go;
-    }
-    *gate = w;
-    Flow::Stop
+/// `Node::catch_here` on a node that observes events, out of line: the
+/// path of every other node stays small.
+#[inline(never)]
+fn catch_observed(n: &mut Node, f: impl FnOnce(&mut Node)) -> Option<Wait> {
+    let ((), w) = breakpoint::catch(|| f(n));
+    (!w.is_empty()).then_some(w)
 }
 
 /// A write whose state lost track of its step: a bug, reported as an error
@@ -698,15 +760,10 @@ fn lost_step() -> BlockError {
     BlockError::Generic("write request in an inconsistent state".into())
 }
 
-/// A child's part of a request kept by a filter-like driver between polls.
-enum ChildOp {
-    Write(WriteOp),
-    Read(ReadOp),
-}
-
 /// A driver's request handed on to `child` at `offset` (raw, blkdebug): `ev`,
 /// if any, is signalled on the driver's file child first, and the request
-/// stops right after it when a breakpoint fires there.
+/// stops right after it when a breakpoint fires there. The child's request
+/// is the driver's state, on the stack unless it stops.
 pub fn pass_write(
     req: &mut DriverReq,
     c: &Children,
@@ -715,26 +772,19 @@ pub fn pass_write(
     offset: u64,
     data: &[u8],
 ) -> Poll<BlockResult<()>> {
-    let mut op = match req.state.take().map(|s| s.downcast::<ChildOp>()) {
-        Some(Ok(s)) => match *s {
-            ChildOp::Write(op) => op,
-            ChildOp::Read(_) => WriteOp::new(offset, req.kind),
-        },
-        _ => {
-            let op = WriteOp::new(offset, req.kind);
-            if let Some(w) = signal_stop(c, ev) {
-                req.gate = w;
-                req.state = Some(Box::new(ChildOp::Write(op)));
-                return Poll::Pending;
-            }
-            op
+    let kind = req.kind;
+    if req.state.is_none() {
+        if let Some(w) = signal_stop(c, ev) {
+            req.gate = w;
+            req.state = Some(Box::new(WriteOp::new(offset, kind)));
+            return Poll::Pending;
         }
-    };
-    let r = lock(child).poll_write(&mut op, data);
-    if matches!(r, Poll::Pending) {
-        req.state = Some(Box::new(ChildOp::Write(op)));
     }
-    r
+    with_state(
+        &mut req.state,
+        || WriteOp::new(offset, kind),
+        |op| lock(child).poll_write(op, data),
+    )
 }
 
 /// `pass_write` for reads.
@@ -746,32 +796,33 @@ pub fn pass_read(
     offset: u64,
     buf: &mut [u8],
 ) -> Poll<BlockResult<()>> {
-    let mut op = match req.state.take().map(|s| s.downcast::<ChildOp>()) {
-        Some(Ok(s)) => match *s {
-            ChildOp::Read(op) => op,
-            ChildOp::Write(_) => ReadOp::new(offset),
-        },
-        _ => {
-            let op = ReadOp::new(offset);
-            if let Some(w) = signal_stop(c, ev) {
-                req.gate = w;
-                req.state = Some(Box::new(ChildOp::Read(op)));
-                return Poll::Pending;
-            }
-            op
+    if req.state.is_none() {
+        if let Some(w) = signal_stop(c, ev) {
+            req.gate = w;
+            req.state = Some(Box::new(ReadOp::new(offset)));
+            return Poll::Pending;
         }
-    };
-    let r = lock(child).poll_read(&mut op, buf);
-    if matches!(r, Poll::Pending) {
-        req.state = Some(Box::new(ChildOp::Read(op)));
     }
-    r
+    with_state(
+        &mut req.state,
+        || ReadOp::new(offset),
+        |op| lock(child).poll_read(op, buf),
+    )
 }
 
 /// Signals `ev` on the file child; Some when a breakpoint stopped the request there.
 #[inline]
 pub fn signal_stop(c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
-    let ev = ev?;
+    match ev {
+        Some(ev) if c.file_observes_events() => signal_observed(c, ev),
+        _ => None,
+    }
+}
+
+/// `signal_stop` on a file child that observes events, out of line like
+/// `catch_observed`.
+#[inline(never)]
+fn signal_observed(c: &Children, ev: BlkdebugEvent) -> Option<Wait> {
     let ((), w) = breakpoint::catch(|| blkdebug::signal(c, ev));
     (!w.is_empty()).then_some(w)
 }

@@ -20,7 +20,6 @@ mod requests;
 mod snapshot;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
 
 pub use header::Header;
 
@@ -136,8 +135,6 @@ pub struct Qcow2 {
     pub(crate) inflight: InFlight,
     /// Closed while writes were in flight: those can never finish.
     pub(crate) closed: bool,
-    /// The file child last asked, and whether it observes blkdebug events.
-    pub(crate) events_file: Option<(Weak<Mutex<crate::node::Node>>, bool)>,
 }
 
 pub(crate) fn file_of(c: &Children) -> BlockResult<&NodeRef> {
@@ -221,7 +218,6 @@ impl Qcow2 {
             l2_pending_free: Vec::new(),
             inflight: InFlight::default(),
             closed: false,
-            events_file: None,
             hdr,
         };
         if let Some(b) = opts.l2_cache_size {
@@ -501,28 +497,35 @@ impl Qcow2 {
 
     /// Writes guest data at a host offset after checking it overlaps no metadata.
     pub(crate) fn pwrite_data(&mut self, c: &Children, off: u64, buf: &[u8]) -> BlockResult<()> {
-        self.check_data_target(c, off, buf.len() as u64)?;
-        lock(file_of(c)?).write(off, buf, false)?;
-        self.file_len = self.file_len.max(off + buf.len() as u64);
-        Ok(())
+        self.pwrite_payload(c, off, Payload::Mem(buf))
     }
 
-    /// Writes guest data (in memory or moved file-to-file) at a host offset.
+    /// Writes guest data (in memory or moved file-to-file) at a host offset
+    /// after checking it overlaps no metadata.
     pub(crate) fn pwrite_payload(
         &mut self,
         c: &Children,
         off: u64,
         data: Payload<'_>,
     ) -> BlockResult<()> {
+        self.check_data_target(c, off, data.len())?;
+        self.pwrite_checked(c, off, data)
+    }
+
+    /// Writes guest data to host clusters `check_data_target` accepted, with
+    /// no metadata allocated since.
+    pub(crate) fn pwrite_checked(
+        &mut self,
+        c: &Children,
+        off: u64,
+        data: Payload<'_>,
+    ) -> BlockResult<()> {
         match data {
-            Payload::Mem(buf) => self.pwrite_data(c, off, buf),
-            Payload::File { src, len } => {
-                self.check_data_target(c, off, len)?;
-                lock(file_of(c)?).copy_in(off, len, src)?;
-                self.file_len = self.file_len.max(off + len);
-                Ok(())
-            }
+            Payload::Mem(buf) => lock(file_of(c)?).write(off, buf, false)?,
+            Payload::File { src, len } => lock(file_of(c)?).copy_in(off, len, src)?,
         }
+        self.file_len = self.file_len.max(off + data.len());
+        Ok(())
     }
 
     fn check_data_target(&mut self, c: &Children, off: u64, len: u64) -> BlockResult<()> {
@@ -885,6 +888,10 @@ impl Driver for Qcow2 {
         self.check_writable()?;
         self.check_idle()?;
         self.do_snapshot_goto(c, id_or_name)
+    }
+
+    fn reports_corruption(&self) -> bool {
+        true
     }
 
     fn take_corruption(&mut self) -> Option<CorruptionReport> {

@@ -18,17 +18,14 @@
 //! the request, so an allocating write merges head, data and tail into one
 //! write to the file.
 
-use std::any::Any;
-use std::sync::Arc;
-
 use super::inflight::{Dependency, Guard};
 use super::payload::Payload;
-use super::{file_of, Cl, Qcow2, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED};
+use super::{Cl, Qcow2, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED};
 use crate::driver::Children;
 use crate::drivers::blkdebug::BlkdebugEvent;
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, signal_stop, ReadOp};
-use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind, Wait};
+use crate::request::{breakpoint, ready_or_busy, with_state, DriverReq, Poll, ReqKind, Wait};
 
 /// Where a write has got to.
 struct WriteState {
@@ -136,61 +133,10 @@ struct AllocPlan {
     old_last: u64,
 }
 
-/// Runs `f` on the request's state, made by `init` on the stack on the
-/// first poll and boxed into `state` only when the request stops.
-#[inline]
-fn with_state<S: Any + Send, R>(
-    state: &mut Option<Box<dyn Any + Send>>,
-    init: impl FnOnce() -> S,
-    f: impl FnOnce(&mut S) -> Poll<R>,
-) -> Poll<R> {
-    if let Some(st) = state.as_mut().and_then(|s| s.downcast_mut::<S>()) {
-        let r = f(st);
-        if matches!(r, Poll::Ready(_)) {
-            *state = None;
-        }
-        return r;
-    }
-    let mut st = init();
-    let r = f(&mut st);
-    if matches!(r, Poll::Pending) {
-        *state = Some(Box::new(st));
-    }
-    r
-}
-
 /// Poll's result for a step: Ok(Some(wait)) stops the request.
 type Step = BlockResult<Option<Wait>>;
 
 impl Qcow2 {
-    /// True when the file child sees the events signalled on it (blkdebug):
-    /// then every event comes at QEMU's place and the request may stop there.
-    /// Remembered per file node (a node never changes its driver; the weak
-    /// reference keeps its address from being reused).
-    fn events_observed(&mut self, c: &Children) -> bool {
-        let Ok(f) = file_of(c) else {
-            return false;
-        };
-        if let Some((w, v)) = &self.events_file {
-            if std::ptr::eq(w.as_ptr(), Arc::as_ptr(f)) {
-                return *v;
-            }
-        }
-        let v = lock(f).driver_name() == "blkdebug";
-        self.events_file = Some((Arc::downgrade(f), v));
-        v
-    }
-
-    /// Signals `ev` on the file child, where only blkdebug sees it; Some
-    /// when a breakpoint stopped the request there.
-    #[inline]
-    fn stop_at(&mut self, c: &Children, ev: Option<BlkdebugEvent>) -> Option<Wait> {
-        if ev.is_none() || !self.events_observed(c) {
-            return None;
-        }
-        signal_stop(c, ev)
-    }
-
     /// The synchronous read into `buf` from `off`: the read request polled
     /// once, as a request that cannot stop.
     pub(crate) fn read_now(&mut self, c: &Children, off: u64, buf: &mut [u8]) -> BlockResult<()> {
@@ -412,7 +358,7 @@ impl Qcow2 {
                 ),
             ));
         }
-        if let Some(w) = self.stop_at(c, Some(BlkdebugEvent::WriteAio)) {
+        if let Some(w) = signal_stop(c, Some(BlkdebugEvent::WriteAio)) {
             let cs = self.cs;
             let guard =
                 self.inflight
@@ -438,7 +384,7 @@ impl Qcow2 {
         off: u64,
         data: Payload<'_>,
     ) -> Step {
-        let split = self.events_observed(c);
+        let split = c.file_observes_events();
         let p = self.plan_alloc(c, off, data.len())?;
         let guard = self
             .inflight
@@ -462,7 +408,7 @@ impl Qcow2 {
             phase: Phase::Data,
             cow: None,
         });
-        Ok(self.stop_at(c, Some(BlkdebugEvent::WriteAio)))
+        Ok(signal_stop(c, Some(BlkdebugEvent::WriteAio)))
     }
 
     /// Finds how many clusters from `off` need new ones (QEMU's
@@ -509,7 +455,9 @@ impl Qcow2 {
 
     /// Data plus the old content of the head and tail in one write (only
     /// where no one sees the events in between); skips copying what is known
-    /// to read as zero into clusters new at the end of the file.
+    /// to read as zero into clusters new at the end of the file. The data
+    /// touches every cluster of the run, which `alloc_run` has checked just
+    /// before, and reading the old content allocates nothing: no second check.
     fn write_merged(&mut self, c: &Children, p: &AllocPlan, data: Payload<'_>) -> BlockResult<()> {
         let total = p.n * self.cs;
         let tail = p.in_off + p.bytes;
@@ -520,7 +468,7 @@ impl Qcow2 {
         let need_tail =
             tail < total && !(p.fresh && (tail_past_end || self.reads_zero(c, p.old_last)));
         if !need_head && !need_tail {
-            return self.pwrite_payload(c, p.host + p.in_off, data);
+            return self.pwrite_checked(c, p.host + p.in_off, data);
         }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -537,7 +485,7 @@ impl Qcow2 {
             r = self.cow_read(c, p.guest + tail as u64, &mut buf[tail..]);
         }
         if r.is_ok() {
-            r = self.pwrite_data(c, p.host, &buf);
+            r = self.pwrite_checked(c, p.host, Payload::Mem(&buf));
         }
         self.buf = buf;
         r
@@ -590,7 +538,7 @@ impl Qcow2 {
                     tail,
                     at: CowAt::ReadEvent,
                 };
-                Ok(self.stop_at(c, Some(BlkdebugEvent::CowRead)))
+                Ok(signal_stop(c, Some(BlkdebugEvent::CowRead)))
             }
             CowAt::ReadEvent => {
                 run.phase = Phase::Cow {
@@ -603,7 +551,7 @@ impl Qcow2 {
                     let (kind, n) = self.run(c, goff, len)?;
                     self.read_event(c, kind, goff, n)?
                 };
-                Ok(self.stop_at(c, ev))
+                Ok(signal_stop(c, ev))
             }
             CowAt::Read => {
                 let mut buf = std::mem::take(&mut self.buf);
@@ -618,7 +566,7 @@ impl Qcow2 {
                     self.buf = buf;
                     return Err(e);
                 }
-                if let Some(w) = self.stop_at(c, Some(BlkdebugEvent::CowWrite)) {
+                if let Some(w) = signal_stop(c, Some(BlkdebugEvent::CowWrite)) {
                     run.cow = Some(buf.clone());
                     run.phase = Phase::Cow {
                         tail,
@@ -795,7 +743,7 @@ impl Qcow2 {
                 Cl::Unalloc => (from_backing > 0).then_some(BlkdebugEvent::ReadBackingAio),
                 k => self.read_event(c, k, off, n)?,
             };
-            if let Some(w) = self.stop_at(c, ev) {
+            if let Some(w) = signal_stop(c, ev) {
                 st.step = RStep::Signalled;
                 return Ok(Some(w));
             }

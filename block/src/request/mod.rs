@@ -71,40 +71,71 @@ impl Ticket {
 }
 
 /// Everything a stopped request waits for; over when every ticket is released.
+/// Nearly every request waits for nothing: then it is a null pointer, with
+/// nothing to build, scan or drop (a `Vec` would be three words, and its
+/// drop a loop the compiler keeps inline in every request's drop).
 #[derive(Debug, Default)]
-pub struct Wait(Vec<Ticket>);
+#[allow(clippy::box_collection)]
+pub struct Wait(Option<Box<Vec<Ticket>>>);
 
 impl Wait {
+    #[inline]
     pub fn none() -> Wait {
-        Wait(Vec::new())
+        Wait(None)
     }
 
     pub fn on(ticket: Ticket) -> Wait {
-        Wait(vec![ticket])
+        Wait(Some(Box::new(vec![ticket])))
     }
 
     pub fn push(&mut self, ticket: Ticket) {
-        self.0.push(ticket);
+        self.0.get_or_insert_default().push(ticket);
     }
 
     /// Adds what `other` waits for.
-    pub fn extend(&mut self, other: Wait) {
-        self.0.extend(other.0);
+    pub fn extend(&mut self, mut other: Wait) {
+        match (&mut self.0, other.0.take()) {
+            (_, None) => {}
+            (Some(mine), Some(theirs)) => mine.extend(*theirs),
+            (mine @ None, theirs) => *mine = theirs,
+        }
     }
 
     /// True when there is nothing (left) to wait for; drops released tickets.
     #[inline]
     pub fn is_over(&mut self) -> bool {
-        // Nearly every request waits for nothing: no scan then.
-        if !self.0.is_empty() {
-            self.0.retain(|t| !t.is_released());
+        let Some(tickets) = &mut self.0 else {
+            return true;
+        };
+        tickets.retain(|t| !t.is_released());
+        if !tickets.is_empty() {
+            return false;
         }
-        self.0.is_empty()
+        self.0 = None;
+        true
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.as_ref().is_none_or(|t| t.is_empty())
     }
+}
+
+impl Drop for Wait {
+    /// The tickets' drop stays out of line, so the requests that hold a
+    /// `Wait` are cheap to drop.
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(tickets) = self.0.take() {
+            drop_tickets(tickets);
+        }
+    }
+}
+
+#[inline(never)]
+#[allow(clippy::box_collection)]
+fn drop_tickets(tickets: Box<Vec<Ticket>>) {
+    drop(tickets);
 }
 
 /// What a request does at one layer.
@@ -144,6 +175,21 @@ impl DriverReq {
         }
     }
 
+    /// Makes it a new request at `offset`, with nothing to wait for and no
+    /// state (a layer that reuses one for its next step).
+    #[inline(always)]
+    pub fn restart(&mut self, offset: u64, kind: ReqKind) {
+        self.offset = offset;
+        self.kind = kind;
+        // Mostly there is nothing to drop: no call to drop it then.
+        if !self.gate.is_empty() {
+            self.gate = Wait::none();
+        }
+        if self.state.is_some() {
+            self.state = None;
+        }
+    }
+
     /// The driver's state as `T`, created by `init` on the first poll.
     pub fn state_or<T: Any + Send>(&mut self, init: impl FnOnce() -> T) -> &mut T {
         if !self.state.as_ref().is_some_and(|s| s.is::<T>()) {
@@ -154,6 +200,30 @@ impl DriverReq {
             None => unreachable!("state was just set to T"),
         }
     }
+}
+
+/// Runs `f` on a request's state, made by `init` on the stack on the first
+/// poll and boxed into `state` (a `DriverReq::state`) only when the request
+/// stops; dropped once it is ready.
+#[inline]
+pub fn with_state<S: Any + Send, R>(
+    state: &mut Option<Box<dyn Any + Send>>,
+    init: impl FnOnce() -> S,
+    f: impl FnOnce(&mut S) -> Poll<R>,
+) -> Poll<R> {
+    if let Some(st) = state.as_mut().and_then(|s| s.downcast_mut::<S>()) {
+        let r = f(st);
+        if matches!(r, Poll::Ready(_)) {
+            *state = None;
+        }
+        return r;
+    }
+    let mut st = init();
+    let r = f(&mut st);
+    if matches!(r, Poll::Pending) {
+        *state = Some(Box::new(st));
+    }
+    r
 }
 
 /// The error a synchronous caller gets when its request would have to wait
