@@ -8,7 +8,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
-use crate::request::{DriverReq, Poll, ReqKind};
+use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind};
 
 /// The children a node's driver may use.
 #[derive(Default, Clone)]
@@ -378,4 +378,29 @@ pub trait Driver: Send {
             self.format_name()
         ))
     }
+}
+
+/// A synchronous read of a driver whose reads are state machines: its
+/// `poll_read` polled once as a request that cannot stop (EBUSY when it
+/// would have to wait behind a stopped one).
+pub(crate) fn read_by_polling<D: Driver + ?Sized>(
+    d: &mut D,
+    c: &Children,
+    offset: u64,
+    buf: &mut [u8],
+) -> BlockResult<()> {
+    let mut req = DriverReq::new(offset, ReqKind::Read);
+    ready_or_busy(breakpoint::synchronous(|| d.poll_read(c, &mut req, buf)))
+}
+
+/// `read_by_polling` for writes and write-zeroes (`data` empty).
+pub(crate) fn write_by_polling<D: Driver + ?Sized>(
+    d: &mut D,
+    c: &Children,
+    offset: u64,
+    kind: ReqKind,
+    data: &[u8],
+) -> BlockResult<()> {
+    let mut req = DriverReq::new(offset, kind);
+    ready_or_busy(breakpoint::synchronous(|| d.poll_write(c, &mut req, data)))
 }

@@ -17,11 +17,11 @@ use std::any::Any;
 
 use serde_json::Value;
 
-use crate::driver::{Children, Driver, Extent};
+use crate::driver::{read_by_polling, write_by_polling, Children, Driver, Extent};
 use crate::error::{BlockError, BlockResult};
 use crate::node::{find_driver_below, lock, pass_read, pass_write, NodeRef};
 use crate::options::{get_bool, get_size, get_str, Options};
-use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind, Ticket};
+use crate::request::{breakpoint, DriverReq, Poll, ReqKind, Ticket};
 
 macro_rules! blkdebug_events {
     ($($v:ident = $s:literal),* $(,)?) => {
@@ -567,12 +567,11 @@ impl Driver for BlkdebugDriver {
     }
 
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        ready_or_busy(self.poll_read(c, &mut DriverReq::new(offset, ReqKind::Read), buf))
+        read_by_polling(self, c, offset, buf)
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::Write { fua });
-        ready_or_busy(self.poll_write(c, &mut req, buf))
+        write_by_polling(self, c, offset, ReqKind::Write { fua }, buf)
     }
 
     fn write_zeroes(
@@ -582,8 +581,13 @@ impl Driver for BlkdebugDriver {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
-        ready_or_busy(self.poll_write(c, &mut req, &[]))
+        write_by_polling(
+            self,
+            c,
+            offset,
+            ReqKind::WriteZeroes { len, may_unmap },
+            &[],
+        )
     }
 
     fn poll_read(

@@ -1,11 +1,13 @@
 //! The `raw` format driver: the file child's bytes as they are, optionally a
 //! window of them (`offset`, `size`).
 
-use crate::driver::{Children, CopyFrom, CopySource, Driver, Extent, FormatInfo};
+use crate::driver::{
+    read_by_polling, write_by_polling, Children, CopyFrom, CopySource, Driver, Extent, FormatInfo,
+};
 use crate::drivers::blkdebug::{self, BlkdebugEvent};
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, pass_read, pass_write, NodeRef};
-use crate::request::{ready_or_busy, DriverReq, Poll, ReqKind};
+use crate::request::{DriverReq, Poll, ReqKind};
 
 /// Raw format over a file child.
 pub struct RawDriver {
@@ -87,12 +89,11 @@ impl Driver for RawDriver {
     }
 
     fn read(&mut self, c: &Children, offset: u64, buf: &mut [u8]) -> BlockResult<()> {
-        ready_or_busy(self.poll_read(c, &mut DriverReq::new(offset, ReqKind::Read), buf))
+        read_by_polling(self, c, offset, buf)
     }
 
     fn write(&mut self, c: &Children, offset: u64, buf: &[u8], fua: bool) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::Write { fua });
-        ready_or_busy(self.poll_write(c, &mut req, buf))
+        write_by_polling(self, c, offset, ReqKind::Write { fua }, buf)
     }
 
     fn write_zeroes(
@@ -102,8 +103,13 @@ impl Driver for RawDriver {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
-        ready_or_busy(self.poll_write(c, &mut req, &[]))
+        write_by_polling(
+            self,
+            c,
+            offset,
+            ReqKind::WriteZeroes { len, may_unmap },
+            &[],
+        )
     }
 
     // read_aio and write_aio are signalled on the file child before the

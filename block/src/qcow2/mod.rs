@@ -24,11 +24,12 @@ use std::collections::HashMap;
 pub use header::Header;
 
 use crate::driver::{
-    Children, CopyFrom, CopySource, CorruptionReport, Driver, Extent, FormatInfo, SnapshotInfo,
+    write_by_polling, Children, CopyFrom, CopySource, CorruptionReport, Driver, Extent, FormatInfo,
+    SnapshotInfo,
 };
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
-use crate::request::{breakpoint, ready_or_busy, DriverReq, Poll, ReqKind};
+use crate::request::{DriverReq, Poll, ReqKind};
 use header::*;
 use inflight::InFlight;
 use l2cache::L2Cache;
@@ -643,10 +644,13 @@ impl Driver for Qcow2 {
         len: u64,
         may_unmap: bool,
     ) -> BlockResult<()> {
-        let mut req = DriverReq::new(offset, ReqKind::WriteZeroes { len, may_unmap });
-        ready_or_busy(breakpoint::synchronous(|| {
-            self.poll_write_req(c, &mut req, &[])
-        }))
+        write_by_polling(
+            self,
+            c,
+            offset,
+            ReqKind::WriteZeroes { len, may_unmap },
+            &[],
+        )
     }
 
     fn poll_read(
