@@ -3,7 +3,7 @@
 //! A dirty table may only reach the disk after the refcount blocks it depends
 //! on; the driver enforces that in `write_dirty_l2` and on eviction.
 
-use std::collections::HashMap;
+use super::cluster_map::ClusterMap;
 
 use super::{be64_at, Qcow2};
 use crate::driver::Children;
@@ -19,7 +19,7 @@ pub(crate) struct L2Slot {
 
 pub(crate) struct L2Cache {
     pub slots: Vec<L2Slot>,
-    index: HashMap<u64, usize>,
+    index: ClusterMap<usize>,
     cap: usize,
     tick: u64,
 }
@@ -30,7 +30,7 @@ impl L2Cache {
         let cap = ((8u64 << 20) / cs).clamp(16, 1024) as usize;
         L2Cache {
             slots: Vec::new(),
-            index: HashMap::new(),
+            index: ClusterMap::default(),
             cap,
             tick: 0,
         }

@@ -10,6 +10,7 @@
 
 mod check;
 mod cluster;
+mod cluster_map;
 mod compress;
 pub mod header;
 mod inflight;
@@ -18,8 +19,6 @@ mod payload;
 mod refcount;
 mod requests;
 mod snapshot;
-
-use std::collections::HashMap;
 
 pub use header::Header;
 
@@ -30,6 +29,7 @@ use crate::driver::{
 use crate::error::{BlockError, BlockResult};
 use crate::node::{lock, NodeRef};
 use crate::request::{DriverReq, Poll, ReqKind};
+use cluster_map::ClusterMap;
 use header::*;
 use inflight::InFlight;
 use l2cache::L2Cache;
@@ -111,7 +111,7 @@ pub struct Qcow2 {
     pub(crate) snapshots: Vec<Snapshot>,
     pub(crate) read_only: bool,
     pub(crate) file_len: u64,
-    pub(crate) meta: HashMap<u64, Meta>,
+    pub(crate) meta: ClusterMap<Meta>,
     pub(crate) corruption: Option<CorruptionReport>,
     pub(crate) corrupt: bool,
     pub(crate) dirty_on_disk: bool,
@@ -199,7 +199,7 @@ impl Qcow2 {
             snapshots: Vec::new(),
             read_only,
             file_len: flen,
-            meta: HashMap::new(),
+            meta: ClusterMap::default(),
             corruption: None,
             corrupt: false,
             dirty_on_disk: hdr.incompatible & INCOMPAT_DIRTY != 0,
@@ -287,7 +287,7 @@ impl Qcow2 {
         let cs = self.cs;
         // Whole tables must not overlap each other: updating one would
         // silently rewrite the other.
-        let add = |meta: &mut HashMap<u64, Meta>, off: u64, bytes: u64, kind: Meta| {
+        let add = |meta: &mut ClusterMap<Meta>, off: u64, bytes: u64, kind: Meta| {
             let first = off / cs;
             let last = (off + bytes.max(1) - 1) / cs;
             for i in first..=last {
@@ -303,7 +303,7 @@ impl Qcow2 {
             }
             Ok(())
         };
-        let mut meta = HashMap::new();
+        let mut meta = ClusterMap::default();
         meta.insert(0, Meta::Header);
         let overlaps_header = |off: u64| off < cs;
         if !self.l1.is_empty() {

@@ -5,7 +5,7 @@
 //! describes (`b << rb_bits`), which is free by definition when the block does
 //! not exist yet, and counts itself.
 
-use std::collections::HashMap;
+use super::cluster_map::ClusterMap;
 
 use super::header::{MAX_REFTABLE_BYTES, OFF_REFTABLE};
 use super::{Meta, Qcow2};
@@ -22,7 +22,7 @@ pub(crate) struct RcBlock {
 pub(crate) struct Refcounts {
     /// Host offsets of refcount blocks (0 = none).
     pub table: Vec<u64>,
-    pub blocks: HashMap<u64, RcBlock>,
+    pub blocks: ClusterMap<RcBlock>,
     pub order: u32,
     /// log2 of entries per block.
     pub rb_bits: u32,
@@ -38,7 +38,7 @@ impl Refcounts {
         let cb = cs.trailing_zeros();
         Refcounts {
             table: Vec::new(),
-            blocks: HashMap::new(),
+            blocks: ClusterMap::default(),
             order,
             rb_bits: cb + 3 - order,
             cap: ((4u64 << 20) / cs).clamp(4, 256) as usize,
